@@ -1,0 +1,47 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is a step of those.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN ?= demo
+MODEL_BASE_PATH ?= models/movielens
+PORT ?= 8500
+REST_PORT ?= 8501
+
+.PHONY: setup demo train export serve query loadtest bench test conformance clean
+
+# Idempotent: re-runs pip only when pyproject.toml changed since the last install.
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+train: setup
+	$(PY) -m train --preset tuned --split seed-temporal --run-name $(RUN)
+
+export: setup
+	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
+
+demo: setup
+	$(PY) -m train --preset tuned --split seed-temporal --run-name $(RUN)
+	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
+	$(PY) -m loadtest.demo --model-base-path $(MODEL_BASE_PATH)
+
+serve: setup
+	$(PY) -m serving --model-name movielens --model-base-path $(MODEL_BASE_PATH) --port $(PORT) --rest-api-port $(REST_PORT)
+
+loadtest: setup
+	$(PY) -m loadtest.local --model-base-path $(MODEL_BASE_PATH) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
+
+bench: setup
+	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md
+
+test: setup
+	$(PY) -m pytest -q
+
+conformance: setup
+	$(PY) -m pytest -q tests/conformance_test.py
+
+clean:
+	rm -rf runs models reports

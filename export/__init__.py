@@ -1,0 +1,3 @@
+"""export component."""
+
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
