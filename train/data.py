@@ -194,7 +194,10 @@ class MovieLens:
 
 
 def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
 
 
 def verify_checksums(data_dir: Path, names=REQUIRED_FILES) -> dict[str, str]:

@@ -1,0 +1,62 @@
+"""Shared pytest fixtures: data, a trained-and-exported model, a running local server.
+
+Training and exporting once per session keeps ``make test`` fast; the model is
+trained on the real MovieLens files when ``MOVIELENS_DIR`` is set (as in CI)
+and on a small synthetic fixture otherwise, so the suite runs anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import pytest
+
+from train.fixture import write_movielens_fixture
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    value = os.environ.get("MOVIELENS_DIR")
+    if not value:
+        pytest.skip("MOVIELENS_DIR is not set: point it at the pristine ml-100k folder (CI uses ../shared/data/ml-100k)")
+    path = Path(value)
+    if not (path / "u.data").is_file():
+        pytest.skip(f"MOVIELENS_DIR={value} has no u.data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_dir(tmp_path_factory) -> Path:
+    """A small MovieLens-format folder written by the tests."""
+    return write_movielens_fixture(tmp_path_factory.mktemp("ml-fixture"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, fixture_dir) -> Path:
+    from train import trainer
+    from train.config import TrainConfig
+
+    data_dir = Path(os.environ["MOVIELENS_DIR"]) if os.environ.get("MOVIELENS_DIR") else fixture_dir
+    run_dir = tmp_path_factory.mktemp("runs") / "session"
+    trainer.run(TrainConfig(preset="basic", epochs=3), data_dir, run_dir, verbose=0)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory, trained_run) -> Path:
+    """The model base path (holding version 1) of a briefly trained model."""
+    from export.exporter import export_run
+
+    base_path = tmp_path_factory.mktemp("models") / "movielens"
+    export_run(trained_run, base_path, version=1)
+    return base_path
+
+
+@pytest.fixture(scope="session")
+def local_server(exported_model):
+    from serving.testing import start_local_server
+
+    with start_local_server(exported_model) as server:
+        yield server

@@ -1,0 +1,177 @@
+"""Turns a training run into a versioned SavedModel that TF Serving hosts as-is.
+
+TF Serving watches a base path and loads integer-named version directories.
+A half-written version would be picked up mid-write, so the export builds the
+whole version in a hidden sibling directory, verifies it by reloading it, and
+only then renames it into place (a rename within one filesystem is atomic).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from common import contract
+from export.serving_module import ServingModule
+from train import trainer
+
+# Ops that a stock tensorflow/serving binary does not have.
+FORBIDDEN_OPS = {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def next_version(base_path: Path) -> int:
+    versions = [int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit()] if base_path.exists() else []
+    return max(versions, default=0) + 1
+
+
+def sample_inputs(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Known and unknown ids, used for warmup and for self-verification."""
+    users = vocabulary["user_ids"][:3] + ["unknown-user"]
+    movies = vocabulary["movie_ids"][:3] + ["unknown-movie"]
+    return {
+        contract.PREDICT_SIGNATURE: {
+            contract.USER_ID: np.array(users, dtype=object),
+            contract.MOVIE_ID: np.array(movies, dtype=object),
+        },
+        contract.RECOMMEND_SIGNATURE: {
+            contract.USER_ID: np.array(users[:2], dtype=object),
+            contract.K: np.array(10, dtype=np.int32),
+        },
+        contract.MODEL_CARD_SIGNATURE: {},
+    }
+
+
+def write_warmup(path: Path, samples: dict[str, dict[str, np.ndarray]]) -> int:
+    """TF Serving replays these PredictionLogs at load time, so the first real request is not slow."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in samples.items():
+            for size in (1, None):  # a single row and the full sample batch
+                request = predict_pb2.PredictRequest(
+                    model_spec=model_pb2.ModelSpec(name=contract.MODEL_NAME, signature_name=signature)
+                )
+                for key, value in inputs.items():
+                    value = value[:size] if value.ndim and size else value
+                    request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+                log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
+                count += 1
+    return count
+
+
+def model_card(run_dir: Path, version: int, module: ServingModule) -> dict:
+    metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
+    config = json.loads((run_dir / trainer.CONFIG_FILE).read_text())
+    return {
+        "model_name": contract.MODEL_NAME,
+        "version": version,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow_version": tf.__version__,
+        "run": run_dir.name,
+        "metrics": {k: v for k, v in metrics.items() if k not in ("history", "dataset_sha256")},
+        "config": config,
+        "dataset": {"name": "MovieLens 100K", "sha256": metrics["dataset_sha256"]},
+        "catalogue_size": module.catalogue_size,
+        "max_k": module.max_k,
+        "signatures": [contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE],
+    }
+
+
+def signature_table(loaded) -> str:
+    lines = []
+    for name, fn in sorted(loaded.signatures.items()):
+        _, kwargs = fn.structured_input_signature
+        ins = ", ".join(f"{k} {v.dtype.name}{_shape(v.shape)}" for k, v in sorted(kwargs.items()))
+        outs = ", ".join(f"{k} {v.dtype.name}{_shape(v.shape)}" for k, v in sorted(fn.structured_outputs.items()))
+        lines.append(f"  {name}({ins}) -> {outs}")
+    return "\n".join(lines)
+
+
+def _shape(shape: tf.TensorShape) -> str:
+    return "[" + ",".join("-1" if d is None else str(d) for d in shape.as_list()) + "]"
+
+
+def graph_ops(saved_model_dir: Path) -> set[str]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((saved_model_dir / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta in proto.meta_graphs:
+        ops.update(node.op for node in meta.graph_def.node)
+        for fn in meta.graph_def.library.function:
+            ops.update(node.op for node in fn.node_def)
+    return ops
+
+
+def verify(directory: Path, module: ServingModule, samples: dict) -> str:
+    """Reloads the export, runs every signature and compares with the in-memory model."""
+    forbidden = graph_ops(directory) & FORBIDDEN_OPS
+    if forbidden:
+        raise ExportError(f"graph uses ops TF Serving does not have: {sorted(forbidden)}")
+    loaded = tf.saved_model.load(str(directory))
+    outputs = {}
+    for name, inputs in samples.items():
+        outputs[name] = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+    predict_inputs = samples[contract.PREDICT_SIGNATURE]
+    _, _, expected = module.model(
+        {"user_id": tf.constant(predict_inputs[contract.USER_ID]), "movie_id": tf.constant(predict_inputs[contract.MOVIE_ID])}
+    )
+    got = outputs[contract.PREDICT_SIGNATURE][contract.PREDICTED_RATING].numpy()
+    diff = float(np.max(np.abs(got - expected.numpy().reshape(-1))))
+    if diff > TOLERANCE:
+        raise ExportError(f"reloaded predicted_rating differs from the trained model by {diff:.2e} > {TOLERANCE}")
+    scores = outputs[contract.RECOMMEND_SIGNATURE][contract.SCORES].numpy()
+    if not (np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 0)):
+        raise ExportError("recommend returned non-finite or unsorted scores")
+    json.loads(outputs[contract.MODEL_CARD_SIGNATURE][contract.MODEL_CARD].numpy())
+    return f"verified: max |reloaded - in-memory| predicted_rating = {diff:.1e}\n" + signature_table(loaded)
+
+
+def export_run(run_dir: Path, base_path: Path, version: int | None = None, force: bool = False) -> Path:
+    """Exports ``run_dir`` to ``base_path/<version>``; returns the version directory."""
+    run_dir, base_path = Path(run_dir), Path(base_path)
+    if not (run_dir / trainer.METRICS_FILE).exists():
+        raise ExportError(f"{run_dir} is not a finished training run (no {trainer.METRICS_FILE})")
+    base_path.mkdir(parents=True, exist_ok=True)
+    version = version if version is not None else next_version(base_path)
+    if version < 1:
+        raise ExportError(f"version must be a positive integer, got {version}")
+    target = base_path / str(version)
+    if target.exists() and not force:
+        raise ExportError(f"{target} exists; pass --force to replace it")
+
+    model, _, vocabulary = trainer.load_model(run_dir)
+    module = ServingModule(model, vocabulary, model_card_json="")
+    card = model_card(run_dir, version, module)
+    module.card.assign(json.dumps(card, indent=2))
+    samples = sample_inputs(vocabulary)
+
+    # Hidden names (leading dot) are not integer versions, so a server polling
+    # the base path ignores the directory until the rename.
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_path))
+    try:
+        tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        write_warmup(staging / contract.WARMUP_FILE, samples)
+        (staging / contract.MODEL_CARD_FILE).write_text(json.dumps(card, indent=2))
+        report = verify(staging, module, samples)
+        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"exported {run_dir} -> {target}\n{report}")
+    return target

@@ -1,0 +1,169 @@
+"""The exported SavedModel: its public signatures, their behaviour, warmup and atomicity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from common import contract
+from export import exporter
+from train import trainer
+
+
+@pytest.fixture(scope="module")
+def loaded(exported_model):
+    return tf.saved_model.load(str(exported_model / "1"))
+
+
+@pytest.fixture(scope="module")
+def vocabulary(trained_run):
+    return json.loads((trained_run / trainer.VOCABULARY_FILE).read_text())
+
+
+def _spec(fn):
+    _, kwargs = fn.structured_input_signature
+    ins = {k: (v.dtype, v.shape.as_list()) for k, v in kwargs.items()}
+    outs = {k: (v.dtype, v.shape.as_list()) for k, v in fn.structured_outputs.items()}
+    return ins, outs
+
+
+def test_signature_contract(loaded):
+    ins, outs = _spec(loaded.signatures[contract.PREDICT_SIGNATURE])
+    assert ins == {contract.USER_ID: (tf.string, [None]), contract.MOVIE_ID: (tf.string, [None])}
+    assert outs == {
+        contract.PREDICTED_RATING: (tf.float32, [None]),
+        contract.USER_EMBEDDING: (tf.float32, [None, contract.EMBEDDING_DIM]),
+        contract.MOVIE_EMBEDDING: (tf.float32, [None, contract.EMBEDDING_DIM]),
+    }
+    ins, outs = _spec(loaded.signatures[contract.RECOMMEND_SIGNATURE])
+    assert ins == {contract.USER_ID: (tf.string, [None]), contract.K: (tf.int32, [])}
+    assert outs == {
+        contract.MOVIE_IDS: (tf.string, [None, None]),
+        contract.MOVIE_TITLES: (tf.string, [None, None]),
+        contract.SCORES: (tf.float32, [None, None]),
+    }
+
+
+def test_saved_model_cli_lists_signatures(exported_model):
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    out = subprocess.run([str(cli), "show", "--dir", str(exported_model / "1"), "--all"],
+                         capture_output=True, text=True, check=True).stdout
+    for name in (contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE):
+        assert f"signature_def['{name}']" in out
+    assert "Method name is: tensorflow/serving/predict" in out
+
+
+def _recommend(loaded, users, k):
+    out = loaded.signatures[contract.RECOMMEND_SIGNATURE](user_id=tf.constant(users), k=tf.constant(k, tf.int32))
+    return {key: value.numpy() for key, value in out.items()}
+
+
+def test_recommend_excludes_rated_and_sorts(loaded, vocabulary):
+    user = max(vocabulary["rated"], key=lambda u: len(vocabulary["rated"][u]))
+    out = _recommend(loaded, [user, "unknown-user"], 20)
+    assert out[contract.MOVIE_IDS].shape == (2, 20)
+    ids = {m.decode() for m in out[contract.MOVIE_IDS][0]}
+    assert not ids & set(vocabulary["rated"][user])
+    scores = out[contract.SCORES]
+    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 0)
+    first = out[contract.MOVIE_IDS][0][0].decode()
+    assert out[contract.MOVIE_TITLES][0][0].decode() == vocabulary["titles"][first]
+
+
+def test_recommend_matches_predict(loaded):
+    out = _recommend(loaded, ["unknown-user"], 3)
+    movies = [m.decode() for m in out[contract.MOVIE_IDS][0]]
+    ratings = loaded.signatures[contract.PREDICT_SIGNATURE](
+        user_id=tf.constant(["unknown-user"] * 3), movie_id=tf.constant(movies)
+    )[contract.PREDICTED_RATING].numpy()
+    np.testing.assert_allclose(ratings, out[contract.SCORES][0], atol=1e-5)
+
+
+def test_k_is_clamped(loaded, exported_model):
+    card = json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
+    out = _recommend(loaded, ["1"], 1_000_000)
+    assert out[contract.MOVIE_IDS].shape == (1, card["max_k"])
+    assert card["max_k"] <= card["catalogue_size"]
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_k_not_positive_fails(loaded, k):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be positive"):
+        _recommend(loaded, ["1"], k)
+
+
+def test_length_mismatch_fails(loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must have the same length"):
+        loaded.signatures[contract.PREDICT_SIGNATURE](user_id=tf.constant(["1", "2"]), movie_id=tf.constant(["1"]))
+
+
+def test_oov_and_empty_batch(loaded):
+    predict = loaded.signatures[contract.PREDICT_SIGNATURE]
+    out = predict(user_id=tf.constant(["no-such-user", "1"]), movie_id=tf.constant(["1", "no-such-movie"]))
+    assert np.all(np.isfinite(out[contract.PREDICTED_RATING].numpy()))
+    empty = predict(user_id=tf.constant([], tf.string), movie_id=tf.constant([], tf.string))
+    assert empty[contract.PREDICTED_RATING].shape == (0,)
+    assert empty[contract.USER_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
+    assert _recommend(loaded, np.array([], dtype=object), 5)[contract.SCORES].shape == (0, 5)
+
+
+def test_model_card(loaded, exported_model):
+    card = json.loads(loaded.signatures[contract.MODEL_CARD_SIGNATURE]()[contract.MODEL_CARD].numpy())
+    assert card == json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
+    assert card["tensorflow_version"] == tf.__version__
+    assert {"test_rmse", "rows"} <= set(card["metrics"]) and set(card["dataset"]["sha256"]) == {"u.data", "u.item", "u.user"}
+
+
+def test_warmup_records_replay(loaded, exported_model):
+    path = exported_model / "1" / contract.WARMUP_FILE
+    signatures = set()
+    for record in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == contract.MODEL_NAME
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        loaded.signatures[request.model_spec.signature_name](**inputs)
+        signatures.add(request.model_spec.signature_name)
+    assert signatures == {contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE}
+
+
+def test_only_stock_ops(exported_model):
+    ops = exporter.graph_ops(exported_model / "1")
+    assert not ops & exporter.FORBIDDEN_OPS
+    assert not any(op.startswith(("Scann", "TFText", "Sentencepiece")) for op in ops)
+
+
+def test_versions_and_force(trained_run, tmp_path):
+    base = tmp_path / "movielens"
+    (base / ".2-staging-leftover").mkdir(parents=True)
+    assert exporter.export_run(trained_run, base).name == "1"
+    assert exporter.export_run(trained_run, base).name == "2"
+    with pytest.raises(exporter.ExportError, match="exists; pass --force"):
+        exporter.export_run(trained_run, base, version=2)
+    assert exporter.export_run(trained_run, base, version=2, force=True).name == "2"
+
+
+def test_killed_export_leaves_no_version(trained_run, tmp_path):
+    base = tmp_path / "movielens"
+    base.mkdir()
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "export", "--run", str(trained_run), "--model-base-path", str(base)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".") for p in base.iterdir()):
+        assert proc.poll() is None, "export finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in base.iterdir() if p.name.isdigit()]

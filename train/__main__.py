@@ -1,0 +1,49 @@
+"""python -m train --preset tuned --split seed-temporal --run-name NAME [--epochs N ...]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common import contract
+from train import config as train_config
+from train.data import DataError
+from train.download import DataUnavailable, locate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    parser.add_argument("--run-name", required=True, help=f"writes {contract.RUNS_DIR}/NAME/")
+    parser.add_argument("--runs-dir", default=contract.RUNS_DIR)
+    parser.add_argument("--data-dir", default=None, help="MovieLens 100K folder (else $MOVIELENS_DIR, the cache, download)")
+    train_config.add_arguments(parser)
+    args = parser.parse_args(argv)
+    config = train_config.from_arguments(args)
+
+    try:
+        data_dir = locate(args.data_dir)
+    except DataUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from train import trainer  # TensorFlow loads here, after the cheap checks
+
+    run_dir = Path(args.runs_dir) / args.run_name
+    print(f"training {config.preset} on {config.split} from {data_dir} -> {run_dir}", flush=True)
+    try:
+        metrics = trainer.run(config, data_dir, run_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = metrics["rows"]
+    print(
+        f"{args.run_name}: preset={config.preset} split={config.split} epochs={config.epochs} "
+        f"rows={rows['train']}/{rows['val']}/{rows['test']} "
+        f"RMSE train={metrics['train_rmse']:.4f} val={metrics['val_rmse']:.4f} test={metrics['test_rmse']:.4f} "
+        f"(global-mean baseline {metrics['baseline_global_mean_test_rmse']:.4f}) fit={metrics['fit_seconds']:.1f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Named splits: the reference's time-range split and MovieLens' own folds."""
+
+import numpy as np
+import pytest
+
+from train import data, splits
+
+
+def test_seed_temporal_boundaries():
+    t = np.array([0, 60, 61, 80, 81, 100])
+    train, val, test = splits.seed_temporal(t)
+    assert list(train) == [0, 1] and list(val) == [2, 3] and list(test) == [4, 5]
+
+
+def test_seed_temporal_exact_rows_on_ml100k(movielens_dir):
+    split = splits.make(splits.SEED_TEMPORAL, data.load(movielens_dir))
+    assert split.rows() == {"train": 65_336, "val": 15_778, "test": 18_886}
+
+
+def test_seed_temporal_test_is_mostly_cold_start(movielens_dir):
+    ml = data.load(movielens_dir)
+    split = splits.make(splits.SEED_TEMPORAL, ml)
+    seen = set(ml.ratings["user_id"][split.train])
+    unseen = np.mean([u not in seen for u in ml.ratings["user_id"][split.test]])
+    assert unseen > 0.85
+
+
+def test_fold_split_partitions_base_and_test(fixture_dir):
+    ml = data.load(fixture_dir)
+    split = splits.make("u1", ml, seed=7)
+    assert len(split.test) == len(ml) // 5
+    everything = np.concatenate([split.train, split.val, split.test])
+    assert len(np.unique(everything)) == len(ml)
+    assert len(split.val) == round(0.1 * (len(split.train) + len(split.val)))
+    again = splits.make("u1", ml, seed=7)
+    assert np.array_equal(split.val, again.val)
+
+
+def test_fold_line_not_in_u_data(fixture_dir, tmp_path):
+    import shutil
+
+    directory = tmp_path / "ml"
+    shutil.copytree(fixture_dir, directory)
+    with (directory / "u2.test").open("a") as f:
+        f.write("1\t2\t3\t1\n")
+    ml = data.load(directory)
+    n = sum(1 for _ in open(directory / "u2.test"))
+    with pytest.raises(data.DataError, match=rf"u2\.test:{n}: rating .* is not in u\.data"):
+        splits.make("u2", ml)
+
+
+def test_unknown_split(fixture_dir):
+    with pytest.raises(ValueError, match="unknown split 'u9'"):
+        splits.make("u9", data.load(fixture_dir))
