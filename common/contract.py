@@ -48,11 +48,6 @@ ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"
 MODEL_CARD_FILE = f"{ASSETS_EXTRA}/model_card.json"
 
-# The model card as a signature, so clients can read it through TF Serving's Predict API
-# (GetModelMetadata only returns signature_def). Zero inputs -> one DT_STRING scalar output.
-MODEL_CARD_SIGNATURE = "model_card"
-MODEL_CARD_JSON = "model_card_json"
-
 # A third, input-free signature returns the model card as a JSON string (scalar),
 # because TF Serving's GetModelMetadata carries only signature_defs and clients
 # have no access to the model's assets.extra/ folder.

@@ -1,0 +1,151 @@
+"""Read TF Serving's text-proto config files the way tensorflow_model_server does.
+
+The same three files (serving/models.config, batching.config, monitoring.config)
+are mounted into the real TF Serving container by docker-compose and read by the
+local server, so they are parsed here as the real protos: a misspelt field then
+fails before deployment, with the file, line and field named, instead of
+TF Serving refusing to start inside a container. On top of the syntax, the
+semantic rules TF Serving enforces at startup (batch sizes, thread counts,
+unique model names, ...) are checked so the local server cannot accept a file
+that the real server would reject.
+"""
+
+from pathlib import Path
+
+from google.protobuf import text_format
+from google.protobuf.message import Message
+from tensorflow_serving.config import model_server_config_pb2
+
+from common.contract import PROMETHEUS_PATH
+from serving import tfs_protos
+
+# TF Serving's defaults when a field is left unset
+# (SharedBatchScheduler::QueueOptions; PrometheusExporter::kPrometheusPath,
+# which is the contract's PROMETHEUS_PATH).
+DEFAULT_MAX_BATCH_SIZE = 1000
+DEFAULT_PROMETHEUS_PATH = PROMETHEUS_PATH
+
+
+class ConfigError(ValueError):
+    """A config file is unreadable, malformed, or asks for something TF Serving rejects."""
+
+
+def _parse(path: str | Path, message: Message) -> Message:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from e
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        # str(e) is "LINE:COL : detail"; keep only the detail so the location is
+        # spelled once, in the usual file:line:col form editors can jump to.
+        detail = str(e).split(" : ", 1)[-1] if e.GetLine() is not None else str(e)
+        location = f"{path}:{e.GetLine()}:{e.GetColumn()}" if e.GetLine() is not None else str(path)
+        raise ConfigError(f"{location}: {detail}") from e
+    return message
+
+
+def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelServerConfig:
+    """Parse a --model_config_file (ModelServerConfig text proto)."""
+    config = _parse(path, model_server_config_pb2.ModelServerConfig())
+    if config.WhichOneof("config") != "model_config_list":
+        raise ConfigError(f"{path}: model_config_list is required (custom_model_config is not supported)")
+    models = config.model_config_list.config
+    if not models:
+        raise ConfigError(f"{path}: model_config_list has no config entries")
+    seen: set[str] = set()
+    for i, model in enumerate(models):
+        where = f"{path}: model_config_list.config[{i}]"
+        if not model.name:
+            raise ConfigError(f"{where}: name is empty")
+        if model.name in seen:
+            raise ConfigError(f"{where}: duplicate model name {model.name!r}")
+        seen.add(model.name)
+        if not model.base_path:
+            raise ConfigError(f"{where} ({model.name}): base_path is empty")
+        if model.model_platform and model.model_platform != "tensorflow":
+            raise ConfigError(
+                f"{where} ({model.name}): model_platform {model.model_platform!r} is not served; use \"tensorflow\""
+            )
+        policy = model.model_version_policy
+        if policy.WhichOneof("policy_choice") == "latest" and policy.latest.num_versions < 1:
+            raise ConfigError(f"{where} ({model.name}): model_version_policy.latest.num_versions must be >= 1")
+        if policy.WhichOneof("policy_choice") == "specific" and not policy.specific.versions:
+            raise ConfigError(f"{where} ({model.name}): model_version_policy.specific.versions is empty")
+    return config
+
+
+def _int64(params: Message, name: str) -> int | None:
+    return getattr(params, name).value if params.HasField(name) else None
+
+
+def _require_at_least(path: str | Path, params: Message, name: str, minimum: int) -> None:
+    value = _int64(params, name)
+    if value is not None and value < minimum:
+        raise ConfigError(f"{path}: {name} must be >= {minimum}, got {value}")
+
+
+def read_batching_parameters(path: str | Path) -> Message:
+    """Parse a --batching_parameters_file (tensorflow.serving.BatchingParameters text proto).
+
+    Returns a `serving.tfs_protos.BatchingParameters` message; unset wrapper
+    fields mean "TF Serving's default" exactly as in the real server.
+    """
+    params = _parse(path, tfs_protos.BatchingParameters())
+    _require_at_least(path, params, "max_batch_size", 1)
+    _require_at_least(path, params, "num_batch_threads", 1)
+    _require_at_least(path, params, "max_enqueued_batches", 1)
+    _require_at_least(path, params, "batch_timeout_micros", 0)
+    _require_at_least(path, params, "max_execution_batch_size", 1)
+
+    max_batch_size = _int64(params, "max_batch_size") or DEFAULT_MAX_BATCH_SIZE
+    splitting = params.HasField("enable_large_batch_splitting") and params.enable_large_batch_splitting.value
+    max_execution = _int64(params, "max_execution_batch_size")
+    if max_execution is not None and not splitting:
+        raise ConfigError(
+            f"{path}: max_execution_batch_size is ignored by TF Serving unless enable_large_batch_splitting is true"
+        )
+    # With splitting on, batches are cut to max_execution_batch_size and the
+    # allowed sizes describe those execution batches (bundle_factory_util.h).
+    batch_limit_name = "max_batch_size"
+    if splitting:
+        if max_execution is not None and max_execution > max_batch_size:
+            raise ConfigError(
+                f"{path}: max_execution_batch_size ({max_execution}) must be <= max_batch_size ({max_batch_size})"
+            )
+        if max_execution is not None:
+            max_batch_size, batch_limit_name = max_execution, "max_execution_batch_size"
+
+    sizes = list(params.allowed_batch_sizes)
+    if sizes:
+        if sizes[0] < 1:
+            raise ConfigError(f"{path}: allowed_batch_sizes entries must be positive, got {sizes[0]}")
+        for previous, current in zip(sizes, sizes[1:]):
+            if current <= previous:
+                raise ConfigError(
+                    f"{path}: allowed_batch_sizes must be strictly increasing, got {previous} then {current}"
+                )
+        if sizes[-1] != max_batch_size:
+            raise ConfigError(
+                f"{path}: the last allowed_batch_sizes entry ({sizes[-1]}) must equal {batch_limit_name} ({max_batch_size})"
+            )
+    return params
+
+
+def read_monitoring_config(path: str | Path) -> Message:
+    """Parse a --monitoring_config_file (tensorflow.serving.MonitoringConfig text proto)."""
+    config = _parse(path, tfs_protos.MonitoringConfig())
+    metrics_path = config.prometheus_config.path
+    if metrics_path and not metrics_path.startswith("/"):
+        raise ConfigError(f"{path}: prometheus_config.path must start with '/', got {metrics_path!r}")
+    return config
+
+
+def prometheus_path(config: Message) -> str | None:
+    """The HTTP path TF Serving exposes metrics on, or None when Prometheus is disabled."""
+    prometheus = config.prometheus_config
+    if not prometheus.enable:
+        return None
+    return prometheus.path or DEFAULT_PROMETHEUS_PATH
