@@ -1,0 +1,311 @@
+"""Which versions are loaded: file-system polling, version policy, atomic switch, labels.
+
+This is the local counterpart of TF Serving's ServerCore + file-system storage
+path source + availability-preserving policy. Every poll it lists the model's
+base path, keeps the integer-named directories (the exporter's dot-prefixed
+temp dirs are skipped), picks the aspired versions by the model's version
+policy, loads and warms up new ones *before* publishing them, then publishes
+a new version map in one reference assignment. Old versions are unloaded only
+after an aspired version is available, and only once their in-flight requests
+have finished. A version that fails to load is logged, shown in GetModelStatus
+as END with its error, and not retried until its directory changes; whatever
+was serving keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_pb2
+
+from serving.errors import ServingError, invalid_argument, not_found
+from serving.servable import LoadedVersion, LoadError
+
+log = logging.getLogger(__name__)
+
+_VERSION_DIR = re.compile(r"\d+")
+
+Loader = Callable[[str, int, Path], LoadedVersion]
+_State = get_model_status_pb2.ModelVersionStatus
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """FileSystemStoragePathSourceConfig.ServableVersionPolicy."""
+
+    kind: str = "latest"  # "latest" | "all" | "specific"
+    num_versions: int = 1
+    versions: frozenset[int] = frozenset()
+
+    def aspired(self, present: set[int]) -> set[int]:
+        if self.kind == "all":
+            return set(present)
+        if self.kind == "specific":
+            return present & set(self.versions)
+        return set(sorted(present)[-self.num_versions :]) if present else set()
+
+    @classmethod
+    def from_proto(cls, policy) -> VersionPolicy:
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "all":
+            return cls("all")
+        if kind == "specific":
+            return cls("specific", versions=frozenset(policy.specific.versions))
+        if kind == "latest":
+            return cls("latest", num_versions=max(1, policy.latest.num_versions))
+        return cls()
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One entry of model_config_list, with its base path resolved for this machine."""
+
+    name: str
+    base_path: Path
+    policy: VersionPolicy = VersionPolicy()
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _VersionState:
+    state: int
+    error_code: int = 0
+    error_message: str = ""
+    dir_mtime: float | None = None  # for failed loads: retry only when the directory changes
+
+
+def list_versions(base_path: Path) -> dict[int, Path]:
+    """Integer-named subdirectories; anything else (".tmp-3", "notes") is ignored."""
+    try:
+        entries = list(base_path.iterdir())
+    except FileNotFoundError:
+        return {}
+    return {int(p.name): p for p in entries if _VERSION_DIR.fullmatch(p.name) and p.is_dir()}
+
+
+class ModelManager:
+    """The loaded versions of one model."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        loader: Loader,
+        *,
+        on_change: Callable[[ModelManager], None] | None = None,
+        unload_timeout: float = 60.0,
+    ):
+        self.source = source
+        self._loader = loader
+        self._on_change = on_change
+        self._unload_timeout = unload_timeout
+        # Replaced, never mutated: readers take a reference without locking.
+        self._available: dict[int, LoadedVersion] = {}
+        self._states: dict[int, _VersionState] = {}
+        self._states_lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._warned_missing = False
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def available_versions(self) -> list[int]:
+        return sorted(self._available)
+
+    # -- request side ------------------------------------------------------------
+
+    def _request_debug_string(self, version: int | None) -> str:
+        # ServableRequest::DebugString() in TF Serving's NOT_FOUND message.
+        return f"Latest({self.name})" if version is None else f"Specific({self.name}, {version})"
+
+    def resolve_version(self, spec: model_pb2.ModelSpec) -> int | None:
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version":
+            return spec.version.value
+        if choice == "version_label":
+            if spec.version_label not in self.source.labels:
+                raise invalid_argument(f"Unrecognized servable version label: {spec.version_label}")
+            return self.source.labels[spec.version_label]
+        return None
+
+    @contextlib.contextmanager
+    def acquire(self, spec: model_pb2.ModelSpec) -> Iterator[LoadedVersion]:
+        version = self.resolve_version(spec)
+        available = self._available
+        if version is None:
+            servable = available[max(available)] if available else None
+        else:
+            servable = available.get(version)
+        if servable is None:
+            raise not_found(f"Servable not found for request: {self._request_debug_string(version)}")
+        with servable.in_flight():
+            yield servable
+
+    def status(self, spec: model_pb2.ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:
+        """get_model_status_impl.cc: one version, or every version the monitor has seen."""
+        response = get_model_status_pb2.GetModelStatusResponse()
+        with self._states_lock:
+            states = dict(self._states)
+        if spec.WhichOneof("version_choice") == "version_label":
+            versions = [self.resolve_version(spec)]
+        elif spec.HasField("version"):
+            versions = [spec.version.value]
+        else:
+            versions = sorted(states, reverse=True)
+            if not versions:
+                raise not_found(f"Could not find any versions of model {self.name}")
+        for version in versions:
+            if version not in states:
+                raise not_found(f"Could not find version {version} of model {self.name}")
+            state = states[version]
+            entry = response.model_version_status.add(version=version, state=state.state)
+            entry.status.error_code = state.error_code
+            entry.status.error_message = state.error_message
+        return response
+
+    # -- polling side --------------------------------------------------------------
+
+    def _set_state(self, version: int, state: int, **kwargs) -> None:
+        with self._states_lock:
+            self._states[version] = _VersionState(state, **kwargs)
+
+    def poll(self) -> None:
+        """One pass over the base path: load what is aspired and new, then unload what is not."""
+        with self._poll_lock:
+            present = list_versions(self.source.base_path)
+            if not present and not self._warned_missing:
+                log.warning("model %s: no version directories under %s", self.name, self.source.base_path)
+                self._warned_missing = True
+            elif present:
+                self._warned_missing = False
+            aspired = self.source.policy.aspired(set(present))
+            for version in sorted(aspired - set(self._available)):
+                self._maybe_load(version, present[version])
+            if aspired & set(self._available) or not aspired:
+                for version in sorted(set(self._available) - aspired):
+                    self._unload(version)
+
+    def _maybe_load(self, version: int, path: Path) -> None:
+        with self._states_lock:
+            previous = self._states.get(version)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if previous is not None and previous.error_code and previous.dir_mtime == mtime:
+            return  # failed before and unchanged since: do not spin on a broken export
+        self._set_state(version, _State.LOADING)
+        log.info("Loading servable: {name: %s version: %d} from %s", self.name, version, path)
+        try:
+            servable = self._loader(self.name, version, path)
+        except (LoadError, ServingError) as exc:
+            code = exc.code
+            self._fail(version, code, str(exc if isinstance(exc, LoadError) else exc.message), mtime)
+            return
+        except Exception as exc:  # any loader crash is a failed version, never a dead poller
+            self._fail(version, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}", mtime)
+            return
+        updated = dict(self._available)
+        updated[version] = servable
+        self._available = updated  # the atomic switch: new requests see the new map
+        self._set_state(version, _State.AVAILABLE)
+        log.info("Successfully loaded servable version {name: %s version: %d}", self.name, version)
+        if self._on_change:
+            self._on_change(self)
+
+    def _fail(self, version: int, code: grpc.StatusCode, message: str, mtime: float) -> None:
+        log.error("Loading servable: {name: %s version: %d} failed: %s", self.name, version, message)
+        self._set_state(version, _State.END, error_code=code.value[0], error_message=message, dir_mtime=mtime)
+        if self._on_change:
+            self._on_change(self)
+
+    def _unload(self, version: int) -> None:
+        servable = self._available.get(version)
+        if servable is None:
+            return
+        updated = dict(self._available)
+        del updated[version]
+        self._available = updated
+        self._set_state(version, _State.UNLOADING)
+        if self._on_change:
+            self._on_change(self)
+        if not servable.wait_idle(self._unload_timeout):
+            log.warning("model %s version %d: in-flight requests still running after %.0fs; unloading anyway",
+                        self.name, version, self._unload_timeout)
+        servable.release()
+        self._set_state(version, _State.END)
+        log.info("Done unloading servable version {name: %s version: %d}", self.name, version)
+
+    def unload_all(self) -> None:
+        with self._poll_lock:
+            for version in sorted(self._available):
+                self._unload(version)
+
+
+class ServerCore:
+    """All configured models; the front ends' single entry point for lookups."""
+
+    def __init__(self, managers: Mapping[str, ModelManager], poll_seconds: float):
+        self.managers = dict(managers)
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def manager(self, spec: model_pb2.ModelSpec) -> ModelManager:
+        manager = self.managers.get(spec.name)
+        if manager is None:
+            choice = spec.WhichOneof("version_choice")
+            if choice == "version_label":
+                # TF Serving looks the label up per model; an unknown model has no labels.
+                raise invalid_argument(f"Unrecognized servable version label: {spec.version_label}")
+            what = f"Specific({spec.name}, {spec.version.value})" if choice == "version" else f"Latest({spec.name})"
+            raise not_found(f"Servable not found for request: {what}")
+        return manager
+
+    @contextlib.contextmanager
+    def acquire(self, spec: model_pb2.ModelSpec) -> Iterator[LoadedVersion]:
+        with self.manager(spec).acquire(spec) as servable:
+            yield servable
+
+    def status(self, spec: model_pb2.ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:
+        manager = self.managers.get(spec.name)
+        if manager is None:
+            if spec.HasField("version"):
+                raise not_found(f"Could not find version {spec.version.value} of model {spec.name}")
+            raise not_found(f"Could not find any versions of model {spec.name}")
+        return manager.status(spec)
+
+    def any_available(self) -> bool:
+        return any(m.available_versions() for m in self.managers.values())
+
+    def poll_all(self) -> None:
+        for manager in self.managers.values():
+            try:
+                manager.poll()
+            except Exception:  # the poller must survive anything a file system can do
+                log.exception("polling model %s failed", manager.name)
+
+    def start(self) -> None:
+        """First poll synchronously (so startup loads before serving), then poll in the background."""
+        self.poll_all()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
+            self._thread.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        for manager in self.managers.values():
+            manager.unload_all()

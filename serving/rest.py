@@ -1,0 +1,550 @@
+"""The REST front end: TF Serving's /v1/models API on the standard library's HTTP server.
+
+Routes, JSON formats and error texts follow tensorflow_serving/model_servers/
+http_rest_api_handler.cc, http_rest_api_util.cc and util/json_tensor.cc:
+
+- ``POST /v1/models/<name>[/versions/<n>|/labels/<l>]:predict`` with
+  ``instances`` (row format, answered as ``predictions``) or ``inputs``
+  (columnar, answered as ``outputs``); JSON values are converted with the
+  signature's dtypes, strings may be ``{"b64": ...}``, outputs whose name ends
+  in ``_bytes`` are returned base64-encoded, floats are printed the way TF
+  Serving prints them (shortest ``%g`` that round-trips, else 9 digits);
+- ``GET /v1/models/<name>[/versions/<n>|/labels/<l>]`` (GetModelStatus as JSON)
+  and ``.../metadata`` (GetModelMetadata with the signature_def map);
+- errors are ``{"error": "<message>"}`` with TF Serving's HTTP status for the
+  gRPC code (http_server.cc ToHTTPStatusCode).
+
+The server is ``http.server.ThreadingHTTPServer``: one thread per connection
+is plenty for a local server and keeps the dependency list empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+
+from serving.errors import ServingError, invalid_argument, unimplemented
+from serving.grpc_service import SIGNATURE_DEF_FIELD, PredictionService
+from serving.metrics import ServingMetrics
+from serving.model_manager import ServerCore
+from serving.signature_runner import DEFAULT_SIGNATURE, SignatureRunner, TensorSpecInfo
+
+log = logging.getLogger(__name__)
+
+_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+_PREDICT_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE
+)
+_STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE
+)
+_INT64_MAX = 2**63 - 1
+_BYTES_SUFFIX = "_bytes"
+
+
+# -- JSON -> tensors (json_tensor.cc FillPredictRequestFromJson) -------------------------
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _dtype_string(dtype: int) -> str:
+    # DataTypeString(): DT_FLOAT -> "float", DT_STRING -> "string".
+    return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+def _is_b64_object(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _type_error(value: Any, dtype: int) -> ServingError:
+    return invalid_argument(
+        f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {_dtype_string(dtype)}"
+    )
+
+
+def _leaf(value: Any, dtype: int) -> Any:
+    """AddValueToTensor / JsonDecodeBase64Object: one JSON scalar for one element."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, dict):
+        if dtype != types_pb2.DT_STRING:
+            raise _type_error(value, dtype)
+        if not _is_b64_object(value):
+            raise invalid_argument(f"JSON Value: {_json_text(value)} not formatted correctly for base64 data")
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except ValueError as exc:
+            raise invalid_argument("Unable to base64 decode") from exc
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        if not is_number:
+            raise _type_error(value, dtype)
+        if dtype == types_pb2.DT_FLOAT and math.isfinite(value) and abs(value) > float(np.finfo(np.float32).max):
+            raise invalid_argument(f"Cannot convert JSON value: {_json_text(value)} to float without loss of precision.")
+        return value
+    if dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8):
+        if not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31:
+            raise _type_error(value, dtype)
+        return value
+    if dtype == types_pb2.DT_INT64:
+        if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value <= _INT64_MAX:
+            raise _type_error(value, dtype)
+        return value
+    if dtype == types_pb2.DT_STRING:
+        if not isinstance(value, str):
+            raise _type_error(value, dtype)
+        return value.encode("utf-8")
+    if dtype == types_pb2.DT_BOOL:
+        if not isinstance(value, bool):
+            raise _type_error(value, dtype)
+        return value
+    raise unimplemented(f"Conversion of JSON Value: {_json_text(value)} to type: {_dtype_string(dtype)}")
+
+
+def _dense_shape(value: Any) -> list[int]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list) -> None:
+    """FillTensorProto: every leaf at depth len(shape), every list the size its level says."""
+    if not isinstance(value, list):
+        if level != len(shape):
+            raise invalid_argument(
+                f"JSON Value: {_json_text(value)} found at incorrect level: {level + 1} in the JSON DOM. "
+                f"Expected at level: {len(shape)}"
+            )
+        out.append(_leaf(value, dtype))
+        return
+    if level >= len(shape):
+        raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {len(shape)}")
+    if len(value) != shape[level]:
+        raise invalid_argument(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: {shape[level]}"
+        )
+    for item in value:
+        _fill(item, level + 1, shape, dtype, out)
+
+
+def json_to_array(value: Any, spec: TensorSpecInfo) -> np.ndarray:
+    shape = _dense_shape(value)
+    flat: list = []
+    _fill(value, 0, shape, spec.dtype, flat)
+    dtype = object if spec.dtype == types_pb2.DT_STRING else spec.numpy_dtype
+    return np.array(flat, dtype=dtype).reshape(shape)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _arrays_from_instances(instances: list, inputs: Mapping[str, TensorSpecInfo]) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInstancesList: each element one row, rows stacked along a new dim 0."""
+    first = instances[0]
+    if not isinstance(first, dict) and len(inputs) > 1:
+        raise invalid_argument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
+            "tensorinfo_map"
+        )
+    objects = isinstance(first, dict) and not _is_b64_object(first)
+    names = sorted(inputs)
+    rows: dict[str, list[np.ndarray]] = {}
+
+    def add(item: Any, name: str) -> None:
+        if name not in inputs:
+            raise invalid_argument(f"JSON object: does not have named input: {name}")
+        array = json_to_array(item, inputs[name])
+        if rows.get(name):
+            reference = rows[name][0]
+            if reference.size != array.size:
+                raise invalid_argument(f"Expecting tensor size: {reference.size} but got: {array.size}")
+            if reference.shape != array.shape:
+                raise invalid_argument(
+                    f"Expecting shape {_shape_text(reference.shape)} but got: {_shape_text(array.shape)}"
+                )
+        rows.setdefault(name, []).append(array)
+
+    for index, element in enumerate(instances):
+        element_is_object = isinstance(element, dict) and not _is_b64_object(element)
+        if objects:
+            if not element_is_object:
+                raise invalid_argument(f"Expecting object but got list at item {index} of input list")
+            for name, item in element.items():
+                try:
+                    add(item, name)
+                except ServingError as exc:
+                    raise invalid_argument(
+                        f"Failed to process element: {index} key: {name} of 'instances' list. "
+                        f"Error: {exc.code.name}: {exc.message}"
+                    ) from exc
+            if set(element) != set(names):
+                raise invalid_argument(
+                    f"Failed to process element: {index} of 'instances' list. JSON object: {_json_text(element)} "
+                    f"keys must be equal to: {','.join(names)}"
+                )
+        else:
+            if element_is_object:
+                raise invalid_argument(f"Expecting value/list but got object at item {index} of input list")
+            try:
+                add(element, names[0])
+            except ServingError as exc:
+                raise invalid_argument(
+                    f"Failed to process element: {index} of 'instances' list. Error: {exc.code.name}: {exc.message}"
+                ) from exc
+    return {name: np.stack(parts) for name, parts in rows.items()}
+
+
+def _arrays_from_inputs(value: Any, inputs: Mapping[str, TensorSpecInfo]) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInputsMap: one JSON value per named input (extra keys are ignored)."""
+    if not isinstance(value, dict) or _is_b64_object(value):
+        if len(inputs) > 1:
+            raise invalid_argument(
+                "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
+                "tensorinfo_map"
+            )
+        (name,) = inputs
+        return {name: json_to_array(value, inputs[name])}
+    arrays = {}
+    for name in sorted(inputs):
+        if name not in value:
+            raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        arrays[name] = json_to_array(value[name], inputs[name])
+    return arrays
+
+
+# -- tensors -> JSON (json_tensor.cc MakeJsonFromTensors) ----------------------------------
+
+
+def _decimal(value: float, single: bool) -> str:
+    """WriteDecimal: absl StrCat (%g) if it round-trips, else max_digits10, '.0' for whole numbers."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = "%g" % value
+    roundtrip = float(np.float32(text)) if single else float(text)
+    if roundtrip != value:
+        text = "%.9g" % value if single else "%.17g" % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _tokens(array: np.ndarray, dtype: int, as_bytes: bool) -> list[str]:
+    flat = array.reshape(-1).tolist()
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        return [_decimal(v, True) for v in flat]
+    if dtype == types_pb2.DT_DOUBLE:
+        return [_decimal(v, False) for v in flat]
+    if dtype == types_pb2.DT_STRING:
+        if as_bytes:
+            return ['{"b64":' + json.dumps(base64.b64encode(v).decode("ascii")) + "}" for v in flat]
+        return [json.dumps(v.decode("utf-8", errors="replace"), ensure_ascii=False) for v in flat]
+    if dtype == types_pb2.DT_BOOL:
+        return ["true" if v else "false" for v in flat]
+    return [str(int(v)) for v in flat]
+
+
+def _nest(tokens: list[str], shape: tuple[int, ...]) -> str:
+    if not shape:
+        return tokens[0]
+    if len(shape) == 1:
+        return "[" + ",".join(tokens) + "]"
+    step = len(tokens) // shape[0] if shape[0] else 0
+    return "[" + ",".join(_nest(tokens[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
+def outputs_to_json(outputs: Mapping[str, np.ndarray], specs: Mapping[str, TensorSpecInfo], row_format: bool) -> str:
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    names = sorted(outputs)
+    arrays = {n: np.asarray(outputs[n]) for n in names}
+    tokens = {n: _tokens(arrays[n], specs[n].dtype, n.endswith(_BYTES_SUFFIX)) for n in names}
+    many = len(names) > 1
+    if not row_format:
+        parts = [_nest(tokens[n], arrays[n].shape) for n in names]
+        body = "{" + ",".join(json.dumps(n) + ":" + p for n, p in zip(names, parts)) + "}" if many else parts[0]
+        return '{"outputs":' + body + "}"
+    batch = None
+    for n in names:
+        if arrays[n].ndim == 0:
+            raise invalid_argument(f"Tensor name: {n} has no shape information ")
+        if batch is not None and arrays[n].shape[0] != batch:
+            raise invalid_argument(f"Tensor name: {n} has inconsistent batch size: {arrays[n].shape[0]} expecting: {batch}")
+        batch = arrays[n].shape[0]
+    rows = []
+    for i in range(batch or 0):
+        items = []
+        for n in names:
+            inner = arrays[n].shape[1:]
+            width = int(np.prod(inner)) if inner else 1
+            items.append((n, _nest(tokens[n][i * width : (i + 1) * width], inner)))
+        rows.append("{" + ",".join(json.dumps(n) + ":" + t for n, t in items) + "}" if many else items[0][1])
+    return '{"predictions":[' + ",".join(rows) + "]}"
+
+
+def error_json(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+# -- request handling -----------------------------------------------------------------------
+
+
+class RestApi:
+    """Path + body in, (HTTP status, JSON text) out; no sockets, so tests can call it directly."""
+
+    def __init__(self, core: ServerCore, metrics: ServingMetrics):
+        self._core = core
+        self._metrics = metrics
+        self._metadata = PredictionService(core, metrics)
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        try:
+            return 200, self._dispatch(method, path, body)
+        except ServingError as exc:
+            return exc.http_status, error_json(exc.message)
+        except Exception as exc:  # never let a handler bug take the connection thread down silently
+            log.exception("REST %s %s failed", method, path)
+            return 500, error_json(f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=urllib.parse.unquote(name))
+        if version:
+            number = int(version)
+            if number > _INT64_MAX:
+                raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+            spec.version.value = number
+        if label:
+            spec.version_label = urllib.parse.unquote(label)
+        return spec
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> str:
+        malformed = invalid_argument(f"Malformed request: {method} {path}")
+        if method == "POST":
+            match = _PREDICT_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, verb = match.groups()
+            spec = self._model_spec(name, version, label)
+            verb = verb.lower()
+            if verb != "predict":
+                with self._metrics.observe(f"REST {verb}", spec.name) as obs:
+                    obs.code = grpc.StatusCode.UNIMPLEMENTED
+                    raise unimplemented(f"{verb} is not supported by this local server; use :predict")
+            return self._predict(spec, body)
+        if method == "GET":
+            match = _STATUS_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, metadata = match.groups()
+            if not name:
+                raise invalid_argument("Missing model name in request.")
+            spec = self._model_spec(name, version, label)
+            if metadata:
+                return self._model_metadata(spec)
+            return self._model_status(spec)
+        raise malformed
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        with self._metrics.observe("REST predict", spec.name) as obs:
+            try:
+                return self._predict_inner(spec, body, obs)
+            except ServingError as exc:
+                obs.code = exc.code
+                raise
+
+    def _predict_inner(self, spec: model_pb2.ModelSpec, body: bytes, obs) -> str:
+        if not body:
+            raise invalid_argument("JSON Parse error: The document is empty")
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid_argument(f"JSON Parse error: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise invalid_argument(f"JSON Value: {_json_text(doc)} Is not object")
+        signature_name = doc.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid_argument(
+                f"JSON Value: {_json_text(doc)} not formatted correctly. 'signature_name' key must be a string value."
+            )
+        obs.signature = signature_name or DEFAULT_SIGNATURE
+        with self._core.acquire(spec) as servable:
+            name = signature_name or DEFAULT_SIGNATURE
+            if name not in servable.signature_defs:
+                raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+            runner: SignatureRunner = servable.runner(name)
+            if not runner.inputs:
+                raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+            has_instances, has_inputs = "instances" in doc, "inputs" in doc
+            if has_instances and has_inputs:
+                raise invalid_argument(
+                    f"JSON Value: {_json_text(doc)} Not formatted correctly expecting only one of 'inputs' or "
+                    "'instances' keys to exist "
+                )
+            if has_instances:
+                instances = doc["instances"]
+                if not isinstance(instances, list):
+                    raise invalid_argument(f"JSON Value: {_json_text(doc)} Excepting 'instances' to be an list/array")
+                if not instances:
+                    raise invalid_argument(f"JSON Value: {_json_text(doc)} No values in 'instances' array")
+                arrays = _arrays_from_instances(instances, runner.inputs)
+            elif has_inputs:
+                arrays = _arrays_from_inputs(doc["inputs"], runner.inputs)
+            else:
+                raise invalid_argument("Missing 'inputs' or 'instances' key")
+            runner.check_input_names(arrays)
+            runner.check_shapes(arrays)
+            outputs = servable.execute(runner, arrays)
+            return outputs_to_json(outputs, runner.outputs, row_format=has_instances)
+
+    def _model_status(self, spec: model_pb2.ModelSpec) -> str:
+        with self._metrics.observe("REST status", spec.name) as obs:
+            try:
+                response = self._core.status(spec)
+            except ServingError as exc:
+                obs.code = exc.code
+                raise
+        return json_format.MessageToJson(
+            response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=1
+        )
+
+    def _model_metadata(self, spec: model_pb2.ModelSpec) -> str:
+        with self._metrics.observe("REST metadata", spec.name) as obs:
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
+            request.model_spec.CopyFrom(spec)
+            try:
+                response = self._metadata.model_metadata(request)
+            except ServingError as exc:
+                obs.code = exc.code
+                raise
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+        as_dict = lambda m: json_format.MessageToDict(  # noqa: E731
+            m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        return json.dumps(
+            {"model_spec": as_dict(response.model_spec), "metadata": {SIGNATURE_DEF_FIELD: as_dict(signature_map)}},
+            indent=1,
+        )
+
+
+class RestServer(ThreadingHTTPServer):
+    """HTTP/1.1 with keep-alive; counts requests in progress so shutdown can drain them."""
+
+    daemon_threads = True  # idle keep-alive connections must not block exit; drain() covers real work
+
+    def __init__(self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, metrics_path: str | None):
+        self.api = api
+        self.metrics = metrics
+        self.metrics_path = metrics_path
+        self._busy = 0
+        self._idle = threading.Condition()
+        super().__init__(address, _Handler)
+
+    def track(self, delta: int) -> None:
+        with self._idle:
+            self._busy += delta
+            if self._busy == 0:
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RestServer
+    timeout = 30  # seconds an idle keep-alive connection is kept
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _respond(self, status: int, body: str, content_type: str = "application/json") -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _serve(self, method: str) -> None:
+        self.server.track(+1)
+        try:
+            body = self._read_body() if method == "POST" else b""
+            path = self.path.split("?", 1)[0]
+            if self.server.metrics_path and path == self.server.metrics_path and method == "GET":
+                self._respond(200, self.server.metrics.render().decode(), "text/plain; version=0.0.4")
+                return
+            if not _API_PATH.fullmatch(path):
+                self._respond(404, error_json(f"Not found: {method} {path}"))
+                return
+            status, text = self.server.api.handle(method, path, body)
+            if status != 200:
+                log.info("REST %s %s -> %d %s", method, path, status, text)
+            self._respond(status, text)
+        finally:
+            self.server.track(-1)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
+    def log_message(self, format: str, *args) -> None:  # errors are logged in _serve; access logs are noise
+        pass
+
+
+def start_rest_server(
+    core: ServerCore, metrics: ServingMetrics, host: str, port: int, metrics_path: str | None = None
+) -> RestServer:
+    server = RestServer((host, port), RestApi(core, metrics), metrics, metrics_path)
+    threading.Thread(target=server.serve_forever, name="rest-http", daemon=True).start()
+    return server

@@ -1,0 +1,231 @@
+"""One loaded model version: its signatures, its batcher, its warmup and in-flight count.
+
+TF Serving's unit of loading is a servable (one version of one model). Keeping
+everything that belongs to a version on one object lets the model manager swap
+versions by swapping a reference: a request that already holds the old object
+finishes on it, even while the manager has moved traffic to the new one, and
+the old object is released only when its in-flight count drops to zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from common.contract import PREDICT_METHOD, WARMUP_FILE
+from serving.batching import BatchingOptions, BatchScheduler
+from serving.errors import ServingError, failed_precondition, unimplemented
+from serving.signature_runner import DEFAULT_SIGNATURE, SignatureRunner
+
+log = logging.getLogger(__name__)
+
+SERVE_TAG = tf.saved_model.SERVING  # "serve"
+# saved_model_warmup_util.cc kMaxNumRecords.
+MAX_WARMUP_RECORDS = 1000
+_ALLOWED_METHODS = (PREDICT_METHOD, "tensorflow/serving/classify", "tensorflow/serving/regress")
+
+
+class LoadError(Exception):
+    """A version directory could not be loaded or warmed up."""
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN):
+        super().__init__(message)
+        self.code = code
+
+
+def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
+    """The ``serve`` MetaGraphDef, whose SignatureDefs are what TF Serving reports."""
+    pb = path / "saved_model.pb"
+    if not pb.exists():
+        raise LoadError(f"SavedModel not found: no saved_model.pb in {path}", grpc.StatusCode.NOT_FOUND)
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except Exception as exc:
+        raise LoadError(f"{pb}: not a SavedModel protobuf ({exc})", grpc.StatusCode.DATA_LOSS) from exc
+    for meta in saved.meta_graphs:
+        if SERVE_TAG in meta.meta_info_def.tags:
+            return meta
+    raise LoadError(f"{pb}: no MetaGraphDef with tag '{SERVE_TAG}'", grpc.StatusCode.NOT_FOUND)
+
+
+class LoadedVersion:
+    """A model version ready to answer Predict; shared by all request threads."""
+
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+        runners: Mapping[str, SignatureRunner],
+        *,
+        keepalive: object = None,
+        scheduler: BatchScheduler | None = None,
+    ):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signature_defs = dict(signature_defs)
+        self.runners = dict(runners)
+        self.scheduler = scheduler
+        self._keepalive = keepalive  # the tf.saved_model.load() object owning the variables
+        self._inflight = 0
+        self._idle = threading.Condition()
+
+    # -- request accounting ----------------------------------------------------
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[LoadedVersion]:
+        with self._idle:
+            self._inflight += 1
+        try:
+            yield self
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def release(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.runners.clear()
+        self._keepalive = None
+
+    # -- prediction --------------------------------------------------------------
+
+    def runner(self, signature_name: str) -> SignatureRunner:
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs:
+            raise failed_precondition(f'Serving signature key "{name}" not found.')
+        runner = self.runners.get(name)
+        if runner is None:
+            # e.g. __saved_model_init_op: present in the MetaGraphDef, not callable.
+            method = self.signature_defs[name].method_name
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                "Expected prediction signature method_name to be one of {"
+                + ", ".join(_ALLOWED_METHODS)
+                + f"}}. Was: {method}",
+            )
+        return runner
+
+    def execute(
+        self, runner: SignatureRunner, arrays: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+    ) -> dict[str, np.ndarray]:
+        """Runs validated inputs (through the batcher when on); returns the chosen outputs."""
+        aliases = runner.resolve_output_filter(output_filter)
+        if self.scheduler is not None:
+            outputs = self.scheduler.run(runner.name, arrays)
+        else:
+            outputs = runner.run(arrays)
+        return {alias: outputs[alias] for alias in aliases}
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        runner = self.runner(request.model_spec.signature_name)
+        arrays = runner.arrays_from_protos(request.inputs)
+        outputs = self.execute(runner, arrays, list(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.name
+        response.model_spec.version.value = self.version
+        response.model_spec.signature_name = runner.name
+        for alias, proto in runner.encode_outputs(outputs, outputs.keys()).items():
+            response.outputs[alias].CopyFrom(proto)
+        return response
+
+
+def _read_warmup_records(path: Path) -> list[bytes]:
+    records = []
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        records.append(record)
+        if len(records) > MAX_WARMUP_RECORDS:
+            raise LoadError(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
+    return records
+
+
+def warm_up(version: LoadedVersion) -> int:
+    """Replays assets.extra/tf_serving_warmup_requests; any failure fails the load, as in TF Serving."""
+    path = version.path / WARMUP_FILE
+    if not path.exists():
+        return 0
+    try:
+        records = _read_warmup_records(path)
+    except tf.errors.OpError as exc:
+        raise LoadError(f"cannot read warmup file {path}: {exc.message}", grpc.StatusCode.DATA_LOSS) from exc
+    for index, record in enumerate(records):
+        log_entry = prediction_log_pb2.PredictionLog()
+        try:
+            log_entry.ParseFromString(record)
+        except Exception as exc:
+            raise LoadError(f"warmup record {index} in {path} is not a PredictionLog", grpc.StatusCode.DATA_LOSS) from exc
+        kind = log_entry.WhichOneof("log_type")
+        try:
+            if kind != "predict_log":
+                raise unimplemented(f"warmup record {index}: {kind} is not supported by this server (Predict only)")
+            version.predict(log_entry.predict_log.request)
+        except ServingError as exc:
+            signature = log_entry.predict_log.request.model_spec.signature_name or DEFAULT_SIGNATURE
+            raise LoadError(
+                f"warmup request {index} (signature {signature}) failed: {exc.code.name}: {exc.message}", exc.code
+            ) from exc
+    return len(records)
+
+
+def load_version(
+    name: str,
+    version: int,
+    path: Path,
+    *,
+    batching: BatchingOptions | None = None,
+    warmup: bool = True,
+    on_batch: Callable[[str, int, int], None] | None = None,
+) -> LoadedVersion:
+    """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure."""
+    meta = read_meta_graph(path)
+    try:
+        loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
+    except Exception as exc:
+        raise LoadError(f"tf.saved_model.load({path}) failed: {exc}") from exc
+    runners = {}
+    for sig_name, function in loaded.signatures.items():
+        if sig_name not in meta.signature_def:
+            raise LoadError(f"{path}: signature {sig_name} missing from the MetaGraphDef")
+        runners[sig_name] = SignatureRunner(sig_name, meta.signature_def[sig_name], function)
+    scheduler = None
+    if batching is not None:
+        scheduler = BatchScheduler(
+            batching, {n: r.run for n, r in runners.items()}, name=f"{name}-{version}", on_batch=on_batch
+        )
+    servable = LoadedVersion(
+        name, version, path, meta.signature_def, runners, keepalive=loaded, scheduler=scheduler
+    )
+    if warmup:
+        try:
+            count = warm_up(servable)
+            log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d",
+                     path / WARMUP_FILE, count)
+        except BaseException:
+            servable.release()
+            raise
+    return servable

@@ -1,0 +1,215 @@
+"""Assembles the local model server from its options and runs it until SIGTERM/SIGINT.
+
+Kept apart from the CLI so the order of startup and shutdown lives in one
+place: load the first versions synchronously, then open the ports, then report
+SERVING on grpc.health.v1; on a signal report NOT_SERVING, stop accepting,
+let in-flight gRPC and REST requests finish (bounded by the grace period),
+unload, exit 0. That ordering is what makes a rolling restart lose no requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.contract import MODEL_NAME, MODELS_DIR, PROMETHEUS_PATH
+from serving.batching import BatchingOptions
+from serving.grpc_service import HealthReporter, build_grpc_server
+from serving.metrics import ServingMetrics, start_metrics_server
+from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy
+from serving.rest import start_rest_server
+from serving.servable import load_version
+
+log = logging.getLogger("serving")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# TF Serving sets the gRPC max message size to INT32_MAX (server.cc).
+DEFAULT_MAX_MESSAGE_SIZE = 2**31 - 1
+
+
+@dataclass
+class ServerOptions:
+    model_name: str = MODEL_NAME
+    model_base_path: str | None = None
+    model_config_file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8500
+    rest_api_port: int = 8501
+    monitoring_port: int = 0
+    monitoring_config_file: str | None = None
+    file_system_poll_wait_seconds: float = 1.0
+    enable_batching: bool = False
+    batching_parameters_file: str | None = None
+    enable_model_warmup: bool = True
+    grpc_max_threads: int = 16
+    grpc_max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    drain_seconds: float = 30.0
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_base_path(raw: str, config_dir: Path | None = None) -> Path:
+    """Relative paths are relative to the working directory, as in TF Serving.
+
+    models.config names container paths (/models/movielens). When such a path
+    does not exist on this machine, the same layout under the repository's
+    models/ directory is used instead, so one config file serves both.
+    """
+    path = Path(raw)
+    if not path.is_absolute():
+        return (Path.cwd() / path).resolve()
+    if path.exists():
+        return path
+    parts = path.parts
+    if len(parts) >= 3 and parts[1] == MODELS_DIR:
+        local = REPO_ROOT.joinpath(MODELS_DIR, *parts[2:])
+        log.info("base_path %s does not exist here; using %s", path, local)
+        return local
+    return path
+
+
+def model_sources(options: ServerOptions) -> list[ModelSource]:
+    if options.model_config_file:
+        from serving import config  # only needed for config files; written by the "deploy" helper
+
+        parsed = config.read_model_server_config(options.model_config_file)
+        entries = list(parsed.model_config_list.config)
+        sources = []
+        for entry in entries:
+            override = options.model_base_path and (len(entries) == 1 or entry.name == options.model_name)
+            base = Path(options.model_base_path).resolve() if override else resolve_base_path(entry.base_path)
+            sources.append(
+                ModelSource(
+                    name=entry.name,
+                    base_path=base,
+                    policy=VersionPolicy.from_proto(entry.model_version_policy),
+                    labels=dict(entry.version_labels),
+                )
+            )
+        return sources
+    if not options.model_base_path:
+        raise SystemExit("either --model_base_path or --model_config_file is required")
+    return [ModelSource(name=options.model_name, base_path=Path(options.model_base_path).resolve())]
+
+
+def batching_options(options: ServerOptions) -> BatchingOptions | None:
+    if not options.enable_batching:
+        return None
+    if options.batching_parameters_file:
+        from serving import config
+
+        return BatchingOptions.from_proto(config.read_batching_parameters(options.batching_parameters_file))
+    return BatchingOptions(thread_pool_name="model_server_batch_threads")
+
+
+def rest_metrics_path(options: ServerOptions) -> str | None:
+    if not options.monitoring_config_file:
+        return None
+    from serving import config
+
+    return config.prometheus_path(config.read_monitoring_config(options.monitoring_config_file))
+
+
+class LocalModelServer:
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.metrics = ServingMetrics()
+        self.health = HealthReporter()
+        self._stopped = threading.Event()
+        batching = batching_options(options)
+        self._rest_metrics_path = rest_metrics_path(options)
+
+        def loader(name: str, version: int, path: Path):
+            def on_batch(signature: str, rows: int, padded: int) -> None:
+                self.metrics.batch_size.labels(name, signature).observe(padded)
+
+            return load_version(
+                name, version, path, batching=batching, warmup=options.enable_model_warmup, on_batch=on_batch
+            )
+
+        managers = {
+            source.name: ModelManager(source, loader, on_change=self._on_versions_changed)
+            for source in model_sources(options)
+        }
+        for source in (m.source for m in managers.values()):
+            log.info("model %s: base path %s, policy %s, labels %s", source.name, source.base_path,
+                     source.policy, dict(source.labels) or "{}")
+        self.core = ServerCore(managers, options.file_system_poll_wait_seconds)
+        self.grpc_server = None
+        self.rest_server = None
+        self.metrics_server = None
+
+    def _on_versions_changed(self, manager: ModelManager) -> None:
+        self.metrics.set_versions(manager.name, manager.available_versions())
+        if not self._stopped.is_set():
+            self.health.set_serving(self.core.any_available())
+
+    def start(self) -> None:
+        options = self.options
+        self.core.start()
+        if not self.core.any_available():
+            log.warning("no model version is loaded yet; health stays NOT_SERVING until one loads")
+        self.grpc_server, grpc_port = build_grpc_server(
+            self.core, self.metrics, self.health, host=options.host, port=options.port,
+            max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
+        )
+        self.grpc_server.start()
+        log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
+        if options.rest_api_port:
+            self.rest_server = start_rest_server(
+                self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path
+            )
+            log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
+        if options.monitoring_port:
+            self.metrics_server = start_metrics_server(self.metrics, options.host, options.monitoring_port,
+                                                       PROMETHEUS_PATH)
+            log.info("Prometheus metrics at http://%s:%d%s", options.host, options.monitoring_port, PROMETHEUS_PATH)
+        for manager in self.core.managers.values():
+            self._on_versions_changed(manager)
+
+    def stop(self) -> None:
+        """Drain: refuse new work, finish what is running, then unload."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("Shutting down: draining in-flight requests (up to %.0fs)", self.options.drain_seconds)
+        self.health.shutdown()
+        if self.rest_server is not None:
+            self.rest_server.shutdown()  # stops accepting; running handlers continue
+        if self.grpc_server is not None:
+            # stop(grace) rejects new RPCs at once and waits for running ones.
+            self.grpc_server.stop(self.options.drain_seconds).wait()
+        if self.rest_server is not None:
+            if not self.rest_server.drain(self.options.drain_seconds):
+                log.warning("REST requests still running after %.0fs", self.options.drain_seconds)
+            self.rest_server.server_close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        self.core.stop()
+        log.info("Server stopped")
+
+    def serve_until_signalled(self) -> int:
+        done = threading.Event()
+
+        def handle(signum, _frame):
+            log.info("Received %s", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        self.start()
+        while not done.wait(1.0):
+            pass
+        self.stop()
+        return 0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("SERVING_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,207 @@
+"""The server process end to end: hot reload under traffic, broken versions, batching, SIGTERM drain, config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from common import contract as c
+from serving.batching import RANK0_MESSAGE
+from serving.model_manager import VersionPolicy
+from serving.server import ServerOptions, model_sources, resolve_base_path
+from serving.testing import start_local_server
+
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.END
+
+
+def _copy_version(exported_model: Path, base: Path, version: int) -> None:
+    source = next(p for p in exported_model.iterdir() if p.name.isdigit())
+    tmp = base / f".tmp-{version}"
+    shutil.copytree(source, tmp)
+    tmp.rename(base / str(version))
+
+
+def _rate_request(users: list[str], movies: list[str]) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = c.MODEL_NAME
+    request.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(users))
+    request.inputs[c.MOVIE_ID].CopyFrom(tf.make_tensor_proto(movies))
+    return request
+
+
+def _statuses(target: str) -> dict[int, tuple[int, int]]:
+    with grpc.insecure_channel(target) as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = c.MODEL_NAME
+        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+    return {s.version: (s.state, s.status.error_code) for s in response.model_version_status}
+
+
+def _wait_for(condition, timeout: float = 90.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_version(tmp_path, exported_model):
+    base = tmp_path / c.MODEL_NAME
+    base.mkdir()
+    _copy_version(exported_model, base, 1)
+    with start_local_server(base, poll_seconds=0.2) as server:
+        stop = threading.Event()
+        failures: list[str] = []
+        versions_seen: list[int] = []
+
+        def grpc_traffic() -> None:
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                while not stop.is_set():
+                    try:
+                        response = stub.Predict(_rate_request(["1", "2"], ["3", "4"]), timeout=30)
+                        versions_seen.append(response.model_spec.version.value)
+                    except grpc.RpcError as err:
+                        failures.append(f"gRPC {err.code().name}: {err.details()}")
+
+        def rest_traffic() -> None:
+            body = json.dumps({"instances": [{c.USER_ID: "1", c.MOVIE_ID: "2"}]}).encode()
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(f"{server.rest_url}/v1/models/{c.MODEL_NAME}:predict", body, 30) as r:
+                        assert r.status == 200
+                except Exception as err:  # noqa: BLE001 - every failure counts, whatever its type
+                    failures.append(f"REST {err}")
+
+        threads = [threading.Thread(target=grpc_traffic) for _ in range(3)] + [threading.Thread(target=rest_traffic)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            broken = base / ".tmp-2"
+            broken.mkdir()
+            (broken / "saved_model.pb").write_bytes(b"\x00 not a SavedModel")
+            broken.rename(base / "2")
+            _wait_for(lambda: _statuses(server.grpc_target).get(2, (0, 0))[1] != 0, what="version 2 to fail")
+            assert _statuses(server.grpc_target)[1] == (AVAILABLE, 0)
+
+            _copy_version(exported_model, base, 3)
+            _wait_for(lambda: versions_seen and versions_seen[-1] == 3, what="traffic to move to version 3")
+            _wait_for(lambda: _statuses(server.grpc_target).get(1, (0, 0))[0] == END, what="version 1 to unload")
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+
+        assert failures == []
+        assert set(versions_seen) == {1, 3}
+        first_three = versions_seen.index(3)
+        assert all(v == 3 for v in versions_seen[first_three:]), "traffic went back to an old version"
+        states = _statuses(server.grpc_target)
+        assert states[3] == (AVAILABLE, 0) and states[1] == (END, 0)
+        assert states[2][0] == END and states[2][1] != 0
+        log = server.log_text()
+        assert "Loading servable: {name: movielens version: 2} failed" in log
+        assert "Done unloading servable version {name: movielens version: 1}" in log
+
+
+def _batchable_copy(exported_model: Path, base: Path) -> None:
+    """A copy whose warmup file holds only serving_default requests.
+
+    With batching on, TF Serving runs warmup through the BatchingSession, so the
+    exporter's scalar-k `recommend` warmup record would fail the whole load (see
+    test_batching_with_scalar_warmup_record_fails_the_load).
+    """
+    _copy_version(exported_model, base, 1)
+    warmup = base / "1" / c.WARMUP_FILE
+    kept = []
+    for record in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator():
+        entry = prediction_log_pb2.PredictionLog.FromString(record)
+        if entry.predict_log.request.model_spec.signature_name in ("", c.PREDICT_SIGNATURE):
+            kept.append(record)
+    with tf.io.TFRecordWriter(str(warmup)) as writer:
+        for record in kept:
+            writer.write(record)
+
+
+def test_batching_server_matches_unbatched_answers_and_sigterm_drains(tmp_path, exported_model, local_server):
+    base = tmp_path / c.MODEL_NAME
+    base.mkdir()
+    _batchable_copy(exported_model, base)
+    params = tmp_path / "batching.config"
+    # A long timeout keeps requests queued long enough to send SIGTERM while they wait.
+    params.write_text(
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1500000 }\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 4 }\n"
+    )
+    rng = np.random.default_rng(7)
+    cases = [([str(u) for u in rng.integers(1, 944, n)], [str(m) for m in rng.integers(1, 1683, n)]) for n in (1, 4, 9)]
+    with grpc.insecure_channel(local_server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        expected = [stub.Predict(_rate_request(u, m), timeout=30) for u, m in cases]
+
+    with start_local_server(base, enable_batching=True, batching_parameters_file=params) as server:
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            recommend = predict_pb2.PredictRequest()
+            recommend.model_spec.name = c.MODEL_NAME
+            recommend.model_spec.signature_name = c.RECOMMEND_SIGNATURE
+            recommend.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(["1"]))
+            recommend.inputs[c.K].CopyFrom(tf.make_tensor_proto(3, dtype=tf.int32))
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Predict(recommend, timeout=30)
+            assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, RANK0_MESSAGE)
+
+            with ThreadPoolExecutor(len(cases)) as pool:
+                futures = [pool.submit(stub.Predict, _rate_request(u, m), timeout=60) for u, m in cases]
+                time.sleep(0.5)  # all three are now waiting for the batch to fill or time out
+                server.process.terminate()  # SIGTERM
+                answers = [f.result() for f in futures]
+            assert server.process.wait(60) == 0
+
+        for want, have in zip(expected, answers):
+            for alias in want.outputs:
+                np.testing.assert_allclose(
+                    tf.make_ndarray(have.outputs[alias]), tf.make_ndarray(want.outputs[alias]), rtol=1e-6, atol=1e-6
+                )
+        log = server.log_text()
+        assert "Received SIGTERM" in log and "Server stopped" in log
+
+
+def test_model_config_file_sources(tmp_path, monkeypatch):
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "movielens" base_path: "/models/movielens" model_platform: "tensorflow"\n'
+        "  model_version_policy { specific { versions: 1 versions: 2 } }\n"
+        '  version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }\n'
+    )
+    (source,) = model_sources(ServerOptions(model_config_file=str(config)))
+    assert source.policy == VersionPolicy("specific", versions=frozenset({1, 2}))
+    assert dict(source.labels) == {"stable": 1, "canary": 2}
+    # The container path does not exist here: the repository's models/ stands in for it.
+    assert source.base_path == Path(__file__).resolve().parent.parent / c.MODEL_BASE_PATH
+
+    (overridden,) = model_sources(ServerOptions(model_config_file=str(config), model_base_path=str(tmp_path)))
+    assert overridden.base_path == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_base_path("models/x") == tmp_path.resolve() / "models" / "x"

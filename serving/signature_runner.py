@@ -1,0 +1,199 @@
+"""Validates request tensors against one SignatureDef and runs its concrete function.
+
+TF Serving checks a PredictRequest against the signature before it touches the
+graph (predict_util.cc: input count, aliases, output_filter). This module does
+the same, plus dtype and shape checks, so a bad request fails fast with
+INVALID_ARGUMENT and a message naming the input instead of a TensorFlow
+stack-trace from inside ``tf.function`` argument binding. It also owns tensor
+conversion in both directions, because the response encoding matters to
+clients: TF Serving fills the typed repeated fields (``float_val``,
+``string_val``...) rather than ``tensor_content``, and client code written
+against it often reads those fields directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from serving.errors import from_tf_error_code, invalid_argument
+
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+
+
+def dtype_name(dtype: int) -> str:
+    return types_pb2.DataType.Name(dtype)
+
+
+def shape_str(shape: Iterable[int | None] | None) -> str:
+    if shape is None:
+        return "[?]"
+    return "[" + ",".join("-1" if d is None else str(d) for d in shape) + "]"
+
+
+@dataclass(frozen=True)
+class TensorSpecInfo:
+    """The parts of a SignatureDef TensorInfo a request is checked against."""
+
+    alias: str
+    dtype: int  # types_pb2.DataType
+    shape: tuple[int | None, ...] | None  # None: unknown rank; None dims: any size
+
+    @classmethod
+    def from_tensor_info(cls, alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpecInfo:
+        if info.tensor_shape.unknown_rank:
+            shape = None
+        else:
+            shape = tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+        return cls(alias, info.dtype, shape)
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return tf.dtypes.as_dtype(self.dtype).as_numpy_dtype
+
+    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
+        if self.shape is None:
+            return True
+        if len(shape) != len(self.shape):
+            return False
+        return all(want is None or want == got for want, got in zip(self.shape, shape))
+
+
+def _sorted_join(names: Iterable[str]) -> str:
+    # TF Serving prints std::set<string>, i.e. sorted, comma-joined.
+    return ",".join(sorted(names))
+
+
+def array_to_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
+    """Encodes like TF Serving's Tensor::AsProtoField: typed repeated fields."""
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    proto.tensor_shape.CopyFrom(
+        tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+    )
+    flat = array.reshape(-1)
+    if dtype == types_pb2.DT_FLOAT:
+        proto.float_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_STRING:
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist())
+    elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8):
+        proto.int_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_INT64:
+        proto.int64_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_DOUBLE:
+        proto.double_val.extend(flat.tolist())
+    elif dtype == types_pb2.DT_BOOL:
+        proto.bool_val.extend(flat.tolist())
+    else:
+        return tf.make_tensor_proto(array, dtype=tf.dtypes.as_dtype(dtype))
+    return proto
+
+
+def _clean_tf_message(message: str) -> str:
+    # Eager wraps graph errors in "Graph execution error: ... <stack traces
+    # unavailable>"; TF Serving's session returns just the op's own message.
+    marker = "<stack traces unavailable>\n"
+    if marker in message:
+        message = message.split(marker, 1)[1]
+    # Eager also appends the function name, which means nothing to a client.
+    message = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", message)
+    return message.strip()
+
+
+class SignatureRunner:
+    """One signature of one loaded version: checks inputs, runs, picks outputs."""
+
+    def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef, function: Callable[..., Mapping]):
+        self.name = name
+        self.signature_def = signature_def
+        self.method_name = signature_def.method_name
+        self.inputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.inputs.items()}
+        self.outputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.outputs.items()}
+        self._function = function
+
+    # -- request checks -----------------------------------------------------
+
+    def check_input_names(self, names: Iterable[str]) -> None:
+        """predict_util.cc VerifyRequestInputsSize, then the alias check."""
+        sent = set(names)
+        expected = set(self.inputs)
+        if len(sent) != len(expected):
+            raise invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{_sorted_join(sent)}}}) != len({{{_sorted_join(expected)}}}). "
+                f"Sent extra: {{{_sorted_join(sent - expected)}}}. "
+                f"Missing but required: {{{_sorted_join(expected - sent)}}}."
+            )
+        for alias in sorted(sent - expected):
+            raise invalid_argument(
+                f"input tensor alias not found in signature: {alias}. "
+                f"Inputs expected to be in the set {{{_sorted_join(expected)}}}."
+            )
+
+    def arrays_from_protos(self, protos: Mapping[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
+        """Checks names and dtypes, decodes, then checks shapes."""
+        self.check_input_names(protos.keys())
+        arrays = {}
+        for alias in sorted(protos):
+            proto = protos[alias]
+            spec = self.inputs[alias]
+            if proto.dtype != spec.dtype:
+                raise invalid_argument(
+                    f'input "{alias}" has dtype {dtype_name(proto.dtype)} '
+                    f"but the signature expects {dtype_name(spec.dtype)}"
+                )
+            try:
+                arrays[alias] = tf.make_ndarray(proto)
+            except Exception as exc:  # malformed proto: wrong value count, bad content
+                raise invalid_argument(f"tensor parsing error: {alias} ({exc})") from exc
+        self.check_shapes(arrays)
+        return arrays
+
+    def check_shapes(self, arrays: Mapping[str, np.ndarray]) -> None:
+        for alias in sorted(arrays):
+            spec = self.inputs[alias]
+            if not spec.accepts_shape(arrays[alias].shape):
+                raise invalid_argument(
+                    f'input "{alias}" has shape {shape_str(arrays[alias].shape)} '
+                    f"but the signature expects {shape_str(spec.shape)}"
+                )
+
+    def resolve_output_filter(self, output_filter: Iterable[str]) -> list[str]:
+        """predict_util.cc PreProcessPrediction: unknown or repeated alias -> INVALID_ARGUMENT."""
+        chosen: list[str] = []
+        for alias in output_filter:
+            if alias not in self.outputs:
+                raise invalid_argument(
+                    f"output tensor alias not found in signature: {alias} "
+                    f"Outputs expected to be in the set {{{_sorted_join(self.outputs)}}}."
+                )
+            if alias in chosen:
+                raise invalid_argument(f"duplicate output tensor alias: {alias}")
+            chosen.append(alias)
+        return chosen or sorted(self.outputs)
+
+    # -- execution ------------------------------------------------------------
+
+    def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs the concrete function on already-validated arrays; all outputs."""
+        feeds = {
+            alias: tf.constant(value, dtype=tf.dtypes.as_dtype(self.inputs[alias].dtype))
+            for alias, value in arrays.items()
+        }
+        try:
+            result = self._function(**feeds)
+        except tf.errors.OpError as exc:
+            # In-graph assertions (tf.debugging.assert_*) arrive here as
+            # InvalidArgumentError; TF Serving returns the same code.
+            raise from_tf_error_code(exc.error_code, _clean_tf_message(exc.message)) from exc
+        except (TypeError, ValueError) as exc:
+            raise invalid_argument(f"signature {self.name!r} rejected its inputs: {exc}") from exc
+        return {alias: tensor.numpy() for alias, tensor in result.items()}
+
+    def encode_outputs(self, outputs: Mapping[str, np.ndarray], aliases: Iterable[str]) -> dict[str, tensor_pb2.TensorProto]:
+        return {alias: array_to_proto(np.asarray(outputs[alias]), self.outputs[alias].dtype) for alias in aliases}

@@ -1,0 +1,417 @@
+"""Conformance: the local server and real TF Serving answer the same API the same way.
+
+Every check talks to a target only through the official `tensorflow_serving.apis`
+gRPC stubs (no project client code), and runs against two targets:
+
+- `local`: `python -m serving` (the root conftest's `local_server` fixture);
+- `tf-serving`: a real `tensorflow/serving` container, started with the Docker
+  SDK on the same exported model and the same serving/*.config files that
+  docker-compose mounts. Skipped, with the reason, when no Docker engine is
+  reachable.
+
+Passing on both is what lets the load test, the client and the README promise
+that swapping one server for the other changes nothing a client can observe,
+including which gRPC status code each kind of bad request gets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from common import contract
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVING_DIR = ROOT / "serving"
+TF_SERVING_IMAGE = "tensorflow/serving"
+TF_SERVING_TAG = "2.21.0"
+# The container mounts mirror docker-compose.yml, so models.config's base_path
+# (/models/movielens) resolves inside it exactly as in compose.
+CONTAINER_MODEL_BASE_PATH = "/" + contract.MODEL_BASE_PATH
+CONTAINER_CONFIG_DIR = "/config"
+STARTUP_TIMEOUT_S = 180.0
+RPC_TIMEOUT_S = 30.0
+
+USERS = ["1", "2", "3"]
+MOVIES = ["1", "50", "181"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    grpc_target: str
+    model_base_path: Path
+
+
+# --- tensors, with nothing but the protos -----------------------------------------------------
+
+
+def _shape(*dims: int) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+
+
+def strings(values: list[str]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, tensor_shape=_shape(len(values)), string_val=[v.encode() for v in values]
+    )
+
+
+def int64s(values: list[int]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_shape=_shape(len(values)), int64_val=values)
+
+
+def scalar_int32(value: int) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=_shape(), int_val=[value])
+
+
+def scalar_int64(value: int) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_shape=_shape(), int64_val=[value])
+
+
+def to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    size = int(np.prod(shape)) if shape else 1
+    if tensor.dtype == types_pb2.DT_STRING:
+        values = np.array([v.decode() for v in tensor.string_val], dtype=object)
+    elif tensor.dtype == types_pb2.DT_FLOAT:
+        values = (
+            np.frombuffer(tensor.tensor_content, dtype="<f4") if tensor.tensor_content else np.array(tensor.float_val, np.float32)
+        )
+    else:
+        raise AssertionError(f"unexpected output dtype {types_pb2.DataType.Name(tensor.dtype)}")
+    # The proto encoding may state a repeated value once for the whole tensor.
+    if len(values) == 1 and size > 1:
+        values = np.repeat(values, size)
+    assert len(values) == size, f"tensor has {len(values)} values for shape {shape}"
+    return values.reshape(shape)
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def _model_status(channel: grpc.Channel, version: int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = contract.MODEL_NAME
+    if version is not None:
+        request.model_spec.version.value = version
+    return model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=RPC_TIMEOUT_S)
+
+
+def _wait_until_available(grpc_target: str, container) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last_error = "no answer yet"
+    with grpc.insecure_channel(grpc_target) as channel:
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise AssertionError(f"TF Serving exited during startup:\n{container.logs().decode(errors='replace')}")
+            try:
+                status = _model_status(channel)
+                states = [get_model_status_pb2.ModelVersionStatus.State.Name(v.state) for v in status.model_version_status]
+                if "AVAILABLE" in states:
+                    return
+                last_error = f"states {states}"
+            except grpc.RpcError as e:
+                last_error = f"{e.code().name}: {e.details()}"
+            time.sleep(1.0)
+    raise AssertionError(
+        f"model not AVAILABLE after {STARTUP_TIMEOUT_S:.0f}s ({last_error}):\n{container.logs().decode(errors='replace')}"
+    )
+
+
+@pytest.fixture(scope="session")
+def tf_serving_container(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A real TF Serving container on the exported model; skips when no Docker engine answers."""
+    import docker
+    import requests
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+        pytest.skip(f"no Docker engine reachable ({type(e).__name__}: {e}); real TF Serving cases need one")
+    # Only now: training + exporting the model is the slow part, pointless without Docker.
+    exported_model = Path(request.getfixturevalue("exported_model"))
+
+    image = f"{TF_SERVING_IMAGE}:{TF_SERVING_TAG}"
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        client.images.pull(TF_SERVING_IMAGE, tag=TF_SERVING_TAG)
+
+    container = client.containers.run(
+        image,
+        # The image's entrypoint script adds --model_name/--model_base_path,
+        # which --model_config_file replaces; call the server directly as compose does.
+        entrypoint=["tensorflow_model_server"],
+        command=[
+            f"--port={contract.GRPC_PORT}",
+            f"--rest_api_port={contract.REST_PORT}",
+            f"--model_config_file={CONTAINER_CONFIG_DIR}/models.config",
+            f"--monitoring_config_file={CONTAINER_CONFIG_DIR}/monitoring.config",
+        ],
+        volumes={
+            str(exported_model.resolve()): {"bind": CONTAINER_MODEL_BASE_PATH, "mode": "ro"},
+            str(SERVING_DIR): {"bind": CONTAINER_CONFIG_DIR, "mode": "ro"},
+        },
+        # Host port chosen by Docker, bound to loopback only.
+        ports={f"{contract.GRPC_PORT}/tcp": ("127.0.0.1", None)},
+        detach=True,
+        labels={"movielens-recommender": "conformance-test"},
+    )
+    try:
+        container.reload()
+        host_port = container.ports[f"{contract.GRPC_PORT}/tcp"][0]["HostPort"]
+        grpc_target = f"127.0.0.1:{host_port}"
+        _wait_until_available(grpc_target, container)
+        yield Target("tf-serving", grpc_target, exported_model)
+    finally:
+        container.stop(timeout=5)
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session", params=["local", "tf-serving"])
+def target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "local":
+        server = request.getfixturevalue("local_server")
+        return Target("local", server.grpc_target, Path(server.model_base_path))
+    return request.getfixturevalue("tf_serving_container")
+
+
+@pytest.fixture(scope="session")
+def channel(target: Target) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(target.grpc_target) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="session")
+def prediction(channel: grpc.Channel) -> prediction_service_pb2_grpc.PredictionServiceStub:
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def model_card(target: Target) -> dict:
+    versions = sorted((p for p in target.model_base_path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return json.loads((versions[-1] / contract.MODEL_CARD_FILE).read_text(encoding="utf-8"))
+
+
+def predict_request(
+    signature: str, inputs: dict[str, tensor_pb2.TensorProto], model: str = contract.MODEL_NAME, version: int | None = None
+) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    for key, tensor in inputs.items():
+        request.inputs[key].CopyFrom(tensor)
+    return request
+
+
+def predict(stub, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+    response = stub.Predict(request, timeout=RPC_TIMEOUT_S)
+    assert response.model_spec.name == contract.MODEL_NAME
+    return {key: to_array(tensor) for key, tensor in response.outputs.items()}
+
+
+def expect_status(call: Callable[[], object], code: grpc.StatusCode) -> str:
+    with pytest.raises(grpc.RpcError) as excinfo:
+        call()
+    assert excinfo.value.code() == code, f"expected {code.name}, got {excinfo.value.code().name}: {excinfo.value.details()}"
+    assert excinfo.value.details(), "error without a message"
+    return excinfo.value.details()
+
+
+# --- model service -------------------------------------------------------------------------------------
+
+
+def test_model_status_reports_the_served_version_available(channel: grpc.Channel, model_card: dict) -> None:
+    status = _model_status(channel)
+    (version_status,) = status.model_version_status  # latest {num_versions: 1}
+    assert version_status.version == model_card["version"]
+    assert version_status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert version_status.status.error_code == 0
+
+
+def test_model_status_of_unknown_version_is_not_found(channel: grpc.Channel) -> None:
+    expect_status(lambda: _model_status(channel, version=987654), grpc.StatusCode.NOT_FOUND)
+
+
+# --- metadata ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def signatures(prediction) -> dict:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = contract.MODEL_NAME
+    response = prediction.GetModelMetadata(request, timeout=RPC_TIMEOUT_S)
+    assert response.model_spec.name == contract.MODEL_NAME
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(signature_map)
+    return dict(signature_map.signature_def)
+
+
+def _dims(info) -> list[int] | None:
+    return None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+
+
+def test_metadata_describes_the_predict_signature(signatures: dict) -> None:
+    predict_sig = signatures[contract.PREDICT_SIGNATURE]
+    assert predict_sig.method_name == contract.PREDICT_METHOD
+    assert {k: (v.dtype, _dims(v)) for k, v in predict_sig.inputs.items()} == {
+        contract.USER_ID: (types_pb2.DT_STRING, [-1]),
+        contract.MOVIE_ID: (types_pb2.DT_STRING, [-1]),
+    }
+    assert {k: (v.dtype, _dims(v)) for k, v in predict_sig.outputs.items()} == {
+        contract.PREDICTED_RATING: (types_pb2.DT_FLOAT, [-1]),
+        contract.USER_EMBEDDING: (types_pb2.DT_FLOAT, [-1, contract.EMBEDDING_DIM]),
+        contract.MOVIE_EMBEDDING: (types_pb2.DT_FLOAT, [-1, contract.EMBEDDING_DIM]),
+    }
+
+
+def test_metadata_describes_the_recommend_signature(signatures: dict) -> None:
+    recommend = signatures[contract.RECOMMEND_SIGNATURE]
+    assert recommend.method_name == contract.PREDICT_METHOD
+    assert {k: (v.dtype, _dims(v)) for k, v in recommend.inputs.items()} == {
+        contract.USER_ID: (types_pb2.DT_STRING, [-1]),
+        contract.K: (types_pb2.DT_INT32, []),
+    }
+    outputs = {k: v.dtype for k, v in recommend.outputs.items()}
+    assert outputs == {
+        contract.MOVIE_IDS: types_pb2.DT_STRING,
+        contract.MOVIE_TITLES: types_pb2.DT_STRING,
+        contract.SCORES: types_pb2.DT_FLOAT,
+    }
+
+
+def test_metadata_of_unknown_model_is_not_found(prediction) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "no-such-model"
+    expect_status(lambda: prediction.GetModelMetadata(request, timeout=RPC_TIMEOUT_S), grpc.StatusCode.NOT_FOUND)
+
+
+# --- predict: serving_default ---------------------------------------------------------------------------
+
+
+def test_predict_returns_one_rating_and_two_embeddings_per_pair(prediction) -> None:
+    out = predict(prediction, predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: strings(USERS), contract.MOVIE_ID: strings(MOVIES)}))
+    assert out[contract.PREDICTED_RATING].shape == (len(USERS),)
+    assert out[contract.USER_EMBEDDING].shape == (len(USERS), contract.EMBEDDING_DIM)
+    assert out[contract.MOVIE_EMBEDDING].shape == (len(USERS), contract.EMBEDDING_DIM)
+    assert np.isfinite(out[contract.PREDICTED_RATING]).all()
+
+
+def test_predict_with_explicit_version_matches_latest(prediction, model_card: dict) -> None:
+    inputs = {contract.USER_ID: strings(USERS), contract.MOVIE_ID: strings(MOVIES)}
+    latest = predict(prediction, predict_request(contract.PREDICT_SIGNATURE, inputs))
+    pinned = predict(prediction, predict_request(contract.PREDICT_SIGNATURE, inputs, version=model_card["version"]))
+    np.testing.assert_allclose(pinned[contract.PREDICTED_RATING], latest[contract.PREDICTED_RATING], rtol=1e-6)
+
+
+def test_unknown_ids_use_the_oov_bucket_not_an_error(prediction) -> None:
+    out = predict(
+        prediction,
+        predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: strings(["999999"]), contract.MOVIE_ID: strings(["999999"])}),
+    )
+    assert out[contract.PREDICTED_RATING].shape == (1,)
+
+
+def test_empty_batch_gives_empty_outputs(prediction) -> None:
+    out = predict(prediction, predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: strings([]), contract.MOVIE_ID: strings([])}))
+    assert out[contract.PREDICTED_RATING].shape == (0,)
+    assert out[contract.USER_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
+
+
+# --- predict: recommend ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 5, 10**6])
+def test_recommend_returns_min_k_max_k_best_first(prediction, model_card: dict, k: int) -> None:
+    users = ["1", "2"]
+    out = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(users), contract.K: scalar_int32(k)}))
+    expected_k = min(k, model_card["max_k"])
+    for key in (contract.MOVIE_IDS, contract.MOVIE_TITLES, contract.SCORES):
+        assert out[key].shape == (len(users), expected_k), key
+    scores = out[contract.SCORES]
+    assert (np.diff(scores, axis=1) <= 0).all(), "scores not best-first"
+    for row in out[contract.MOVIE_IDS]:
+        assert len(set(row)) == expected_k, "duplicate movies in one row"
+
+
+def test_model_card_signature_returns_the_card(prediction, model_card: dict) -> None:
+    out = predict(prediction, predict_request(contract.MODEL_CARD_SIGNATURE, {}))
+    card = json.loads(out[contract.MODEL_CARD].item())
+    assert card["model_name"] == contract.MODEL_NAME
+    assert card["version"] == model_card["version"]
+
+
+# --- error status codes --------------------------------------------------------------------------------------
+
+
+def _good_predict_inputs() -> dict[str, tensor_pb2.TensorProto]:
+    return {contract.USER_ID: strings(USERS), contract.MOVIE_ID: strings(MOVIES)}
+
+
+ERROR_CASES: dict[str, tuple[Callable[[], predict_pb2.PredictRequest], grpc.StatusCode]] = {
+    "unknown-model": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, _good_predict_inputs(), model="no-such-model"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "unknown-version": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, _good_predict_inputs(), version=987654),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    "unknown-signature": (
+        lambda: predict_request("no_such_signature", _good_predict_inputs()),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
+    "missing-input": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: strings(USERS)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "extra-input": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, {**_good_predict_inputs(), "extra": strings(USERS)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "wrong-dtype": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: int64s([1, 2, 3]), contract.MOVIE_ID: strings(MOVIES)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "wrong-dtype-k": (
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int64(5)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "length-mismatch": (
+        lambda: predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: strings(USERS), contract.MOVIE_ID: strings(MOVIES[:2])}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "k-zero": (
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(0)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "k-negative": (
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(-3)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_request_gets_tf_servings_status_code(prediction, case: str) -> None:
+    build, code = ERROR_CASES[case]
+    expect_status(lambda: prediction.Predict(build(), timeout=RPC_TIMEOUT_S), code)
