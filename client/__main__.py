@@ -1,0 +1,14 @@
+"""Entry point of ``python -m client`` (see client/cli.py)."""
+
+import os
+import sys
+
+# gRPC core's INFO lines (e.g. GOAWAY on a server restart) are not for CLI users.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from client.quiet import native_stderr_silenced  # noqa: E402
+
+with native_stderr_silenced():
+    from client.cli import main  # imports TensorFlow via TF Serving's protos
+
+sys.exit(main())

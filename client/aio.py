@@ -1,0 +1,120 @@
+"""The asyncio twin of ``RecommenderClient`` (``grpc.aio``), for async applications.
+
+It shares validation, request building and parsing with the sync client
+(``client.protocol``) and the channel's retry policy (``client.channel``), so
+only the awaiting differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, overload
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from common.contract import MODEL_NAME
+
+from client import protocol
+from client.channel import RetryPolicy, channel_options
+from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from client.errors import DeadlineExceeded, NotFound, Unavailable, from_rpc_error
+from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
+
+
+class AsyncRecommenderClient:
+    """``async with AsyncRecommenderClient(target) as client: await client.recommend(42)``.
+
+    Same arguments, methods and errors as ``RecommenderClient``. Create it inside the
+    running event loop (grpc.aio channels bind to the loop that creates them).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        model: str = MODEL_NAME,
+        version: int | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        if not target or not model:
+            raise ValueError("target and model must be non-empty")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.target = target
+        self.model = model
+        self.version = version
+        self.timeout_s = timeout_s
+        self._channel = grpc.aio.insecure_channel(target, options=channel_options(retry))
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncRecommenderClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @overload
+    async def recommend(self, user_ids: Id, k: int = 10, *, timeout_s: float | None = None) -> list[Recommendation]: ...
+    @overload
+    async def recommend(
+        self, user_ids: Sequence[Id], k: int = 10, *, timeout_s: float | None = None
+    ) -> list[list[Recommendation]]: ...
+
+    async def recommend(self, user_ids, k=10, *, timeout_s=None):
+        users = protocol.normalize_ids(user_ids, "user_ids")
+        k = protocol.validate_k(k)
+        request = protocol.recommend_request(self.model, self.version, users, k)
+        response = await self._call(self._predictions.Predict, request, timeout_s)
+        rows = protocol.parse_recommend(response, len(users))
+        return rows[0] if protocol.is_single(user_ids) else rows
+
+    async def predict(
+        self, user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id], *, timeout_s: float | None = None
+    ) -> np.ndarray:
+        users, movies = protocol.pair_ids(user_ids, movie_ids)
+        request = protocol.predict_request(self.model, self.version, users, movies)
+        return protocol.parse_predict(await self._call(self._predictions.Predict, request, timeout_s), len(users))
+
+    async def metadata(self, *, timeout_s: float | None = None) -> ModelMetadata:
+        request = protocol.metadata_request(self.model, self.version)
+        return protocol.parse_metadata(await self._call(self._predictions.GetModelMetadata, request, timeout_s))
+
+    async def model_card(self, *, timeout_s: float | None = None) -> dict[str, Any]:
+        request = protocol.model_card_request(self.model, self.version)
+        return protocol.parse_model_card(await self._call(self._predictions.Predict, request, timeout_s))
+
+    async def status(self, *, timeout_s: float | None = None) -> list[VersionStatus]:
+        request = protocol.status_request(self.model, self.version)
+        return protocol.parse_status(await self._call(self._models.GetModelStatus, request, timeout_s))
+
+    async def wait_until_ready(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> list[VersionStatus]:
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                versions = await self.status(timeout_s=min(remaining, 1.0))
+            except (Unavailable, NotFound, DeadlineExceeded) as error:
+                last = str(error)
+            else:
+                if any(v.state == "AVAILABLE" for v in versions):
+                    return versions
+                last = ", ".join(f"v{v.version} {v.state}" for v in versions)
+            await asyncio.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
+        raise DeadlineExceeded(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"model {self.model!r} not AVAILABLE at {self.target} within {timeout_s:g}s (last: {last})",
+        )
+
+    async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:
+        try:
+            return await method(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error

@@ -1,0 +1,145 @@
+"""``python -m client``: query the recommender from a shell.
+
+    python -m client [--target HOST:PORT] recommend --user 42 -k 10 [--json]
+    python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
+    python -m client status | metadata | card
+
+Tables for people, ``--json`` for scripts. Any failure (server down, bad input,
+unknown model) is one line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from common.contract import MODEL_NAME
+
+from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
+from client.errors import DeadlineExceeded, RecommenderError, Unavailable
+from client.protocol import MalformedResponse, Recommendation
+
+EXIT_ERROR = 1
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def recommendations_table(recs: Sequence[Recommendation]) -> str:
+    rows = [(i, r.movie_id, f"{r.score:.4f}", r.title) for i, r in enumerate(recs, start=1)]
+    return format_table(("rank", "movie_id", "score", "title"), rows, (True, True, True, False))
+
+
+def recommendations_json(recs: Sequence[Recommendation]) -> str:
+    return json.dumps([{"movie_id": r.movie_id, "title": r.title, "score": r.score} for r in recs], indent=2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="gRPC HOST:PORT (default %(default)s)")
+    parser.add_argument("--model", default=MODEL_NAME, help="model name (default %(default)s)")
+    parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline in seconds per call")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rec = commands.add_parser("recommend", help="top-k unrated movies for a user")
+    rec.add_argument("--user", required=True, help="user id, e.g. 42")
+    rec.add_argument("-k", type=int, default=10, help="number of movies (default %(default)s)")
+    rec.add_argument("--json", action="store_true", help="JSON list of {movie_id, title, score}")
+
+    pred = commands.add_parser("predict", help="predicted ratings for a user and movies")
+    pred.add_argument("--user", required=True, help="user id")
+    pred.add_argument("--movie", required=True, action="append", help="movie id (repeat for several)")
+    pred.add_argument("--json", action="store_true", help="JSON list of {user_id, movie_id, predicted_rating}")
+
+    for name, help_text in (
+        ("status", "versions the server knows and their state"),
+        ("metadata", "served signatures (GetModelMetadata)"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true")
+    commands.add_parser("card", help="the model card (JSON)")
+    return parser
+
+
+def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
+    if args.command == "recommend":
+        recs = client.recommend(args.user, k=args.k)
+        return recommendations_json(recs) if args.json else recommendations_table(recs)
+    if args.command == "predict":
+        ratings = client.predict(args.user, args.movie)
+        if args.json:
+            return json.dumps(
+                [{"user_id": args.user, "movie_id": m, "predicted_rating": float(r)} for m, r in zip(args.movie, ratings)],
+                indent=2,
+            )
+        rows = [(args.user, m, f"{r:.4f}") for m, r in zip(args.movie, ratings)]
+        return format_table(("user_id", "movie_id", "predicted_rating"), rows, (True, True, True))
+    if args.command == "status":
+        versions = client.status()
+        if args.json:
+            return json.dumps([dataclasses.asdict(v) for v in versions], indent=2)
+        rows = [(v.version, v.state, v.error_message) for v in versions]
+        return format_table(("version", "state", "error"), rows, (True, False, False))
+    if args.command == "metadata":
+        meta = client.metadata()
+        if args.json:
+            return json.dumps(
+                {
+                    "model": meta.model,
+                    "version": meta.version,
+                    "signatures": {
+                        name: {
+                            "method": sig.method,
+                            "inputs": {k: {"dtype": t.dtype, "shape": t.shape} for k, t in sig.inputs.items()},
+                            "outputs": {k: {"dtype": t.dtype, "shape": t.shape} for k, t in sig.outputs.items()},
+                        }
+                        for name, sig in meta.signatures.items()
+                    },
+                },
+                indent=2,
+            )
+        rows = [
+            (name, direction, key, t.dtype, "?" if t.shape is None else list(t.shape))
+            for name, sig in meta.signatures.items()
+            for direction, tensors in (("in", sig.inputs), ("out", sig.outputs))
+            for key, t in tensors.items()
+        ]
+        header = f"{meta.model} version {meta.version}\n"
+        return header + format_table(("signature", "", "tensor", "dtype", "shape"), rows, (False,) * 5)
+    if args.command == "card":
+        return json.dumps(client.model_card(), indent=2)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
+            print(_run(args, client))
+    except Unavailable as error:
+        print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
+        return EXIT_ERROR
+    except DeadlineExceeded as error:
+        print(
+            f"error: no answer from the recommender at {args.target} within {args.timeout:g}s "
+            f"(server down, starting or overloaded; {error})",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except (RecommenderError, MalformedResponse, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0

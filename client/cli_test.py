@@ -1,0 +1,79 @@
+"""``python -m client``: tables, JSON, and one-line errors with a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client.cli import format_table, main
+from client.fakes import free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_format_table_aligns_columns():
+    table = format_table(("rank", "title"), [(1, "A"), (10, "Long title")], (True, False)).splitlines()
+    assert table == ["rank  title", "----  ----------", "   1  A", "  10  Long title"]
+
+
+def test_recommend_table(local_server, capsys):
+    assert main(["--target", local_server.grpc_target, "recommend", "--user", "42", "-k", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "movie_id", "score", "title"]
+    assert len(lines) == 2 + 5 and lines[2].split()[0] == "1"
+
+
+def test_recommend_json(local_server, capsys):
+    assert main(["--target", local_server.grpc_target, "recommend", "--user", "42", "-k", "3", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 3 and all(set(r) == {"movie_id", "title", "score"} for r in recs)
+    assert [r["score"] for r in recs] == sorted((r["score"] for r in recs), reverse=True)
+
+
+def test_predict_status_metadata_card(local_server, capsys):
+    target = ["--target", local_server.grpc_target]
+    assert main([*target, "predict", "--user", "42", "--movie", "50", "--movie", "51", "--json"]) == 0
+    ratings = json.loads(capsys.readouterr().out)
+    assert [r["movie_id"] for r in ratings] == ["50", "51"] and all(isinstance(r["predicted_rating"], float) for r in ratings)
+    assert main([*target, "predict", "--user", "42", "--movie", "50"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["42", "50"]
+    assert main([*target, "status"]) == 0
+    assert "AVAILABLE" in capsys.readouterr().out
+    assert main([*target, "metadata"]) == 0
+    assert "recommend" in capsys.readouterr().out
+    assert main([*target, "card"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_name"] == "movielens"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["recommend", "--user", "42", "-k", "0"], "error: k must be a positive number of recommendations, got 0"),
+        (["--model", "no-such-model", "status"], "error: NOT_FOUND: "),
+        (["--version", "999", "recommend", "--user", "1"], "error: NOT_FOUND: "),
+    ],
+)
+def test_bad_requests_exit_1_with_one_line(local_server, capsys, argv, message):
+    assert main(["--target", local_server.grpc_target, *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(message) and captured.err.count("\n") == 1
+
+
+def test_server_down_is_one_line_without_traceback():
+    # A real subprocess: proves nothing else (TensorFlow's import noise, gRPC logs) reaches stderr.
+    target = f"127.0.0.1:{free_port()}"
+    for timeout, message in (("10", "cannot reach the recommender at"), ("0.5", "no answer from the recommender at")):
+        # 10 s outlasts the channel's retries (UNAVAILABLE); 0.5 s ends inside them (DEADLINE_EXCEEDED).
+        completed = subprocess.run(
+            [sys.executable, "-m", "client", "--target", target, "--timeout", timeout, "recommend", "--user", "1"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert completed.returncode == 1
+        assert completed.stdout == ""
+        assert completed.stderr.startswith(f"error: {message} {target}"), completed.stderr
+        assert completed.stderr.count("\n") == 1, completed.stderr

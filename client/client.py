@@ -1,0 +1,163 @@
+"""The synchronous recommender client: the API applications call.
+
+One ``RecommenderClient`` owns one gRPC channel that every call reuses (HTTP/2
+multiplexes calls over it, so there is no per-call connection cost). Inputs are
+validated before anything is sent, every call carries a deadline, UNAVAILABLE
+is retried by the channel, and failures surface as ``RecommenderError``
+subclasses that keep the gRPC code and the server's message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, overload
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from common.contract import GRPC_PORT, MODEL_NAME
+
+from client import protocol
+from client.channel import RetryPolicy, channel_options
+from client.errors import DeadlineExceeded, NotFound, RecommenderError, Unavailable, from_rpc_error
+from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
+
+DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
+DEFAULT_TIMEOUT_S = 5.0
+
+_Response = TypeVar("_Response")
+
+
+class RecommenderClient:
+    """Client for the movielens model behind a TF Serving gRPC API.
+
+    >>> with RecommenderClient("localhost:8500") as client:
+    ...     top = client.recommend(42, k=5)          # list[Recommendation]
+    ...     many = client.recommend([1, 2], k=5)     # list[list[Recommendation]]
+    ...     ratings = client.predict(42, [50, 172])  # np.ndarray float32, shape [2]
+
+    ``version=None`` asks for the newest loaded version. ``timeout_s`` is the default
+    deadline of each call (retries included); every method also takes its own.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        model: str = MODEL_NAME,
+        version: int | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        if not target:
+            raise ValueError("target must be HOST:PORT, got an empty string")
+        if not model:
+            raise ValueError("model must be a model name, got an empty string")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+            raise ValueError(f"version must be a non-negative int or None (newest), got {version!r}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.target = target
+        self.model = model
+        self.version = version
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(target, options=channel_options(retry))
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._channel.close()
+
+    def __enter__(self) -> RecommenderClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        version = "newest" if self.version is None else self.version
+        return f"RecommenderClient(target={self.target!r}, model={self.model!r}, version={version})"
+
+    # --- calls --------------------------------------------------------------
+
+    @overload
+    def recommend(self, user_ids: Id, k: int = 10, *, timeout_s: float | None = None) -> list[Recommendation]: ...
+    @overload
+    def recommend(
+        self, user_ids: Sequence[Id], k: int = 10, *, timeout_s: float | None = None
+    ) -> list[list[Recommendation]]: ...
+
+    def recommend(self, user_ids, k=10, *, timeout_s=None):
+        """Top-k unrated movies, best first: one id -> one list; a sequence of ids -> one list per id.
+
+        The server caps k at the model's ``max_k`` (see ``model_card()``), so a row can be
+        shorter than k when k is very large.
+        """
+        users = protocol.normalize_ids(user_ids, "user_ids")
+        k = protocol.validate_k(k)
+        request = protocol.recommend_request(self.model, self.version, users, k)
+        rows = protocol.parse_recommend(self._call(self._predictions.Predict, request, timeout_s), len(users))
+        return rows[0] if protocol.is_single(user_ids) else rows
+
+    def predict(self, user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id], *, timeout_s: float | None = None) -> np.ndarray:
+        """Predicted ratings (float32, one per pair). A single id on either side pairs with every id on the other."""
+        users, movies = protocol.pair_ids(user_ids, movie_ids)
+        request = protocol.predict_request(self.model, self.version, users, movies)
+        return protocol.parse_predict(self._call(self._predictions.Predict, request, timeout_s), len(users))
+
+    def metadata(self, *, timeout_s: float | None = None) -> ModelMetadata:
+        """The served version and its signatures (GetModelMetadata's signature_def)."""
+        request = protocol.metadata_request(self.model, self.version)
+        return protocol.parse_metadata(self._call(self._predictions.GetModelMetadata, request, timeout_s))
+
+    def model_card(self, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The model card (metrics, config, data hashes, max_k) via the export's ``model_card`` signature."""
+        request = protocol.model_card_request(self.model, self.version)
+        return protocol.parse_model_card(self._call(self._predictions.Predict, request, timeout_s))
+
+    def status(self, *, timeout_s: float | None = None) -> list[VersionStatus]:
+        """Every version the server knows for the model, with its state, oldest first."""
+        request = protocol.status_request(self.model, self.version)
+        return protocol.parse_status(self._call(self._models.GetModelStatus, request, timeout_s))
+
+    def wait_until_ready(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> list[VersionStatus]:
+        """Block until the model (or the pinned version) is AVAILABLE; returns its status.
+
+        Raises ``DeadlineExceeded`` naming the last thing seen (server down, model not
+        loaded yet, or a version's load error) when ``timeout_s`` passes first.
+        """
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"model {self.model!r} not AVAILABLE at {self.target} within {timeout_s:g}s (last: {last})",
+                )
+            try:
+                versions = self.status(timeout_s=min(remaining, 1.0))
+            except (Unavailable, NotFound, DeadlineExceeded) as error:
+                last = str(error)
+            else:
+                if any(v.state == "AVAILABLE" for v in versions):
+                    return versions
+                last = ", ".join(f"v{v.version} {v.state} {v.error_message}".strip() for v in versions)
+            time.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
+
+    def _call(self, method: Callable[..., _Response], request: Any, timeout_s: float | None) -> _Response:
+        if self._closed:
+            raise RuntimeError("RecommenderClient is closed")
+        try:
+            return method(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+
+__all__ = ["RecommenderClient", "RecommenderError", "Recommendation", "DEFAULT_TARGET"]

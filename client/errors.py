@@ -1,0 +1,58 @@
+"""The client's exceptions: one small hierarchy instead of raw ``grpc.RpcError``.
+
+Callers catch ``RecommenderError`` (or one subclass for the case they handle)
+and still see the gRPC status code and the server's own message, which for TF
+Serving names the missing model, version or signature.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class RecommenderError(Exception):
+    """A failed call to the recommender; ``code`` is the gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidArgument(RecommenderError):
+    """The server rejected the request's inputs (bad shapes, k <= 0, unknown signature)."""
+
+
+class NotFound(RecommenderError):
+    """The model or the requested version is not loaded on the server."""
+
+
+class FailedPrecondition(RecommenderError):
+    """The server cannot run this request in its current configuration."""
+
+
+class Unavailable(RecommenderError):
+    """The server could not be reached (after the channel's retries)."""
+
+
+class DeadlineExceeded(RecommenderError):
+    """The call did not finish before its deadline."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RecommenderError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+}
+
+
+def from_rpc_error(error: grpc.RpcError) -> RecommenderError:
+    """Translate a ``grpc.RpcError`` (sync or aio) into the matching subclass."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = error.details() if hasattr(error, "details") else None
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN
+    cls = _BY_CODE.get(code, RecommenderError)
+    return cls(code, details or str(error))

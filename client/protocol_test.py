@@ -1,0 +1,91 @@
+"""Input validation and response parsing, without a server."""
+
+import numpy as np
+import pytest
+from tensorflow_serving.apis import predict_pb2
+
+from client import protocol
+from client.fakes import _float_tensor, _string_matrix
+from common.contract import K, MOVIE_IDS, MOVIE_TITLES, PREDICT_SIGNATURE, PREDICTED_RATING, RECOMMEND_SIGNATURE, SCORES, USER_ID
+
+
+def test_ids_accept_int_str_and_numpy_ints():
+    assert protocol.normalize_ids(42, "user_ids") == ["42"]
+    assert protocol.normalize_ids(["1", 2, np.int64(3)], "user_ids") == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    "values, error, message",
+    [
+        ([], ValueError, "user_ids: at least one id is required"),
+        ("", ValueError, "user_ids: ids must be non-empty"),
+        (["1", " "], ValueError, r"user_ids\[1\]: ids must be non-empty"),
+        ([True], TypeError, r"user_ids\[0\]: ids must be str or int, got bool"),
+        ([1.5], TypeError, "got float"),
+        (None, TypeError, "expected an id or a sequence of ids"),
+    ],
+)
+def test_bad_ids(values, error, message):
+    with pytest.raises(error, match=message):
+        protocol.normalize_ids(values, "user_ids")
+
+
+@pytest.mark.parametrize("k, error", [(0, ValueError), (-3, ValueError), (2**31, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_bad_k(k, error):
+    with pytest.raises(error, match="k must"):
+        protocol.validate_k(k)
+
+
+def test_pair_ids_broadcasts_a_single_id_only():
+    assert protocol.pair_ids(42, [50, 51]) == (["42", "42"], ["50", "51"])
+    assert protocol.pair_ids([1, 2], 7) == (["1", "2"], ["7", "7"])
+    assert protocol.pair_ids([1], [7]) == (["1"], ["7"])
+    with pytest.raises(ValueError, match="got 2 user ids and 3 movie ids"):
+        protocol.pair_ids([1, 2], [3, 4, 5])
+
+
+def test_requests_name_the_contract_signatures_and_inputs():
+    rec = protocol.recommend_request("movielens", 3, ["1", "2"], 10)
+    assert rec.model_spec.signature_name == RECOMMEND_SIGNATURE and rec.model_spec.version.value == 3
+    assert set(rec.inputs) == {USER_ID, K}
+    pred = protocol.predict_request("movielens", None, ["1"], ["2"])
+    assert pred.model_spec.signature_name == PREDICT_SIGNATURE and not pred.model_spec.HasField("version")
+    assert list(pred.output_filter) == [PREDICTED_RATING]
+
+
+def _recommend_response(ids, titles, scores) -> predict_pb2.PredictResponse:
+    response = predict_pb2.PredictResponse()
+    response.outputs[MOVIE_IDS].CopyFrom(_string_matrix(ids))
+    response.outputs[MOVIE_TITLES].CopyFrom(_string_matrix(titles))
+    response.outputs[SCORES].CopyFrom(_float_tensor(np.array(scores, np.float32)))
+    return response
+
+
+def test_parse_recommend_rows_in_order():
+    response = _recommend_response([["5", "9"], ["7", "1"]], [["A", "B"], ["C", "D"]], [[2.0, 1.0], [4.0, 3.0]])
+    rows = protocol.parse_recommend(response, 2)
+    assert rows == [
+        [protocol.Recommendation("5", "A", 2.0), protocol.Recommendation("9", "B", 1.0)],
+        [protocol.Recommendation("7", "C", 4.0), protocol.Recommendation("1", "D", 3.0)],
+    ]
+
+
+def test_parse_recommend_rejects_mismatched_shapes_and_missing_outputs():
+    response = _recommend_response([["5", "9"]], [["A", "B"]], [[2.0]])
+    with pytest.raises(protocol.MalformedResponse, match=r"\[1, 2\], \[1, 2\], \[1, 1\]"):
+        protocol.parse_recommend(response, 1)
+    with pytest.raises(protocol.MalformedResponse, match="one shape"):
+        protocol.parse_recommend(_recommend_response([["5"]], [["A"]], [[1.0]]), 2)
+    del response.outputs[SCORES]
+    with pytest.raises(protocol.MalformedResponse, match="no output 'scores'"):
+        protocol.parse_recommend(response, 1)
+
+
+def test_parse_predict_checks_length():
+    response = predict_pb2.PredictResponse()
+    response.outputs[PREDICTED_RATING].CopyFrom(_float_tensor(np.array([3.5, 4.0], np.float32)))
+    ratings = protocol.parse_predict(response, 2)
+    assert ratings.dtype == np.float32 and ratings.tolist() == [3.5, 4.0]
+    with pytest.raises(protocol.MalformedResponse, match=r"expected shape \[3\]"):
+        protocol.parse_predict(response, 3)
+

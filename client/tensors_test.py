@@ -1,0 +1,61 @@
+"""TensorProto encoding/decoding matches TensorFlow's own, field by field."""
+
+import numpy as np
+import pytest
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from client.tensors import decode_strings, int32_scalar, string_vector, to_numpy
+
+
+def test_string_vector_round_trip_with_unicode():
+    proto = string_vector(["42", "Amélie (2001)"])
+    assert proto.dtype == types_pb2.DT_STRING
+    assert [d.size for d in proto.tensor_shape.dim] == [2]
+    assert to_numpy(proto).tolist() == ["42", "Amélie (2001)"]
+
+
+def test_int32_scalar_is_rank_zero():
+    proto = int32_scalar(10)
+    assert proto.dtype == types_pb2.DT_INT32
+    assert len(proto.tensor_shape.dim) == 0
+    assert to_numpy(proto).shape == () and int(to_numpy(proto)) == 10
+
+
+def test_matches_tensorflow_make_tensor_proto():
+    import tensorflow as tf
+
+    for values in (np.array([[1.5, -2.0], [3.25, 4.0]], np.float32), np.array([1, 2, 3], np.int32)):
+        proto = tf.make_tensor_proto(values)  # uses tensor_content
+        np.testing.assert_array_equal(to_numpy(proto), values)
+        assert to_numpy(proto).dtype == values.dtype
+    strings = tf.make_tensor_proto(np.array([[b"a", b"b"], [b"c", b"d"]]))
+    assert to_numpy(strings).tolist() == [["a", "b"], ["c", "d"]]
+
+
+def test_float_val_and_single_value_fill():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5, 1.5])
+    proto.tensor_shape.dim.add(size=2)
+    np.testing.assert_array_equal(to_numpy(proto), np.array([0.5, 1.5], np.float32))
+    filled = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[7.0])
+    filled.tensor_shape.dim.add(size=3)
+    np.testing.assert_array_equal(to_numpy(filled), [7.0, 7.0, 7.0])
+
+
+def test_empty_tensor():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    proto.tensor_shape.dim.add(size=0)
+    assert to_numpy(proto).shape == (0,)
+
+
+def test_wrong_value_count_names_shape():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0, 2.0])
+    proto.tensor_shape.dim.add(size=3)
+    with pytest.raises(ValueError, match=r"shape \[3\] needs 3 values but the response holds 2"):
+        to_numpy(proto)
+
+
+def test_unsupported_dtype_and_decode_strings_type_check():
+    with pytest.raises(ValueError, match="DT_BOOL"):
+        to_numpy(tensor_pb2.TensorProto(dtype=types_pb2.DT_BOOL, bool_val=[True]))
+    with pytest.raises(ValueError, match="expected a DT_STRING"):
+        decode_strings(int32_scalar(1))

@@ -1,0 +1,264 @@
+"""``python -m loadtest.bench``: one benchmark run of the whole request path, written to BENCHMARKS.md.
+
+Measures, on this machine, from the bottom up:
+(a) the floor: the loaded SavedModel's signatures called in-process;
+(b) gRPC latency with one user (Locust, and a plain client loop as a cross-check);
+(c) predict throughput and p99 at 32 users with TF-Serving-style batching off and on
+    (predict only: recommend's scalar k cannot be batched, see CONTRACT.md);
+(d) recommend latency under the default 3:1 mix at 32 users;
+(e) the client's own overhead per call.
+It is a benchmark, not a test: it prints and writes numbers and never asserts on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from client.quiet import native_stderr_silenced
+from common.contract import (
+    K,
+    MODEL_BASE_PATH,
+    MOVIE_ID,
+    PREDICT_SIGNATURE,
+    RECOMMEND_SIGNATURE,
+    REPORTS_DIR,
+    USER_ID,
+)
+
+with native_stderr_silenced():
+    import numpy as np
+    import tensorflow as tf
+
+from client import NO_RETRIES, RecommenderClient
+from client.bench import measure as measure_client_overhead
+from loadtest.local import BATCHING_CONFIG, BATCHING_EXTRA_ARGS, newest_version
+from loadtest.machine import SHARED_CORES_NOTE, this_machine
+from loadtest.runner import LoadTest, run_load_test
+
+USERS = 32
+SAMPLE_USER = "42"
+SAMPLE_MOVIE = "50"
+
+
+def _percentiles_ms(fn: Callable[[], object], calls: int, warmup: int = 50) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = np.empty(calls)
+    for i in range(calls):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    times *= 1000
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
+    """(a) The loaded signatures called directly: no network, no proto (de)serialization."""
+    with native_stderr_silenced():  # TF logs a CUDA probe failure on first load; not news on a CPU box
+        signatures = tf.saved_model.load(str(version_dir)).signatures
+    predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
+    user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant(10, tf.int32)
+    return {
+        "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
+        "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
+    }
+
+
+def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
+    """(b) cross-check: the same calls from a plain sequential client loop (no Locust, no gevent)."""
+    with RecommenderClient(target, retry=NO_RETRIES) as client:
+        return {
+            "predict batch 1": _percentiles_ms(lambda: client.predict(SAMPLE_USER, SAMPLE_MOVIE), calls),
+            "recommend k=10": _percentiles_ms(lambda: client.recommend(SAMPLE_USER, k=10), calls),
+        }
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load(server, name: str, out: Path, run_time: str, users: int, user_class: str, batch: str) -> dict:
+    test = LoadTest(
+        host=server.grpc_target, out=out / name, users=users, spawn_rate=users, run_time=run_time,
+        user_class=user_class, env={"LOADTEST_PREDICT_BATCH": batch},
+    )  # fmt: skip
+    cpu_before = _cpu_s(server.process.pid)
+    print(f"   load: {name} ({user_class} x{users}, {run_time}, predict batch {batch}) ...", flush=True)
+    summary = run_load_test(test)
+    summary["server_cpu_s"] = round(_cpu_s(server.process.pid) - cpu_before, 2)
+    return summary
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
+    fl, loop, one, c_off, c_on, mix = (
+        results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix")
+    )
+    names = {"predict batch 1": PREDICT_SIGNATURE, "recommend k=10": RECOMMEND_SIGNATURE}
+
+    def cpu(s: dict) -> str:
+        return f"{s['server_cpu_s']:.0f} s / {s['load_generator_cpu_s']:.0f} s"
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"One run of `make bench` on {dt.date.today().isoformat()} ({elapsed_s / 60:.1f} min), model "
+        f"`{args.model_base_path}/{results['version']}`.",
+        "",
+        f"**Machine:** {machine.describe()}, Python {machine.python}, TensorFlow {tf.__version__}, no GPU. "
+        f"**Locust and the server run on the same {machine.cores} cores**: every load figure below is measured "
+        "with the load generator competing with the server for CPU, so throughput is a lower bound for a "
+        "dedicated server and latency under load includes that contention. "
+        "Each table row says how much CPU each side used (server / Locust, CPU-seconds).",
+        "",
+        "Latency percentiles come from every request's exact timing (Locust's own CSV rounds to whole ms); "
+        "they cover successful requests, failures are counted separately. Load runs are closed-loop "
+        "(no think time) and include the 1 s ramp-up.",
+        "",
+        "## (a) Floor: signature called in-process",
+        "",
+        "The loaded SavedModel's concrete functions, called directly from Python (no network, no protos).",
+        "",
+        "| call | p50 ms | p99 ms |",
+        "|---|---:|---:|",
+        *(f"| {n} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for n, v in fl.items()),
+        "",
+        "## (b) gRPC, one user",
+        "",
+        f"Sequential calls over gRPC to the local server: Locust with 1 user for {args.one_user_time} "
+        f"(`RecommenderUser`, predict batch 1), and a plain client loop ({args.calls} calls each) as a cross-check.",
+        "",
+        "| call | Locust p50 ms | Locust p99 ms | client loop p50 ms | client loop p99 ms | p50 vs floor |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, name in names.items():
+        s = one["by_name"].get(name, {})
+        ratio = (s.get("p50_ms") or float("nan")) / fl[label]["p50_ms"]
+        lines.append(
+            f"| {label} | {_ms(s.get('p50_ms'))} | {_ms(s.get('p99_ms'))} | {loop[label]['p50_ms']:.2f} | "
+            f"{loop[label]['p99_ms']:.2f} | {ratio:.1f}x |"
+        )
+    lines += [
+        "",
+        f"## (c) Predict throughput at {USERS} users: server-side batching off vs on",
+        "",
+        f"`PredictUser` x{USERS}, {args.load_time} each, predict batch 1 (many small requests are what batching "
+        f"is for). \"On\" = `--enable_batching` with `serving/batching.config` (max batch 64, 2 ms timeout) "
+        "and `--enable_model_warmup=false`: the export's warmup file replays `recommend`, whose scalar `k` a "
+        "batching session rejects, so with warmup on the version never loads (real TF Serving behaves the same).",
+        "",
+        "| batching | req/s | p50 ms | p99 ms | max ms | failures | CPU server / Locust |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, s in (("off", c_off), ("on", c_on)):
+        lines.append(
+            f"| {label} | {s['rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(s['max_ms'])} | "
+            f"{s['failures']} | {cpu(s)} |"
+        )
+    lines += [
+        "",
+        f"## (d) Recommend under the default mix at {USERS} users",
+        "",
+        f"`RecommenderUser` x{USERS} (recommend k=10 : predict batch 1-50 = 3 : 1), {args.load_time}, batching off.",
+        "",
+        "| request | req/s | p50 ms | p95 ms | p99 ms | max ms | failures | p50 vs floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in mix["by_name"].items():
+        ratio = (
+            f"{(s['p50_ms'] or float('nan')) / fl['recommend k=10']['p50_ms']:.0f}x" if name == RECOMMEND_SIGNATURE else ""
+        )
+        lines.append(
+            f"| {name} | {s['rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | {_ms(s['p99_ms'])} | "
+            f"{_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
+        )
+    lines += [
+        f"| all | {mix['rps']:.0f} | {_ms(mix['p50_ms'])} | {_ms(mix['p95_ms'])} | {_ms(mix['p99_ms'])} | "
+        f"{_ms(mix['max_ms'])} | {mix['failures']} | |",
+        "",
+        f"CPU used during the run: server / Locust = {cpu(mix)}.",
+        "",
+        "## (e) Client overhead",
+        "",
+        "What `client/` adds per call on one core: input validation, request build + serialize, response parse + "
+        "decode (`python -m client.bench`; canned responses, no network).",
+        "",
+        "| call | µs per call |",
+        "|---|---:|",
+        *(f"| {n} | {us:.1f} |" for n, us in results["client_overhead_us"].items()),
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "make bench    # = .venv/bin/python -m loadtest.bench --model-base-path models/movielens --out BENCHMARKS.md",
+        "# single pieces:",
+        ".venv/bin/python -m client.bench",
+        "LOADTEST_PREDICT_BATCH=1 .venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s "
+        "--user-class PredictUser --out reports/predict-off",
+        "LOADTEST_PREDICT_BATCH=1 .venv/bin/python -m loadtest.local --enable-batching --users 32 --spawn-rate 32 "
+        "--run-time 30s --user-class PredictUser --out reports/predict-on",
+        ".venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s --out reports/mix",
+        "```",
+        "",
+        f"(b) and (c) use `LOADTEST_PREDICT_BATCH=1`. Locust's 1-user numbers are above the plain loop's by the cost of Locust + gevent in the same process; the loop is the better estimate of what one application thread sees. Raw summaries and Locust's HTML reports of this run: "
+        f"`{args.reports}/*/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH))
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--reports", type=Path, default=Path(REPORTS_DIR) / "bench")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per in-process / client-loop measurement")
+    parser.add_argument("--one-user-time", default="15s")
+    parser.add_argument("--load-time", default="30s")
+    args = parser.parse_args(argv)
+    from serving.testing import start_local_server
+
+    started = time.monotonic()
+    version = newest_version(args.model_base_path)
+    machine = this_machine()
+    print(f"benchmark of {args.model_base_path}/{version} on {machine.describe()}; {SHARED_CORES_NOTE}", flush=True)
+    results: dict = {"version": version}
+    print("(e) client overhead ...", flush=True)
+    results["client_overhead_us"] = measure_client_overhead()
+    print("(a) in-process floor ...", flush=True)
+    results["floor"] = floor(args.model_base_path / str(version), args.calls)
+    print("(b)-(d) batching off: starting the local server ...", flush=True)
+    with start_local_server(args.model_base_path, startup_timeout=120) as server:
+        results["client_loop"] = client_loop(server.grpc_target, args.calls)
+        results["one_user"] = _load(server, "one-user", args.reports, args.one_user_time, 1, "RecommenderUser", "1")
+        results["predict_off"] = _load(server, "predict-batching-off", args.reports, args.load_time, USERS, "PredictUser", "1")
+        results["mix"] = _load(server, "mix", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")
+    print("(c) batching on: restarting the local server with --enable_batching ...", flush=True)
+    with start_local_server(
+        args.model_base_path,
+        enable_batching=True,
+        batching_parameters_file=BATCHING_CONFIG,
+        extra_args=BATCHING_EXTRA_ARGS,
+        startup_timeout=120,
+    ) as server:
+        results["predict_on"] = _load(server, "predict-batching-on", args.reports, args.load_time, USERS, "PredictUser", "1")
+    text = render(results, machine, args, time.monotonic() - started)
+    args.out.write_text(text)
+    print(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""What a correct answer looks like; a response that fails a check is a failed request.
+
+A load test that only counts gRPC errors reports a server returning garbage
+fast as a success. These checks run on every response in the load test (and
+are unit-tested on their own), so wrong answers show up as Locust failures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from client.protocol import Recommendation
+
+
+class CheckFailed(Exception):
+    """The server answered, but the answer is wrong. Messages stay stable so Locust groups them."""
+
+
+def check_recommendations(rows: Sequence[Sequence[Recommendation]], n_users: int, k: int) -> None:
+    if len(rows) != n_users:
+        raise CheckFailed(f"expected {n_users} rows of recommendations, got {len(rows)}")
+    for row in rows:
+        if len(row) != k:
+            raise CheckFailed(f"expected k={k} recommendations per user, got {len(row)}")
+        scores = [r.score for r in row]
+        if not all(math.isfinite(s) for s in scores):
+            raise CheckFailed("non-finite score in recommendations")
+        if any(a < b for a, b in zip(scores, scores[1:])):
+            raise CheckFailed("recommendations not sorted by descending score")
+        if len({r.movie_id for r in row}) != len(row):
+            raise CheckFailed("duplicate movie ids in one user's recommendations")
+        if not all(r.movie_id and r.title for r in row):
+            raise CheckFailed("empty movie id or title in recommendations")
+
+
+def check_ratings(ratings: np.ndarray, n_pairs: int) -> None:
+    if ratings.shape != (n_pairs,):
+        raise CheckFailed(f"expected one rating per pair ({n_pairs}), got shape {list(ratings.shape)}")
+    if not np.isfinite(ratings).all():
+        raise CheckFailed("non-finite predicted rating")

@@ -1,0 +1,41 @@
+"""The response checks accept right answers and flag each kind of wrong one."""
+
+import numpy as np
+import pytest
+
+from client.protocol import Recommendation
+from loadtest.checks import CheckFailed, check_ratings, check_recommendations
+
+
+def _row(scores, ids=None):
+    ids = ids or [str(i) for i in range(1, len(scores) + 1)]
+    return [Recommendation(m, f"Movie {m}", s) for m, s in zip(ids, scores)]
+
+
+def test_good_recommendations_pass():
+    check_recommendations([_row([3.0, 2.0, 2.0]), _row([5.0, 1.0, -1.0])], n_users=2, k=3)
+
+
+@pytest.mark.parametrize(
+    "rows, n_users, k, message",
+    [
+        ([_row([1.0, 2.0])], 1, 2, "not sorted"),
+        ([_row([2.0, float("nan")])], 1, 2, "non-finite"),
+        ([_row([float("inf"), 1.0])], 1, 2, "non-finite"),
+        ([_row([2.0])], 1, 2, "k=2 .* got 1"),
+        ([_row([2.0, 1.0])], 2, 2, "expected 2 rows"),
+        ([_row([2.0, 1.0], ids=["7", "7"])], 1, 2, "duplicate"),
+        ([[Recommendation("1", "", 1.0)]], 1, 1, "empty movie id or title"),
+    ],
+)
+def test_wrong_recommendations_fail(rows, n_users, k, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_recommendations(rows, n_users, k)
+
+
+def test_ratings():
+    check_ratings(np.array([3.5, 4.0], np.float32), 2)
+    with pytest.raises(CheckFailed, match="one rating per pair"):
+        check_ratings(np.array([3.5], np.float32), 2)
+    with pytest.raises(CheckFailed, match="non-finite"):
+        check_ratings(np.array([np.nan, 1.0], np.float32), 2)

@@ -1,0 +1,63 @@
+"""``python -m loadtest.local``: serve the newest exported model locally, load-test it, stop it.
+
+The ``make loadtest`` step: one command that needs no running server. The
+server is ``python -m serving`` on free 127.0.0.1 ports (serving.testing),
+serving the newest integer version under ``--model-base-path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.contract import MODEL_BASE_PATH
+
+from loadtest.runner import add_arguments, run_and_report
+
+BATCHING_CONFIG = Path(__file__).resolve().parent.parent / "serving" / "batching.config"
+# The export's warmup file replays `recommend` (scalar k), which a batching session rejects,
+# so with warmup on the version never loads; TF Serving behaves the same.
+BATCHING_EXTRA_ARGS = ("--enable_model_warmup=false",)
+
+
+def newest_version(model_base_path: Path) -> int:
+    versions = [int(p.name) for p in model_base_path.iterdir() if p.is_dir() and p.name.isdigit()] if model_base_path.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(
+            f"no exported model under {model_base_path}: expected integer version folders (run `make export`)"
+        )
+    return max(versions)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH))
+    parser.add_argument("--enable-batching", action="store_true", help="serve with serving/batching.config (predict-only load)")
+    add_arguments(parser, host_required=False)
+    args = parser.parse_args(argv)
+    try:
+        version = newest_version(args.model_base_path)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from serving.testing import start_local_server
+
+    print(f"starting the local server on {args.model_base_path}/{version} ...", flush=True)
+    if args.enable_batching:
+        print("batching on: model warmup off (the warmup file replays recommend, which batching rejects); "
+              "recommend calls will fail, use --user-class PredictUser", flush=True)
+    with start_local_server(
+        args.model_base_path,
+        enable_batching=args.enable_batching,
+        batching_parameters_file=BATCHING_CONFIG if args.enable_batching else None,
+        extra_args=BATCHING_EXTRA_ARGS if args.enable_batching else (),
+        startup_timeout=120,
+    ) as server:
+        print(f"serving at {server.grpc_target}; load test for {args.run_time} ...", flush=True)
+        return run_and_report(args, server.grpc_target)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

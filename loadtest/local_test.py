@@ -1,0 +1,19 @@
+"""``newest_version`` picks what the server will serve and explains an empty base path."""
+
+import pytest
+
+from loadtest.local import newest_version
+
+
+def test_newest_integer_version_ignores_staging_and_files(tmp_path):
+    for name in ("1", "2", "10", ".11-staging", "notes"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "12").write_text("a file, not a version")
+    assert newest_version(tmp_path) == 10
+
+
+def test_no_versions_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no exported model under {tmp_path}.*make export"):
+        newest_version(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        newest_version(tmp_path / "missing")

@@ -1,0 +1,161 @@
+"""Locust users for the recommender's gRPC API (``locust -f loadtest/locustfile.py --host HOST:PORT``).
+
+Each task is one line of business logic; timing, response checks and Locust's
+``request`` event live once in ``GrpcUser.call``. Requests are named after the
+signature they hit (``recommend``, ``serving_default``), so Locust's table reads
+as the API's. Ids come from the server itself (users 1..943 are MovieLens 100K's
+user ids; movie ids from a large recommend call), so a Locust container needs
+no access to the model files.
+
+Users:
+- ``RecommenderUser``: recommend : predict = 3 : 1 (the default mix).
+- ``PredictUser``: predict only; the signature TF Serving's batching can serve
+  (recommend's scalar ``k`` cannot be batched, see CONTRACT.md).
+Knobs (environment): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10), LOADTEST_PREDICT_BATCH ("1-50" or "1"),
+LOADTEST_SAMPLES_DIR (write raw per-request timings there for exact percentiles).
+"""
+
+from __future__ import annotations
+
+# gRPC's blocking calls must yield to gevent, or one Locust user blocks all others.
+# This must run before any channel exists.
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TypeVar  # noqa: E402
+
+from locust import User, constant, events, task  # noqa: E402
+from locust.exception import StopUser  # noqa: E402
+
+# `locust -f loadtest/locustfile.py` runs this file as a top-level module; make the repo importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
+from common.contract import PREDICT_SIGNATURE, RECOMMEND_SIGNATURE  # noqa: E402
+from loadtest.checks import CheckFailed, check_ratings, check_recommendations  # noqa: E402
+
+MOVIELENS_USERS = [str(u) for u in range(1, 944)]
+MOVIELENS_MOVIES = [str(m) for m in range(1, 1683)]
+K = int(os.environ.get("LOADTEST_K", "10"))
+_batch = os.environ.get("LOADTEST_PREDICT_BATCH", "1-50").split("-")
+PREDICT_BATCH = (int(_batch[0]), int(_batch[-1]))
+CALL_TIMEOUT_S = 10.0
+# Exactly one user class is active, so a plain `locust -f loadtest/locustfile.py` (compose, web UI)
+# runs the intended mix instead of splitting users between both classes.
+USER_CLASS = os.environ.get("LOADTEST_USER_CLASS", "RecommenderUser")
+if USER_CLASS not in ("RecommenderUser", "PredictUser"):
+    raise SystemExit(f"LOADTEST_USER_CLASS must be RecommenderUser or PredictUser, got {USER_CLASS!r}")
+
+_T = TypeVar("_T")
+
+# Raw timings of this process: (name, start unix s, response ms, ok). Locust's own
+# percentiles bucket response times to whole milliseconds, too coarse for ~2 ms calls.
+_samples: list[tuple[str, float, float, bool]] = []
+
+
+@events.request.add_listener
+def _record(request_type, name, response_time, response_length, exception=None, context=None, **_):
+    if context and "start" in context:
+        _samples.append((name, context["start"], response_time, exception is None))
+
+
+@events.test_stop.add_listener
+def _write_samples(environment, **_):
+    directory = os.environ.get("LOADTEST_SAMPLES_DIR")
+    if directory and _samples:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        path = Path(directory) / f"samples-{os.getpid()}.json"
+        path.write_text(json.dumps(_samples))
+
+
+class GrpcUser(User):
+    """A Locust user holding one RecommenderClient (one channel) to ``--host``."""
+
+    abstract = True
+    wait_time = constant(0)  # closed loop: each user sends its next request as soon as one returns
+    movie_pool: list[str] = []  # shared by all users of this process, filled once
+
+    def on_start(self) -> None:
+        if not self.host:
+            raise StopUser("no --host given (expected HOST:PORT of the gRPC API)")
+        # No retries: a load test must see every UNAVAILABLE, not hide it in latency.
+        self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES)
+        if not GrpcUser.movie_pool:
+            # Not timed: discovering the served catalogue is set-up, not load.
+            try:
+                max_k = int(self.client.model_card().get("max_k", 100))
+                rows = self.client.recommend(["1", "2", "3"], k=max_k)
+                GrpcUser.movie_pool = sorted({r.movie_id for row in rows for r in row})
+            except RecommenderError:
+                # Server down or odd: fall back to MovieLens 100K's movie ids and let the
+                # timed requests report the problem as failures.
+                GrpcUser.movie_pool = MOVIELENS_MOVIES
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    def call(self, name: str, request: Callable[[], _T], check: Callable[[_T], None]) -> None:
+        """Time ``request``, run ``check`` on its result, and report one Locust request named ``name``."""
+        context = {"start": time.time()}
+        start = time.perf_counter()
+        exception: Exception | None = None
+        try:
+            result = request()
+        except RecommenderError as error:
+            exception = error
+        response_ms = (time.perf_counter() - start) * 1000
+        if exception is None:
+            try:
+                check(result)
+            except CheckFailed as failed:
+                exception = failed
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name=name,
+            response_time=response_ms,
+            response_length=0,
+            exception=exception,
+            context=context,
+        )
+
+    def recommend(self) -> None:
+        user = random.choice(MOVIELENS_USERS)
+        self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, K))
+
+    def predict(self) -> None:
+        n = random.randint(*PREDICT_BATCH)
+        users = random.choices(MOVIELENS_USERS, k=n)
+        movies = random.choices(GrpcUser.movie_pool, k=n)
+        self.call(PREDICT_SIGNATURE, lambda: self.client.predict(users, movies), lambda ratings: check_ratings(ratings, n))
+
+
+class RecommenderUser(GrpcUser):
+    """The default mix: three recommend calls for each predict call."""
+
+    abstract = USER_CLASS != "RecommenderUser"
+
+    @task(3)
+    def recommend_task(self) -> None:
+        self.recommend()
+
+    @task(1)
+    def predict_task(self) -> None:
+        self.predict()
+
+
+class PredictUser(GrpcUser):
+    """Predict only (batchable by TF Serving), for batching on/off comparisons."""
+
+    abstract = USER_CLASS != "PredictUser"
+
+    @task
+    def predict_task(self) -> None:
+        self.predict()

@@ -1,0 +1,177 @@
+"""``python -m loadtest``: run Locust headless against a gRPC host and report.
+
+    python -m loadtest --host localhost:8500 --users 32 --spawn-rate 8 --run-time 30s --out reports/NAME
+
+Writes Locust's CSV files and HTML report, plus ``summary.json`` (exact
+percentiles from raw timings, see loadtest/summary.py), prints a compact table
+naming the machine, and with ``--max-p99-ms`` / ``--max-fail-ratio`` becomes a
+pass/fail gate (exit code 1 when a limit is broken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common.contract import GRPC_PORT, REPORTS_DIR
+
+from loadtest.machine import SHARED_CORES_NOTE, this_machine
+from loadtest.summary import format_table, load_samples, locust_counts, summarize
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+USER_CLASSES = ("RecommenderUser", "PredictUser")
+EXIT_GATE_FAILED = 1
+EXIT_RUN_FAILED = 2
+
+
+class LoadTestError(RuntimeError):
+    """Locust did not produce any measurements (it crashed or could not start)."""
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    host: str
+    out: Path
+    users: int = 32
+    spawn_rate: float = 8
+    run_time: str = "30s"
+    processes: int = 1
+    user_class: str = "RecommenderUser"
+    env: dict[str, str] = field(default_factory=dict)  # LOADTEST_* knobs for the locustfile
+
+    def __post_init__(self) -> None:
+        if self.users < 1 or self.spawn_rate <= 0:
+            raise ValueError(f"users must be >= 1 and spawn_rate > 0, got {self.users} and {self.spawn_rate}")
+        if self.processes == 0 or self.processes < -1:
+            raise ValueError(f"processes must be >= 1 or -1 (one per core), got {self.processes}")
+        if self.user_class not in USER_CLASSES:
+            raise ValueError(f"user_class must be one of {USER_CLASSES}, got {self.user_class!r}")
+        if ":" not in self.host or "://" in self.host:
+            raise ValueError(f"host must be HOST:PORT of the gRPC API (no scheme), got {self.host!r}")
+
+
+def locust_command(test: LoadTest) -> list[str]:
+    command = [
+        sys.executable, "-m", "locust",
+        "-f", str(LOCUSTFILE),
+        test.user_class,
+        "--headless",
+        "--host", test.host,
+        "--users", str(test.users),
+        "--spawn-rate", str(test.spawn_rate),
+        "--run-time", test.run_time,
+        "--csv", str(test.out / "locust"),
+        "--html", str(test.out / "report.html"),
+        "--only-summary",
+        "--stop-timeout", "10",  # let in-flight calls finish so their timings are kept
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    if test.processes != 1:
+        command += ["--processes", str(test.processes)]
+    return command
+
+
+def run_load_test(test: LoadTest) -> dict:
+    """Run Locust, write summary.json into ``test.out``, return the summary."""
+    test.out.mkdir(parents=True, exist_ok=True)
+    samples_dir = test.out / "samples"
+    shutil.rmtree(samples_dir, ignore_errors=True)
+    env = {
+        **os.environ,
+        **test.env,
+        "LOADTEST_SAMPLES_DIR": str(samples_dir),
+        "LOADTEST_USER_CLASS": test.user_class,
+        "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR"),
+    }
+    log_path = test.out / "locust.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        completed = subprocess.run(locust_command(test), env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    wall_s = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    samples = load_samples(samples_dir)
+    if not samples:
+        tail = "\n".join(log_path.read_text().splitlines()[-15:])
+        raise LoadTestError(f"locust exited with {completed.returncode} and recorded no requests; {log_path}:\n{tail}")
+    machine = this_machine()
+    summary = summarize(samples)
+    summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv")
+    summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(test).items()}
+    summary["machine"] = {**machine.to_dict(), "note": SHARED_CORES_NOTE}
+    # CPU the load generator itself burned (all Locust processes, start-up included): on a
+    # machine it shares with the server, this is capacity the server did not get.
+    summary["load_generator_cpu_s"] = round(
+        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2
+    )
+    summary["load_generator_wall_s"] = round(wall_s, 2)
+    summary["files"] = {"html": str(test.out / "report.html"), "csv_prefix": str(test.out / "locust"), "log": str(log_path)}
+    (test.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def title(test: LoadTest) -> str:
+    procs = "" if test.processes == 1 else f", {test.processes} load processes"
+    return f"{test.user_class} x{test.users} (spawn {test.spawn_rate:g}/s) for {test.run_time}{procs} -> {test.host}"
+
+
+def gate(summary: dict, max_p99_ms: float | None, max_fail_ratio: float | None) -> list[str]:
+    """The broken limits, as sentences; empty when the run passes."""
+    broken = []
+    if max_fail_ratio is not None and summary["fail_ratio"] > max_fail_ratio:
+        broken.append(f"failure ratio {summary['fail_ratio']:.2%} > limit {max_fail_ratio:.2%}")
+    if max_p99_ms is not None:
+        p99 = summary["p99_ms"]
+        if p99 is None or p99 > max_p99_ms:
+            broken.append(f"p99 {p99} ms > limit {max_p99_ms} ms")
+    return broken
+
+
+def add_arguments(parser: argparse.ArgumentParser, host_required: bool = True) -> None:
+    if host_required:
+        parser.add_argument("--host", required=True, help=f"gRPC HOST:PORT, e.g. localhost:{GRPC_PORT}")
+    parser.add_argument("--users", type=int, default=32, help="concurrent Locust users (default %(default)s)")
+    parser.add_argument("--spawn-rate", type=float, default=8, help="users started per second (default %(default)s)")
+    parser.add_argument("--run-time", default="30s", help="e.g. 30s, 2m (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=1, help="load-generating processes; -1 = one per core")
+    parser.add_argument("--user-class", choices=USER_CLASSES, default="RecommenderUser", help="task mix")
+    parser.add_argument("--out", type=Path, default=Path(REPORTS_DIR) / "loadtest", help="report folder")
+    parser.add_argument("--max-p99-ms", type=float, default=None, help="fail (exit 1) if overall p99 exceeds this")
+    parser.add_argument("--max-fail-ratio", type=float, default=None, help="fail (exit 1) above this failure ratio")
+
+
+def run_and_report(args: argparse.Namespace, host: str) -> int:
+    test = LoadTest(
+        host=host, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
+        run_time=args.run_time, processes=args.processes, user_class=args.user_class,
+    )  # fmt: skip
+    try:
+        summary = run_load_test(test)
+    except LoadTestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(format_table(summary, this_machine(), title(test)))
+    print(f"report: {summary['files']['html']}  summary: {test.out / 'summary.json'}")
+    broken = gate(summary, args.max_p99_ms, args.max_fail_ratio)
+    for sentence in broken:
+        print(f"GATE FAILED: {sentence}", file=sys.stderr)
+    return EXIT_GATE_FAILED if broken else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_and_report(args, args.host)
+    except ValueError as error:
+        parser.error(str(error))
