@@ -6,7 +6,7 @@ import sys
 # gRPC core's INFO lines (e.g. GOAWAY on a server restart) are not for CLI users.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from client.quiet import native_stderr_silenced  # noqa: E402
+from common.quiet import native_stderr_silenced  # noqa: E402
 
 with native_stderr_silenced():
     from client.cli import main  # imports TensorFlow via TF Serving's protos

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--json", action="store_true")
-    commands.add_parser("card", help="the model card (JSON)")
+    card = commands.add_parser("card", help="the model card (JSON; the vocabulary shown as counts)")
+    card.add_argument("--json", action="store_true", help="the whole card, vocabulary lists included")
     return parser
 
 
@@ -120,7 +121,10 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
         header = f"{meta.model} version {meta.version}\n"
         return header + format_table(("signature", "", "tensor", "dtype", "shape"), rows, (False,) * 5)
     if args.command == "card":
-        return json.dumps(client.model_card(), indent=2)
+        card = client.model_card()
+        if not args.json and "vocabulary" in card:
+            card["vocabulary"] = {name: f"{len(ids)} ids" for name, ids in card["vocabulary"].items()}
+        return json.dumps(card, indent=2)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -47,7 +47,13 @@ from common.contract import (
 from client.tensors import string_vector, to_numpy
 
 FAKE_VERSION = 1
-FAKE_CARD = {"model_name": MODEL_NAME, "version": FAKE_VERSION, "max_k": 100, "catalogue_size": 120}
+FAKE_CARD = {
+    "model_name": MODEL_NAME,
+    "version": FAKE_VERSION,
+    "max_k": 100,
+    "catalogue_size": 120,
+    "vocabulary": {"user_ids": [str(u) for u in range(1, 31)], "movie_ids": [str(m) for m in range(1, 121)]},
+}
 
 
 @dataclass

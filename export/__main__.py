@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from common import contract
+from common.quiet import native_stderr_silenced
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing version")
     args = parser.parse_args(argv)
 
-    from export.exporter import ExportError, export_run  # TensorFlow loads here
+    with native_stderr_silenced():  # TensorFlow's import-time C++ log lines
+        import tensorflow as tf
+
+        from export.exporter import ExportError, export_run
+    # Keras warns that the unbuilt TFRS task layer is not serialised; serving never needs it.
+    tf.get_logger().setLevel("ERROR")
 
     try:
         export_run(args.run, args.model_base_path, args.version, args.force)

@@ -72,7 +72,7 @@ def write_warmup(path: Path, samples: dict[str, dict[str, np.ndarray]]) -> int:
     return count
 
 
-def model_card(run_dir: Path, version: int, module: ServingModule) -> dict:
+def model_card(run_dir: Path, version: int, module: ServingModule, vocabulary: dict) -> dict:
     metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
     config = json.loads((run_dir / trainer.CONFIG_FILE).read_text())
     return {
@@ -84,6 +84,8 @@ def model_card(run_dir: Path, version: int, module: ServingModule) -> dict:
         "metrics": {k: v for k, v in metrics.items() if k not in ("history", "dataset_sha256")},
         "config": config,
         "dataset": {"name": "MovieLens 100K", "sha256": metrics["dataset_sha256"]},
+        # Ids the model has embeddings for, so load generators can sample realistic traffic.
+        "vocabulary": {"user_ids": vocabulary["user_ids"], "movie_ids": vocabulary["movie_ids"]},
         "catalogue_size": module.catalogue_size,
         "max_k": module.max_k,
         "signatures": [contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE],
@@ -155,7 +157,7 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
 
     model, _, vocabulary = trainer.load_model(run_dir)
     module = ServingModule(model, vocabulary, model_card_json="")
-    card = model_card(run_dir, version, module)
+    card = model_card(run_dir, version, module, vocabulary)
     module.card.assign(json.dumps(card, indent=2))
     samples = sample_inputs(vocabulary)
 

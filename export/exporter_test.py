@@ -115,8 +115,9 @@ def test_oov_and_empty_batch(loaded):
     assert _recommend(loaded, np.array([], dtype=object), 5)[contract.SCORES].shape == (0, 5)
 
 
-def test_model_card(loaded, exported_model):
+def test_model_card(loaded, exported_model, vocabulary):
     card = json.loads(loaded.signatures[contract.MODEL_CARD_SIGNATURE]()[contract.MODEL_CARD].numpy())
+    assert card["vocabulary"] == {"user_ids": vocabulary["user_ids"], "movie_ids": vocabulary["movie_ids"]}
     assert card == json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
     assert card["tensorflow_version"] == tf.__version__
     assert {"test_rmse", "rows"} <= set(card["metrics"]) and set(card["dataset"]["sha256"]) == {"u.data", "u.item", "u.user"}

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from client.quiet import native_stderr_silenced
+from common.quiet import native_stderr_silenced
 from common.contract import (
     K,
     MODEL_BASE_PATH,

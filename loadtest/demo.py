@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from client.quiet import native_stderr_silenced
+from common.quiet import native_stderr_silenced
 from common.contract import MODEL_BASE_PATH, REPORTS_DIR
 
 with native_stderr_silenced():

@@ -3,9 +3,9 @@
 Each task is one line of business logic; timing, response checks and Locust's
 ``request`` event live once in ``GrpcUser.call``. Requests are named after the
 signature they hit (``recommend``, ``serving_default``), so Locust's table reads
-as the API's. Ids come from the server itself (users 1..943 are MovieLens 100K's
-user ids; movie ids from a large recommend call), so a Locust container needs
-no access to the model files.
+as the API's. Ids are sampled from the served model's vocabulary, read once from its
+``model_card`` signature, so a Locust container needs no access to the model
+files.
 
 Users:
 - ``RecommenderUser``: recommend : predict = 3 : 1 (the default mix).
@@ -81,23 +81,24 @@ class GrpcUser(User):
 
     abstract = True
     wait_time = constant(0)  # closed loop: each user sends its next request as soon as one returns
-    movie_pool: list[str] = []  # shared by all users of this process, filled once
+    # The served model's vocabulary (from its model card), shared by all users of this process.
+    user_pool: list[str] = []
+    movie_pool: list[str] = []
 
     def on_start(self) -> None:
         if not self.host:
             raise StopUser("no --host given (expected HOST:PORT of the gRPC API)")
         # No retries: a load test must see every UNAVAILABLE, not hide it in latency.
         self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES)
-        if not GrpcUser.movie_pool:
-            # Not timed: discovering the served catalogue is set-up, not load.
+        if not GrpcUser.user_pool:
+            # Not timed: discovering the served vocabulary is set-up, not load.
             try:
-                max_k = int(self.client.model_card().get("max_k", 100))
-                rows = self.client.recommend(["1", "2", "3"], k=max_k)
-                GrpcUser.movie_pool = sorted({r.movie_id for row in rows for r in row})
+                vocabulary = self.client.model_card()["vocabulary"]
+                GrpcUser.user_pool, GrpcUser.movie_pool = vocabulary["user_ids"], vocabulary["movie_ids"]
             except RecommenderError:
-                # Server down or odd: fall back to MovieLens 100K's movie ids and let the
+                # Server down or odd: fall back to MovieLens 100K's ids and let the
                 # timed requests report the problem as failures.
-                GrpcUser.movie_pool = MOVIELENS_MOVIES
+                GrpcUser.user_pool, GrpcUser.movie_pool = MOVIELENS_USERS, MOVIELENS_MOVIES
 
     def on_stop(self) -> None:
         self.client.close()
@@ -127,12 +128,12 @@ class GrpcUser(User):
         )
 
     def recommend(self) -> None:
-        user = random.choice(MOVIELENS_USERS)
+        user = random.choice(GrpcUser.user_pool)
         self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, K))
 
     def predict(self) -> None:
         n = random.randint(*PREDICT_BATCH)
-        users = random.choices(MOVIELENS_USERS, k=n)
+        users = random.choices(GrpcUser.user_pool, k=n)
         movies = random.choices(GrpcUser.movie_pool, k=n)
         self.call(PREDICT_SIGNATURE, lambda: self.client.predict(users, movies), lambda ratings: check_ratings(ratings, n))
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from common import contract
+from common.quiet import native_stderr_silenced
 from train import config as train_config
 from train.data import DataError
 from train.download import DataUnavailable, locate
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from train import trainer  # TensorFlow loads here, after the cheap checks
+    with native_stderr_silenced():  # TensorFlow's import-time C++ log lines
+        from train import trainer  # TensorFlow loads here, after the cheap checks
 
     run_dir = Path(args.runs_dir) / args.run_name
     print(f"training {config.preset} on {config.split} from {data_dir} -> {run_dir}", flush=True)
