@@ -93,7 +93,10 @@ class GrpcUser(User):
         if not GrpcUser.user_pool:
             # Not timed: discovering the served vocabulary is set-up, not load.
             try:
-                vocabulary = self.client.model_card()["vocabulary"]
+                card = self.client.model_card()
+                if "vocabulary" not in card:
+                    raise RuntimeError(f"the model served at {self.host} has no vocabulary in its model card: re-export it")
+                vocabulary = card["vocabulary"]
                 GrpcUser.user_pool, GrpcUser.movie_pool = vocabulary["user_ids"], vocabulary["movie_ids"]
             except RecommenderError:
                 # Server down or odd: fall back to MovieLens 100K's ids and let the
