@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from common import contract
+from common.versions import list_versions
 from export.serving_module import ServingModule
 from train import trainer
 
@@ -32,8 +33,7 @@ class ExportError(RuntimeError):
 
 
 def next_version(base_path: Path) -> int:
-    versions = [int(p.name) for p in base_path.iterdir() if p.is_dir() and p.name.isdigit()] if base_path.exists() else []
-    return max(versions, default=0) + 1
+    return max(list_versions(base_path), default=0) + 1
 
 
 def sample_inputs(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:

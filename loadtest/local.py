@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.contract import MODEL_BASE_PATH
+from common.versions import list_versions
 
 from loadtest.runner import add_arguments, run_and_report
 
@@ -23,7 +24,7 @@ BATCHING_EXTRA_ARGS = ("--enable_model_warmup=false",)
 
 
 def newest_version(model_base_path: Path) -> int:
-    versions = [int(p.name) for p in model_base_path.iterdir() if p.is_dir() and p.name.isdigit()] if model_base_path.is_dir() else []
+    versions = list_versions(model_base_path)
     if not versions:
         raise FileNotFoundError(
             f"no exported model under {model_base_path}: expected integer version folders (run `make export`)"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from pathlib import Path
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
+from common.versions import list_versions
 from serving.errors import ServingError, invalid_argument, not_found
 from serving.servable import LoadedVersion, LoadError
 
 log = logging.getLogger(__name__)
 
-_VERSION_DIR = re.compile(r"\d+")
 
 Loader = Callable[[str, int, Path], LoadedVersion]
 _State = get_model_status_pb2.ModelVersionStatus
@@ -79,15 +78,6 @@ class _VersionState:
     error_code: int = 0
     error_message: str = ""
     dir_mtime: float | None = None  # for failed loads: retry only when the directory changes
-
-
-def list_versions(base_path: Path) -> dict[int, Path]:
-    """Integer-named subdirectories; anything else (".tmp-3", "notes") is ignored."""
-    try:
-        entries = list(base_path.iterdir())
-    except FileNotFoundError:
-        return {}
-    return {int(p.name): p for p in entries if _VERSION_DIR.fullmatch(p.name) and p.is_dir()}
 
 
 class ModelManager:

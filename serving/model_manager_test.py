@@ -13,7 +13,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
 from common import contract as c
 from serving.errors import ServingError
-from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy, list_versions
+from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy
 from serving.servable import load_version
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -52,14 +52,6 @@ def _add_version(base: Path, version: int) -> None:
 
 def _states(manager: ModelManager) -> dict[int, tuple[int, int]]:
     return {s.version: (s.state, s.status.error_code) for s in manager.status(_spec()).model_version_status}
-
-
-def test_only_integer_directories_are_versions(tmp_path: Path):
-    for name in ("1", "12", ".tmp-13", "notes", "2a"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "7").write_text("a file, not a version")
-    assert sorted(list_versions(tmp_path)) == [1, 12]
-    assert list_versions(tmp_path / "missing") == {}
 
 
 @pytest.mark.parametrize(
