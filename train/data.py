@@ -244,5 +244,8 @@ def read_pairs(path: Path, movielens: MovieLens) -> np.ndarray:
         i = index.get(key)
         if i is None:
             raise DataError(path, number, f"rating {fields[:2]} at {fields[3]} is not in {RATINGS_FILE}")
+        rating = _int(path, number, "rating", fields[2])
+        if rating != r["user_rating"][i]:
+            raise DataError(path, number, f"rating {rating} differs from {RATINGS_FILE}'s {r['user_rating'][i]:g}")
         rows.append(i)
     return np.asarray(rows, dtype=np.int64)

@@ -49,9 +49,12 @@ def locate(data_dir: str | Path | None = None, cache_dir: Path | None = None, ur
         (f"${ENV_VAR}", os.environ.get(ENV_VAR)),
         ("cache", cache_dir / ZIP_MEMBER_DIR),
     ]
-    for _, candidate in candidates:
+    for label, candidate in candidates:
         if candidate and has_files(Path(candidate)):
             return Path(candidate)
+        if candidate and label != "cache":
+            # Named explicitly but unusable: say so rather than silently downloading.
+            print(f"{label} {candidate} lacks {', '.join(REQUIRED_FILES)}; looking further", file=sys.stderr)
     try:
         return download(cache_dir, url=url, md5=md5)
     except (OSError, ValueError) as e:

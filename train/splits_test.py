@@ -52,3 +52,16 @@ def test_fold_line_not_in_u_data(fixture_dir, tmp_path):
 def test_unknown_split(fixture_dir):
     with pytest.raises(ValueError, match="unknown split 'u9'"):
         splits.make("u9", data.load(fixture_dir))
+
+
+def test_fold_rating_disagreeing_with_u_data(fixture_dir, tmp_path):
+    import shutil
+
+    directory = tmp_path / "ml"
+    shutil.copytree(fixture_dir, directory)
+    lines = (directory / "u3.test").read_text().splitlines()
+    u, m, r, t = lines[0].split("\t")
+    lines[0] = "\t".join([u, m, str(int(r) % 5 + 1), t])
+    (directory / "u3.test").write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=r"u3\.test:1: rating \d differs from u\.data's"):
+        splits.make("u3", data.load(directory))
