@@ -24,10 +24,10 @@ _EXPORTS = {
     "DeadlineExceeded": "client.errors",
     "FailedPrecondition": "client.errors",
     "InvalidArgument": "client.errors",
+    "MalformedResponse": "client.errors",
     "NotFound": "client.errors",
     "RecommenderError": "client.errors",
     "Unavailable": "client.errors",
-    "MalformedResponse": "client.protocol",
     "ModelMetadata": "client.protocol",
     "Recommendation": "client.protocol",
     "Signature": "client.protocol",
@@ -45,11 +45,12 @@ if TYPE_CHECKING:
         DeadlineExceeded,
         FailedPrecondition,
         InvalidArgument,
+        MalformedResponse,
         NotFound,
         RecommenderError,
         Unavailable,
     )
-    from client.protocol import MalformedResponse, ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus
+    from client.protocol import ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus
 
 
 def __getattr__(name: str) -> Any:

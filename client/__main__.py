@@ -8,7 +8,11 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from common.quiet import native_stderr_silenced  # noqa: E402
 
-with native_stderr_silenced():
-    from client.cli import main  # imports TensorFlow via TF Serving's protos
+try:
+    with native_stderr_silenced():
+        from client.cli import main  # imports TensorFlow via TF Serving's protos
+except KeyboardInterrupt:  # Ctrl-C during that seconds-long import; main() handles the rest alike
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

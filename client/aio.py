@@ -1,8 +1,8 @@
 """The asyncio twin of ``RecommenderClient`` (``grpc.aio``), for async applications.
 
-It shares validation, request building and parsing with the sync client
-(``client.protocol``) and the channel's retry policy (``client.channel``), so
-only the awaiting differs.
+It shares validation, request building, parsing and the readiness rule with the
+sync client (``client.protocol``) and the channel's retry policy
+(``client.channel``), so only the awaiting differs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from common.contract import MODEL_NAME
 from client import protocol
 from client.channel import RetryPolicy, channel_options
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
-from client.errors import DeadlineExceeded, NotFound, Unavailable, from_rpc_error
+from client.errors import from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 
@@ -40,10 +40,7 @@ class AsyncRecommenderClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
-        if not target or not model:
-            raise ValueError("target and model must be non-empty")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        protocol.validate_client_options(target, model, version, timeout_s)
         self.target = target
         self.model = model
         self.version = version
@@ -51,9 +48,12 @@ class AsyncRecommenderClient:
         self._channel = grpc.aio.insecure_channel(target, options=channel_options(retry))
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._closed = False
 
     async def close(self) -> None:
-        await self._channel.close()
+        if not self._closed:
+            self._closed = True
+            await self._channel.close()
 
     async def __aenter__(self) -> AsyncRecommenderClient:
         return self
@@ -101,19 +101,18 @@ class AsyncRecommenderClient:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 versions = await self.status(timeout_s=min(remaining, 1.0))
-            except (Unavailable, NotFound, DeadlineExceeded) as error:
+            except protocol.NOT_READY_YET as error:
                 last = str(error)
             else:
-                if any(v.state == "AVAILABLE" for v in versions):
+                if protocol.is_ready(versions):
                     return versions
-                last = ", ".join(f"v{v.version} {v.state}" for v in versions)
+                last = protocol.describe_versions(versions)
             await asyncio.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
-        raise DeadlineExceeded(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"model {self.model!r} not AVAILABLE at {self.target} within {timeout_s:g}s (last: {last})",
-        )
+        raise protocol.not_ready(self.model, self.target, timeout_s, last)
 
     async def _call(self, method: Any, request: Any, timeout_s: float | None) -> Any:
+        if self._closed:
+            raise RuntimeError("AsyncRecommenderClient is closed")
         try:
             return await method(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
         except grpc.RpcError as error:

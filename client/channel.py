@@ -2,9 +2,12 @@
 
 Retries use gRPC's own service-config retry policy, so the backoff, the attempt
 cap and "retry only UNAVAILABLE" are enforced by gRPC core for the sync and the
-asyncio client alike. Only UNAVAILABLE is retried: it means the request never
-reached the model, so repeating it cannot run inference twice; every other code
-is the server's answer and retrying would just repeat it.
+asyncio client alike. Only UNAVAILABLE is retried: it usually means the server
+could not be reached, but a connection reset or GOAWAY after the request was sent
+is UNAVAILABLE too, so the model may already have run it. Retrying is safe anyway
+because every method the client calls is a read (Predict, GetModelMetadata,
+GetModelStatus change nothing on the server). Every other code is the server's
+answer, and retrying would just repeat it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 _SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+_MIN_BACKOFF_S = 0.001
+
+
+def _duration(seconds: float) -> str:
+    # A JSON protobuf Duration: "0.2s" parses, but str(1e-05) gives "1e-05s", which does not.
+    return f"{seconds:.3f}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +37,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not 1 <= self.max_attempts <= 5:
             raise ValueError(f"max_attempts must be 1..5 (gRPC's cap), got {self.max_attempts}")
-        if self.initial_backoff_s <= 0 or self.max_backoff_s < self.initial_backoff_s:
+        # The service config carries durations as decimal seconds (see _duration); below 1 ms
+        # they would round to "0.000s", which gRPC rejects.
+        if self.initial_backoff_s < _MIN_BACKOFF_S or self.max_backoff_s < self.initial_backoff_s:
             raise ValueError(
-                "backoffs must satisfy 0 < initial_backoff_s <= max_backoff_s, got "
+                f"backoffs must satisfy {_MIN_BACKOFF_S} <= initial_backoff_s <= max_backoff_s, got "
                 f"{self.initial_backoff_s} and {self.max_backoff_s}"
             )
         if self.backoff_multiplier < 1:
@@ -44,8 +55,8 @@ class RetryPolicy:
                         "name": [{"service": s} for s in _SERVICES],
                         "retryPolicy": {
                             "maxAttempts": self.max_attempts,
-                            "initialBackoff": f"{self.initial_backoff_s}s",
-                            "maxBackoff": f"{self.max_backoff_s}s",
+                            "initialBackoff": _duration(self.initial_backoff_s),
+                            "maxBackoff": _duration(self.max_backoff_s),
                             "backoffMultiplier": self.backoff_multiplier,
                             "retryableStatusCodes": ["UNAVAILABLE"],
                         },

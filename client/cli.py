@@ -4,8 +4,11 @@
     python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
     python -m client status | metadata | card
 
-Tables for people, ``--json`` for scripts. Any failure (server down, bad input,
-unknown model) is one line on stderr and exit code 1, never a traceback.
+Tables for people, ``--json`` for scripts. Never a traceback; exit codes:
+0 done; 1 the call failed (server down, bad input, unknown model), one line on
+stderr; 2 bad command line (argparse's usage message); 130 interrupted (Ctrl-C).
+Output cut short by a closed pipe (``| head``) ends quietly with 1, as Python's
+documentation recommends.
 """
 
 from __future__ import annotations
@@ -13,28 +16,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from common.contract import MODEL_NAME
 
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
 from client.errors import DeadlineExceeded, RecommenderError, Unavailable
-from client.protocol import MalformedResponse, Recommendation
+from client.protocol import Recommendation
+from client.table import format_table
 
 EXIT_ERROR = 1
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
-        for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 
 
 def recommendations_table(recs: Sequence[Recommendation]) -> str:
@@ -133,6 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
             print(_run(args, client))
+            sys.stdout.flush()  # a closed pipe fails here, inside the try, not in Python's flush at exit
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left. Point stdout at /dev/null so the interpreter's final flush
+        # cannot fail on the same pipe and print a traceback after all.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except Unavailable as error:
         print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
         return EXIT_ERROR
@@ -143,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    except (RecommenderError, MalformedResponse, ValueError, TypeError) as error:
+    except (RecommenderError, ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     return 0

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from client.cli import format_table, main
-from client.fakes import free_port
+from client import cli
+from client.cli import main
+from client.fakes import fake_server, free_port
+from client.table import format_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,3 +80,27 @@ def test_server_down_is_one_line_without_traceback():
         assert completed.stdout == ""
         assert completed.stderr.startswith(f"error: {message} {target}"), completed.stderr
         assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args, client):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    assert main(["status"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_closed_pipe_ends_quietly():
+    # The reader is gone before anything is written, as with `| head` after its lines.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        with fake_server() as (target, _):
+            completed = subprocess.run(
+                [sys.executable, "-m", "client", "--target", target, "recommend", "--user", "1"],
+                cwd=REPO_ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+            )  # fmt: skip
+    finally:
+        os.close(write)
+    assert (completed.returncode, completed.stderr) == (1, "")

@@ -21,7 +21,7 @@ from common.contract import GRPC_PORT, MODEL_NAME
 
 from client import protocol
 from client.channel import RetryPolicy, channel_options
-from client.errors import DeadlineExceeded, NotFound, RecommenderError, Unavailable, from_rpc_error
+from client.errors import from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
@@ -50,14 +50,7 @@ class RecommenderClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
-        if not target:
-            raise ValueError("target must be HOST:PORT, got an empty string")
-        if not model:
-            raise ValueError("model must be a model name, got an empty string")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-            raise ValueError(f"version must be a non-negative int or None (newest), got {version!r}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        protocol.validate_client_options(target, model, version, timeout_s)
         self.target = target
         self.model = model
         self.version = version
@@ -134,22 +127,17 @@ class RecommenderClient:
         """
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"model {self.model!r} not AVAILABLE at {self.target} within {timeout_s:g}s (last: {last})",
-                )
+        while (remaining := deadline - time.monotonic()) > 0:
             try:
                 versions = self.status(timeout_s=min(remaining, 1.0))
-            except (Unavailable, NotFound, DeadlineExceeded) as error:
+            except protocol.NOT_READY_YET as error:
                 last = str(error)
             else:
-                if any(v.state == "AVAILABLE" for v in versions):
+                if protocol.is_ready(versions):
                     return versions
-                last = ", ".join(f"v{v.version} {v.state} {v.error_message}".strip() for v in versions)
+                last = protocol.describe_versions(versions)
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
+        raise protocol.not_ready(self.model, self.target, timeout_s, last)
 
     def _call(self, method: Callable[..., _Response], request: Any, timeout_s: float | None) -> _Response:
         if self._closed:
@@ -159,5 +147,3 @@ class RecommenderClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
-
-__all__ = ["RecommenderClient", "RecommenderError", "Recommendation", "DEFAULT_TARGET"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -11,10 +12,12 @@ import grpc
 import numpy as np
 import pytest
 
+import client as client_package
 from client import (
     AsyncRecommenderClient,
     DeadlineExceeded,
     InvalidArgument,
+    MalformedResponse,
     NO_RETRIES,
     NotFound,
     Recommendation,
@@ -24,7 +27,7 @@ from client import (
     Unavailable,
 )
 from client.fakes import fake_server, free_port
-from common.contract import MODEL_CARD_SIGNATURE, MODEL_NAME, PREDICT_SIGNATURE, RECOMMEND_SIGNATURE
+from common.contract import MODEL_CARD_SIGNATURE, MODEL_NAME, MOVIE_TITLES, PREDICT_SIGNATURE, RECOMMEND_SIGNATURE
 
 
 @pytest.fixture
@@ -62,6 +65,14 @@ def test_other_codes_are_not_retried_and_keep_code_and_message(fake, code, error
     assert raised.value.message == f"fake failure {code.name}"
 
 
+def test_a_malformed_answer_is_a_recommender_error(fake):
+    target, behaviour = fake
+    behaviour.drop_outputs = {MOVIE_TITLES}
+    with RecommenderClient(target) as client, pytest.raises(RecommenderError, match="no output 'movie_titles'") as raised:
+        client.recommend(1)
+    assert isinstance(raised.value, MalformedResponse) and raised.value.code == grpc.StatusCode.INTERNAL
+
+
 def test_retries_give_up_after_max_attempts(fake):
     target, behaviour = fake
     behaviour.fail_with = [grpc.StatusCode.UNAVAILABLE] * 10
@@ -79,15 +90,18 @@ def test_retry_rides_out_a_server_that_starts_late():
     port = free_port()
     stop = threading.Event()
 
-    def serve_after_a_second() -> None:
-        time.sleep(1.0)
+    def serve_a_little_later() -> None:
+        time.sleep(0.3)
         with fake_server(port):
             stop.wait()
 
-    server = threading.Thread(target=serve_after_a_second)
+    # gRPC draws each backoff at random from [0, cap]; caps of 1, 2, 4, 5 s leave the four
+    # retries far more time than the 0.3 s start plus a reconnect, whatever the draws.
+    patient = RetryPolicy(max_attempts=5, initial_backoff_s=1.0, max_backoff_s=5.0)
+    server = threading.Thread(target=serve_a_little_later)
     server.start()
     try:
-        with RecommenderClient(f"127.0.0.1:{port}", timeout_s=10) as client:
+        with RecommenderClient(f"127.0.0.1:{port}", timeout_s=30, retry=patient) as client:
             assert client.status()[0].state == "AVAILABLE"
     finally:
         stop.set()
@@ -138,17 +152,49 @@ def test_closed_client_refuses_calls(fake):
         client.status()
 
 
-def test_constructor_validates():
-    with pytest.raises(ValueError, match="timeout_s"):
-        RecommenderClient(timeout_s=0)
-    with pytest.raises(ValueError, match="version"):
-        RecommenderClient(version=-1)
+@pytest.mark.parametrize("client_class", [RecommenderClient, AsyncRecommenderClient])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"timeout_s": 0}, "timeout_s"), ({"version": -1}, "version"), ({"version": True}, "version"),
+     ({"target": ""}, "target"), ({"model": ""}, "model")],
+)  # fmt: skip
+def test_constructors_validate_alike(client_class, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        client_class(**kwargs)
+
+
+def test_retry_policy_durations_stay_decimal():
+    config = json.loads(RetryPolicy(initial_backoff_s=0.001, max_backoff_s=1e-02).service_config())
+    policy = config["methodConfig"][0]["retryPolicy"]
+    assert (policy["initialBackoff"], policy["maxBackoff"]) == ("0.001s", "0.010s")
+    with pytest.raises(ValueError, match="0.001 <= initial_backoff_s"):
+        RetryPolicy(initial_backoff_s=1e-05)
+
+
+def test_every_exported_name_resolves():
+    assert all(getattr(client_package, name) is not None for name in client_package._EXPORTS)
 
 
 def test_wait_until_ready_times_out_with_reason():
     with RecommenderClient(f"127.0.0.1:{free_port()}", retry=NO_RETRIES) as client:
         with pytest.raises(DeadlineExceeded, match="not AVAILABLE .* within 0.5s .*UNAVAILABLE"):
             client.wait_until_ready(timeout_s=0.5)
+
+
+def test_async_wait_until_ready_and_closed_client(fake):
+    target, _ = fake
+
+    async def run():
+        async with AsyncRecommenderClient(target) as client:
+            versions = await client.wait_until_ready(timeout_s=5)
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.status()
+        async with AsyncRecommenderClient(f"127.0.0.1:{free_port()}", retry=NO_RETRIES) as down:
+            with pytest.raises(DeadlineExceeded, match="not AVAILABLE .* within 0.5s .*UNAVAILABLE"):
+                await down.wait_until_ready(timeout_s=0.5)
+        return versions
+
+    assert asyncio.run(run())[0].state == "AVAILABLE"
 
 
 def test_async_client_against_fake(fake):
@@ -193,7 +239,9 @@ def test_recommend_single_and_batch(served):
 def test_predict_matches_recommend_scores_order(served):
     top = served.recommend(1, k=3)
     ratings = served.predict(1, [r.movie_id for r in top])
-    assert ratings.dtype == np.float32 and ratings.shape == (3,) and np.isfinite(ratings).all()
+    assert ratings.dtype == np.float32 and ratings.shape == (3,)
+    np.testing.assert_allclose(ratings, [r.score for r in top], rtol=1e-5, atol=1e-5)
+    ratings[0] = 0.0  # the caller owns the array
     pairs = served.predict(["1", "2"], ["50", "50"])
     assert pairs.shape == (2,)
 

@@ -39,6 +39,18 @@ class DeadlineExceeded(RecommenderError):
     """The call did not finish before its deadline."""
 
 
+class MalformedResponse(RecommenderError):
+    """The server answered OK, but not with what the signature promises (an output missing,
+    or of the wrong dtype, shape or value count).
+
+    No status code came from the server, so ``code`` is INTERNAL: gRPC's code for "an
+    invariant of the system is broken". Retrying would most likely get the same answer.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.INTERNAL, message)
+
+
 _BY_CODE: dict[grpc.StatusCode, type[RecommenderError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,

@@ -2,8 +2,9 @@
 
 The real local server (``serving.testing``) answers correctly; tests of retries,
 status-code mapping and the load test's response checks need a server that
-fails on cue (UNAVAILABLE twice, then OK), starts late, or returns unsorted
-scores. This fake speaks the same protos with canned, deterministic answers.
+fails on cue (UNAVAILABLE twice, then OK), starts late, returns unsorted
+scores or leaves an output out. This fake speaks the same protos with canned,
+deterministic answers.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class FakeBehaviour:
 
     fail_with: list[grpc.StatusCode] = field(default_factory=list)  # popped, one per call, before answering
     unsorted_scores: bool = False  # recommend returns scores ascending (a broken ranking)
+    drop_outputs: set[str] = field(default_factory=set)  # Predict answers without these outputs (a broken export)
     calls: int = 0
 
 
@@ -156,6 +158,8 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             response.outputs[MODEL_CARD].CopyFrom(card)
         else:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f'Serving signature key "{signature}" not found.')
+        for key in self.behaviour.drop_outputs & set(response.outputs):
+            del response.outputs[key]
         return response
 
     def GetModelMetadata(self, request, context):

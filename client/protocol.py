@@ -2,18 +2,19 @@
 
 Everything here is pure (no I/O), so it is what ``python -m client.bench``
 times as the client's own overhead, and what both clients call so they cannot
-drift apart in validation or parsing.
+drift apart in validation, parsing or what "ready" means.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeVar, Union
 
+import grpc
 import numpy as np
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -35,12 +36,15 @@ from common.contract import (
     USER_ID,
 )
 
+from client.errors import DeadlineExceeded, MalformedResponse, NotFound, Unavailable
 from client.tensors import decode_strings, int32_scalar, string_vector, tensor_shape, to_numpy
 
 Id = Union[str, int]
 """A MovieLens id: ``42`` and ``"42"`` are the same id (the model's vocabulary is strings)."""
 
 _SIGNATURE_DEF = "signature_def"
+_FLOAT_DTYPES = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,41 @@ def pair_ids(user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id]) -> tuple
     return users, movies
 
 
+# --- client options and readiness -------------------------------------------
+
+
+def validate_client_options(target: str, model: str, version: int | None, timeout_s: float) -> None:
+    """The constructor arguments of both clients, checked before a channel is opened."""
+    if not target:
+        raise ValueError("target must be HOST:PORT, got an empty string")
+    if not model:
+        raise ValueError("model must be a model name, got an empty string")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ValueError(f"version must be a non-negative int or None (newest), got {version!r}")
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+
+
+# What a status call raises while the server or the model is still coming up: keep polling.
+NOT_READY_YET = (Unavailable, NotFound, DeadlineExceeded)
+
+
+def is_ready(versions: list[VersionStatus]) -> bool:
+    return any(v.state == "AVAILABLE" for v in versions)
+
+
+def describe_versions(versions: list[VersionStatus]) -> str:
+    """Each version's state and load error, for a readiness timeout that says why."""
+    return ", ".join(f"v{v.version} {v.state} {v.error_message}".strip() for v in versions) or "no versions"
+
+
+def not_ready(model: str, target: str, timeout_s: float, last: str) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        f"model {model!r} not AVAILABLE at {target} within {timeout_s:g}s (last: {last})",
+    )
+
+
 # --- requests ---------------------------------------------------------------
 
 
@@ -179,29 +218,37 @@ def status_request(model: str, version: int | None) -> get_model_status_pb2.GetM
 # --- responses --------------------------------------------------------------
 
 
-class MalformedResponse(ValueError):
-    """The server answered, but not with what the signature promises."""
-
-
-def _output(response: predict_pb2.PredictResponse, key: str) -> np.ndarray:
+def _tensor(response: predict_pb2.PredictResponse, key: str) -> tensor_pb2.TensorProto:
     if key not in response.outputs:
         raise MalformedResponse(f"response has no output {key!r} (got {sorted(response.outputs)})")
-    return to_numpy(response.outputs[key])
+    return response.outputs[key]
+
+
+def _decode(response: predict_pb2.PredictResponse, key: str, decode: Callable[[tensor_pb2.TensorProto], _T]) -> _T:
+    """``decode`` applied to output ``key``; a tensor it cannot decode is the server's fault, not the caller's."""
+    try:
+        return decode(_tensor(response, key))
+    except ValueError as error:
+        raise MalformedResponse(f"output {key!r}: {error}") from None
+
+
+def _floats(response: predict_pb2.PredictResponse, key: str) -> np.ndarray:
+    values = _decode(response, key, to_numpy)
+    dtype = response.outputs[key].dtype
+    if dtype not in _FLOAT_DTYPES:
+        raise MalformedResponse(f"output {key!r}: expected a float tensor, got {types_pb2.DataType.Name(dtype)}")
+    return values.astype(np.float32, copy=False)
 
 
 def parse_predict(response: predict_pb2.PredictResponse, n: int) -> np.ndarray:
-    ratings = _output(response, PREDICTED_RATING).astype(np.float32, copy=False)
+    ratings = _floats(response, PREDICTED_RATING)
     if ratings.shape != (n,):
         raise MalformedResponse(f"{PREDICTED_RATING}: expected shape [{n}], got {list(ratings.shape)}")
     return ratings
 
 
 def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list[list[Recommendation]]:
-    for key in (MOVIE_IDS, MOVIE_TITLES, SCORES):
-        if key not in response.outputs:
-            raise MalformedResponse(f"response has no output {key!r} (got {sorted(response.outputs)})")
-    outputs = response.outputs
-    shapes = [tensor_shape(outputs[key]) for key in (MOVIE_IDS, MOVIE_TITLES, SCORES)]
+    shapes = [_decode(response, key, tensor_shape) for key in (MOVIE_IDS, MOVIE_TITLES, SCORES)]
     if not (len(shapes[0]) == 2 and shapes[0][0] == n_users and shapes[0] == shapes[1] == shapes[2]):
         raise MalformedResponse(
             f"expected {MOVIE_IDS}, {MOVIE_TITLES}, {SCORES} of one shape [{n_users}, k]; got "
@@ -209,9 +256,9 @@ def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list
         )
     k = shapes[0][1]
     # Plain lists, not numpy object arrays: this runs on every call and k is small.
-    ids = decode_strings(outputs[MOVIE_IDS])
-    titles = decode_strings(outputs[MOVIE_TITLES])
-    scores = to_numpy(outputs[SCORES]).reshape(-1).tolist()
+    ids = _decode(response, MOVIE_IDS, decode_strings)
+    titles = _decode(response, MOVIE_TITLES, decode_strings)
+    scores = _floats(response, SCORES).reshape(-1).tolist()
     if not len(ids) == len(titles) == len(scores) == n_users * k:
         raise MalformedResponse(
             f"recommend outputs of shape [{n_users}, {k}] hold {len(ids)} ids, {len(titles)} titles, {len(scores)} scores"
@@ -223,13 +270,16 @@ def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list
 
 
 def parse_model_card(response: predict_pb2.PredictResponse) -> dict:
-    text = _output(response, MODEL_CARD)
-    if text.size != 1:
-        raise MalformedResponse(f"{MODEL_CARD}: expected one string, got shape {list(text.shape)}")
+    texts = _decode(response, MODEL_CARD, decode_strings)
+    if len(texts) != 1:
+        raise MalformedResponse(f"{MODEL_CARD}: expected one string, got {len(texts)}")
     try:
-        return json.loads(text.reshape(()).item())
+        card = json.loads(texts[0])
     except json.JSONDecodeError as error:
         raise MalformedResponse(f"{MODEL_CARD}: not valid JSON ({error})") from None
+    if not isinstance(card, dict):
+        raise MalformedResponse(f"{MODEL_CARD}: expected a JSON object, got {type(card).__name__}")
+    return card
 
 
 def _tensor_info(info) -> TensorInfo:

@@ -1,12 +1,25 @@
 """Input validation and response parsing, without a server."""
 
+import grpc
 import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2
 
 from client import protocol
+from client.errors import MalformedResponse, RecommenderError
 from client.fakes import _float_tensor, _string_matrix
-from common.contract import K, MOVIE_IDS, MOVIE_TITLES, PREDICT_SIGNATURE, PREDICTED_RATING, RECOMMEND_SIGNATURE, SCORES, USER_ID
+from client.tensors import string_vector
+from common.contract import (
+    K,
+    MODEL_CARD,
+    MOVIE_IDS,
+    MOVIE_TITLES,
+    PREDICT_SIGNATURE,
+    PREDICTED_RATING,
+    RECOMMEND_SIGNATURE,
+    SCORES,
+    USER_ID,
+)
 
 
 def test_ids_accept_int_str_and_numpy_ints():
@@ -72,12 +85,12 @@ def test_parse_recommend_rows_in_order():
 
 def test_parse_recommend_rejects_mismatched_shapes_and_missing_outputs():
     response = _recommend_response([["5", "9"]], [["A", "B"]], [[2.0]])
-    with pytest.raises(protocol.MalformedResponse, match=r"\[1, 2\], \[1, 2\], \[1, 1\]"):
+    with pytest.raises(MalformedResponse, match=r"\[1, 2\], \[1, 2\], \[1, 1\]"):
         protocol.parse_recommend(response, 1)
-    with pytest.raises(protocol.MalformedResponse, match="one shape"):
+    with pytest.raises(MalformedResponse, match="one shape"):
         protocol.parse_recommend(_recommend_response([["5"]], [["A"]], [[1.0]]), 2)
     del response.outputs[SCORES]
-    with pytest.raises(protocol.MalformedResponse, match="no output 'scores'"):
+    with pytest.raises(MalformedResponse, match="no output 'scores'"):
         protocol.parse_recommend(response, 1)
 
 
@@ -86,6 +99,58 @@ def test_parse_predict_checks_length():
     response.outputs[PREDICTED_RATING].CopyFrom(_float_tensor(np.array([3.5, 4.0], np.float32)))
     ratings = protocol.parse_predict(response, 2)
     assert ratings.dtype == np.float32 and ratings.tolist() == [3.5, 4.0]
-    with pytest.raises(protocol.MalformedResponse, match=r"expected shape \[3\]"):
+    with pytest.raises(MalformedResponse, match=r"expected shape \[3\]"):
         protocol.parse_predict(response, 3)
 
+
+def _predict_response(proto) -> predict_pb2.PredictResponse:
+    response = predict_pb2.PredictResponse()
+    response.outputs[PREDICTED_RATING].CopyFrom(proto)
+    return response
+
+
+def _unknown_rank():
+    proto = _float_tensor(np.array([1.0], np.float32))
+    proto.tensor_shape.unknown_rank = True
+    return proto
+
+
+def _too_few_values():
+    proto = _float_tensor(np.array([1.0, 2.0], np.float32))
+    proto.tensor_shape.dim[0].size = 3
+    return proto
+
+
+@pytest.mark.parametrize(
+    "proto, message",
+    [
+        (string_vector(["3.5"]), "output 'predicted_rating': expected a float tensor, got DT_STRING"),
+        (_unknown_rank(), "output 'predicted_rating': tensor has unknown rank"),
+        (_too_few_values(), r"output 'predicted_rating': tensor of shape \[3\] needs 3 values"),
+    ],
+)
+def test_undecodable_outputs_are_malformed_responses(proto, message):
+    with pytest.raises(MalformedResponse, match=message) as raised:
+        protocol.parse_predict(_predict_response(proto), 1)
+    assert isinstance(raised.value, RecommenderError) and raised.value.code == grpc.StatusCode.INTERNAL
+
+
+def test_recommend_scores_must_be_floats_and_titles_strings():
+    response = _recommend_response([["5"]], [["A"]], [[2.0]])
+    response.outputs[SCORES].CopyFrom(_string_matrix([["2.0"]]))
+    with pytest.raises(MalformedResponse, match="output 'scores': expected a float tensor, got DT_STRING"):
+        protocol.parse_recommend(response, 1)
+    response = _recommend_response([["5"]], [["A"]], [[2.0]])
+    response.outputs[MOVIE_TITLES].CopyFrom(_float_tensor(np.array([[1.0]], np.float32)))
+    with pytest.raises(MalformedResponse, match="output 'movie_titles': expected a DT_STRING tensor"):
+        protocol.parse_recommend(response, 1)
+
+
+def test_model_card_must_be_one_json_object():
+    response = predict_pb2.PredictResponse()
+    response.outputs[MODEL_CARD].CopyFrom(string_vector(['{"max_k": 100}']))
+    assert protocol.parse_model_card(response) == {"max_k": 100}
+    for text, message in (("[1]", "expected a JSON object"), ("{", "not valid JSON")):
+        response.outputs[MODEL_CARD].CopyFrom(string_vector([text]))
+        with pytest.raises(MalformedResponse, match=message):
+            protocol.parse_model_card(response)

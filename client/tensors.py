@@ -4,7 +4,9 @@ The client sits on every request path, so it builds and reads ``TensorProto``
 messages field by field (``string_val``/``int_val``/``float_val`` plus
 ``tensor_shape``) instead of calling ``tf.make_tensor_proto``/``tf.make_ndarray``:
 those run eager TensorFlow machinery that costs tens of microseconds per call and
-hides which proto fields the server actually sent.
+hides which proto fields the server actually sent. A tensor that cannot be decoded
+raises ValueError; ``client.protocol`` reports it as ``MalformedResponse`` naming
+the output.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     elif proto.dtype in _NUMERIC:
         dtype, field = _NUMERIC[proto.dtype]
         if proto.tensor_content:
-            flat = np.frombuffer(proto.tensor_content, dtype=dtype)
+            # frombuffer views the proto's immutable bytes (a read-only array); callers get their own.
+            flat = np.frombuffer(proto.tensor_content, dtype=dtype).copy()
         else:
             flat = np.asarray(getattr(proto, field), dtype=dtype)
     else:

@@ -26,8 +26,9 @@ def test_matches_tensorflow_make_tensor_proto():
 
     for values in (np.array([[1.5, -2.0], [3.25, 4.0]], np.float32), np.array([1, 2, 3], np.int32)):
         proto = tf.make_tensor_proto(values)  # uses tensor_content
-        np.testing.assert_array_equal(to_numpy(proto), values)
-        assert to_numpy(proto).dtype == values.dtype
+        decoded = to_numpy(proto)
+        np.testing.assert_array_equal(decoded, values)
+        assert decoded.dtype == values.dtype and decoded.flags.writeable
     strings = tf.make_tensor_proto(np.array([[b"a", b"b"], [b"c", b"d"]]))
     assert to_numpy(strings).tolist() == [["a", "b"], ["c", "d"]]
 

@@ -2,9 +2,10 @@
 
 Measures, on this machine, from the bottom up:
 (a) the floor: the loaded SavedModel's signatures called in-process;
-(b) gRPC latency with one user (Locust, and a plain client loop as a cross-check);
+(b) gRPC latency with one user (a plain client loop, and Locust with one user);
 (c) predict throughput and p99 at 32 users with TF-Serving-style batching off and on
-    (predict only: recommend's scalar k cannot be batched, see CONTRACT.md);
+    (predict only: the batcher rejects recommend's scalar k; see README.md,
+    "Server-side batching, and why it is off");
 (d) recommend latency under the default 3:1 mix at 32 users;
 (e) the client's own overhead per call.
 It is a benchmark, not a test: it prints and writes numbers and never asserts on them.
@@ -39,7 +40,8 @@ from client import NO_RETRIES, RecommenderClient
 from client.bench import measure as measure_client_overhead
 from loadtest.local import BATCHING_CONFIG, BATCHING_EXTRA_ARGS, newest_version
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
-from loadtest.runner import LoadTest, run_load_test
+from loadtest.runner import LoadTest, gate, run_load_test
+from loadtest.summary import format_ms
 
 USERS = 32
 SAMPLE_USER = "42"
@@ -94,11 +96,19 @@ def _load(server, name: str, out: Path, run_time: str, users: int, user_class: s
     print(f"   load: {name} ({user_class} x{users}, {run_time}, predict batch {batch}) ...", flush=True)
     summary = run_load_test(test)
     summary["server_cpu_s"] = round(_cpu_s(server.process.pid) - cpu_before, 2)
+    for problem in gate(summary, max_p99_ms=None, max_fail_ratio=None):
+        print(f"   warning: {name}: {problem}", flush=True)
     return summary
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _locust_minus_loop(one_user: dict, loop: dict, names: dict[str, str]) -> str:
+    """How far Locust's 1-user p50s sit from the plain loop's in this run, e.g. "+0.04 ms (predict batch 1)"."""
+    parts = [
+        f"{one_user['by_name'][name]['p50_ms'] - loop[label]['p50_ms']:+.2f} ms ({label})"
+        for label, name in names.items()
+        if one_user["by_name"].get(name, {}).get("p50_ms") is not None
+    ]
+    return ", ".join(parts) or "not measured (no successful Locust requests)"
 
 
 def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
@@ -120,7 +130,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         f"**Locust and the server run on the same {machine.cores} cores**: every load figure below is measured "
         "with the load generator competing with the server for CPU, so throughput is a lower bound for a "
         "dedicated server and latency under load includes that contention. "
-        "Each table row says how much CPU each side used (server / Locust, CPU-seconds).",
+        "The load runs of (c) and (d) also say how much CPU each side used (server / Locust, CPU-seconds).",
         "",
         "Latency percentiles come from every request's exact timing (Locust's own CSV rounds to whole ms); "
         "they cover successful requests, failures are counted separately. Load runs are closed-loop "
@@ -137,16 +147,19 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "## (b) gRPC, one user",
         "",
         f"Sequential calls over gRPC to the local server: Locust with 1 user for {args.one_user_time} "
-        f"(`RecommenderUser`, predict batch 1), and a plain client loop ({args.calls} calls each) as a cross-check.",
+        f"(`RecommenderUser`, predict batch 1), and a plain client loop ({args.calls} calls each). The loop is the "
+        "better estimate of what one application thread sees (no Locust or gevent in its process), so the ratio "
+        "to the floor uses its p50; Locust's p50 minus the loop's: "
+        f"{_locust_minus_loop(one, loop, names)}.",
         "",
-        "| call | Locust p50 ms | Locust p99 ms | client loop p50 ms | client loop p99 ms | p50 vs floor |",
+        "| call | Locust p50 ms | Locust p99 ms | client loop p50 ms | client loop p99 ms | loop p50 vs floor |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, name in names.items():
         s = one["by_name"].get(name, {})
-        ratio = (s.get("p50_ms") or float("nan")) / fl[label]["p50_ms"]
+        ratio = loop[label]["p50_ms"] / fl[label]["p50_ms"]
         lines.append(
-            f"| {label} | {_ms(s.get('p50_ms'))} | {_ms(s.get('p99_ms'))} | {loop[label]['p50_ms']:.2f} | "
+            f"| {label} | {format_ms(s.get('p50_ms'))} | {format_ms(s.get('p99_ms'))} | {loop[label]['p50_ms']:.2f} | "
             f"{loop[label]['p99_ms']:.2f} | {ratio:.1f}x |"
         )
     lines += [
@@ -163,7 +176,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
     ]
     for label, s in (("off", c_off), ("on", c_on)):
         lines.append(
-            f"| {label} | {s['rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(s['max_ms'])} | "
+            f"| {label} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p99_ms'])} | {format_ms(s['max_ms'])} | "
             f"{s['failures']} | {cpu(s)} |"
         )
     lines += [
@@ -180,12 +193,12 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
             f"{(s['p50_ms'] or float('nan')) / fl['recommend k=10']['p50_ms']:.0f}x" if name == RECOMMEND_SIGNATURE else ""
         )
         lines.append(
-            f"| {name} | {s['rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | {_ms(s['p99_ms'])} | "
-            f"{_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
+            f"| {name} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p95_ms'])} | {format_ms(s['p99_ms'])} | "
+            f"{format_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
         )
     lines += [
-        f"| all | {mix['rps']:.0f} | {_ms(mix['p50_ms'])} | {_ms(mix['p95_ms'])} | {_ms(mix['p99_ms'])} | "
-        f"{_ms(mix['max_ms'])} | {mix['failures']} | |",
+        f"| all | {mix['rps']:.0f} | {format_ms(mix['p50_ms'])} | {format_ms(mix['p95_ms'])} | {format_ms(mix['p99_ms'])} | "
+        f"{format_ms(mix['max_ms'])} | {mix['failures']} | |",
         "",
         f"CPU used during the run: server / Locust = {cpu(mix)}.",
         "",
@@ -211,7 +224,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         ".venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s --out reports/mix",
         "```",
         "",
-        f"(b) and (c) use `LOADTEST_PREDICT_BATCH=1`. Locust's 1-user numbers are above the plain loop's by the cost of Locust + gevent in the same process; the loop is the better estimate of what one application thread sees. Raw summaries and Locust's HTML reports of this run: "
+        "(b) and (c) use `LOADTEST_PREDICT_BATCH=1`. Raw summaries and Locust's HTML reports of this run: "
         f"`{args.reports}/*/`.",
         "",
     ]

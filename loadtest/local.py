@@ -10,17 +10,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from common.contract import MODEL_BASE_PATH
 from common.versions import list_versions
 
-from loadtest.runner import add_arguments, run_and_report
+from loadtest.runner import EXIT_RUN_FAILED, add_arguments, load_test, run_and_report
 
 BATCHING_CONFIG = Path(__file__).resolve().parent.parent / "serving" / "batching.config"
 # The export's warmup file replays `recommend` (scalar k), which a batching session rejects,
 # so with warmup on the version never loads; TF Serving behaves the same.
 BATCHING_EXTRA_ARGS = ("--enable_model_warmup=false",)
+# Stands in for the local server's address, which exists only once it runs (it picks free
+# ports), so that a bad load-test setting is reported before a start that takes seconds.
+NOT_STARTED_YET = "127.0.0.1:0"
 
 
 def newest_version(model_base_path: Path) -> int:
@@ -40,9 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         version = newest_version(args.model_base_path)
-    except FileNotFoundError as error:
+        test = load_test(args, NOT_STARTED_YET)
+    except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_RUN_FAILED
     from serving.testing import start_local_server
 
     print(f"starting the local server on {args.model_base_path}/{version} ...", flush=True)
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup_timeout=120,
     ) as server:
         print(f"serving at {server.grpc_target}; load test for {args.run_time} ...", flush=True)
-        return run_and_report(args, server.grpc_target)
+        return run_and_report(replace(test, host=server.grpc_target), args)
 
 
 if __name__ == "__main__":

@@ -17,3 +17,14 @@ def test_no_versions_names_the_path_and_the_fix(tmp_path):
         newest_version(tmp_path)
     with pytest.raises(FileNotFoundError, match="no exported model"):
         newest_version(tmp_path / "missing")
+
+
+def test_a_bad_setting_fails_in_one_line_before_the_server_starts(tmp_path, monkeypatch, capsys):
+    import serving.testing
+    from loadtest.local import main
+
+    (tmp_path / "1").mkdir()
+    monkeypatch.setattr(serving.testing, "start_local_server", lambda *a, **k: pytest.fail("server started"))
+    assert main(["--model-base-path", str(tmp_path), "--users", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: users must be >= 1") and err.count("\n") == 1

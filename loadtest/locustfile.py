@@ -10,9 +10,11 @@ files.
 Users:
 - ``RecommenderUser``: recommend : predict = 3 : 1 (the default mix).
 - ``PredictUser``: predict only; the signature TF Serving's batching can serve
-  (recommend's scalar ``k`` cannot be batched, see CONTRACT.md).
-Knobs (environment): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10), LOADTEST_PREDICT_BATCH ("1-50" or "1"),
-LOADTEST_SAMPLES_DIR (write raw per-request timings there for exact percentiles).
+  (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
+  "Server-side batching, and why it is off").
+Knobs (environment): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
+capped at the model's max_k), LOADTEST_PREDICT_BATCH ("1-50" or "1"), LOADTEST_SAMPLES_DIR
+(write raw per-request timings there for exact percentiles; unset, none are kept).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
+import gevent.lock  # noqa: E402
 from locust import User, constant, events, task  # noqa: E402
 from locust.exception import StopUser  # noqa: E402
 
@@ -40,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
 from common.contract import PREDICT_SIGNATURE, RECOMMEND_SIGNATURE  # noqa: E402
-from loadtest.checks import CheckFailed, check_ratings, check_recommendations  # noqa: E402
+from loadtest.checks import check_ratings, check_recommendations  # noqa: E402
 
 MOVIELENS_USERS = [str(u) for u in range(1, 944)]
 MOVIELENS_MOVIES = [str(m) for m in range(1, 1683)]
@@ -53,6 +57,7 @@ CALL_TIMEOUT_S = 10.0
 USER_CLASS = os.environ.get("LOADTEST_USER_CLASS", "RecommenderUser")
 if USER_CLASS not in ("RecommenderUser", "PredictUser"):
     raise SystemExit(f"LOADTEST_USER_CLASS must be RecommenderUser or PredictUser, got {USER_CLASS!r}")
+SAMPLES_DIR = os.environ.get("LOADTEST_SAMPLES_DIR")
 
 _T = TypeVar("_T")
 
@@ -61,19 +66,58 @@ _T = TypeVar("_T")
 _samples: list[tuple[str, float, float, bool]] = []
 
 
-@events.request.add_listener
 def _record(request_type, name, response_time, response_length, exception=None, context=None, **_):
     if context and "start" in context:
         _samples.append((name, context["start"], response_time, exception is None))
 
 
-@events.test_stop.add_listener
 def _write_samples(environment, **_):
-    directory = os.environ.get("LOADTEST_SAMPLES_DIR")
-    if directory and _samples:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        path = Path(directory) / f"samples-{os.getpid()}.json"
-        path.write_text(json.dumps(_samples))
+    if _samples:
+        Path(SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+        (Path(SAMPLES_DIR) / f"samples-{os.getpid()}.json").write_text(json.dumps(_samples))
+
+
+# Only a run that asked for raw timings keeps them: compose's Locust runs for as long as
+# its web UI says, and a list of every request would grow without bound.
+if SAMPLES_DIR:
+    events.request.add_listener(_record)
+    events.test_stop.add_listener(_write_samples)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the load needs to know about the served model, from its model card."""
+
+    user_ids: list[str]
+    movie_ids: list[str]
+    k: int  # recommendations per user to expect: LOADTEST_K, capped by the server at max_k
+
+
+_served: ServedModel | None = None
+_served_lock = gevent.lock.Semaphore()
+
+
+def served_model(client: RecommenderClient, host: str) -> ServedModel:
+    """Read once per process: the first user asks the model card, the users spawned meanwhile wait for it."""
+    global _served
+    with _served_lock:
+        if _served is None:
+            _served = _read_model_card(client, host)
+        return _served
+
+
+def _read_model_card(client: RecommenderClient, host: str) -> ServedModel:
+    try:
+        card = client.model_card()  # not timed: discovering the served model is set-up, not load
+    except RecommenderError:
+        # Server down or odd: fall back to MovieLens 100K's ids and let the timed requests
+        # report the problem as failures.
+        return ServedModel(MOVIELENS_USERS, MOVIELENS_MOVIES, K)
+    missing = sorted({"vocabulary", "max_k"} - set(card))
+    if missing:
+        raise RuntimeError(f"the model served at {host} has no {', '.join(missing)} in its model card: re-export it")
+    vocabulary = card["vocabulary"]
+    return ServedModel(vocabulary["user_ids"], vocabulary["movie_ids"], min(K, card["max_k"]))
 
 
 class GrpcUser(User):
@@ -81,46 +125,38 @@ class GrpcUser(User):
 
     abstract = True
     wait_time = constant(0)  # closed loop: each user sends its next request as soon as one returns
-    # The served model's vocabulary (from its model card), shared by all users of this process.
-    user_pool: list[str] = []
-    movie_pool: list[str] = []
+    client: RecommenderClient | None = None  # set in on_start, once --host is known
+    served: ServedModel
 
     def on_start(self) -> None:
         if not self.host:
             raise StopUser("no --host given (expected HOST:PORT of the gRPC API)")
         # No retries: a load test must see every UNAVAILABLE, not hide it in latency.
         self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES)
-        if not GrpcUser.user_pool:
-            # Not timed: discovering the served vocabulary is set-up, not load.
-            try:
-                card = self.client.model_card()
-                if "vocabulary" not in card:
-                    raise RuntimeError(f"the model served at {self.host} has no vocabulary in its model card: re-export it")
-                vocabulary = card["vocabulary"]
-                GrpcUser.user_pool, GrpcUser.movie_pool = vocabulary["user_ids"], vocabulary["movie_ids"]
-            except RecommenderError:
-                # Server down or odd: fall back to MovieLens 100K's ids and let the
-                # timed requests report the problem as failures.
-                GrpcUser.user_pool, GrpcUser.movie_pool = MOVIELENS_USERS, MOVIELENS_MOVIES
+        self.served = served_model(self.client, self.host)
 
     def on_stop(self) -> None:
-        self.client.close()
+        # Locust calls on_stop after a StopUser from on_start too, before any client exists.
+        if self.client is not None:
+            self.client.close()
 
     def call(self, name: str, request: Callable[[], _T], check: Callable[[_T], None]) -> None:
         """Time ``request``, run ``check`` on its result, and report one Locust request named ``name``."""
         context = {"start": time.time()}
         start = time.perf_counter()
         exception: Exception | None = None
+        # Anything that stops a good answer, an unparsable response included, is a failed
+        # request: left to Locust, it would be an uncounted task exception instead.
         try:
             result = request()
-        except RecommenderError as error:
+        except Exception as error:
             exception = error
         response_ms = (time.perf_counter() - start) * 1000
         if exception is None:
             try:
                 check(result)
-            except CheckFailed as failed:
-                exception = failed
+            except Exception as error:
+                exception = error
         self.environment.events.request.fire(
             request_type="grpc",
             name=name,
@@ -131,13 +167,14 @@ class GrpcUser(User):
         )
 
     def recommend(self) -> None:
-        user = random.choice(GrpcUser.user_pool)
-        self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, K))
+        user = random.choice(self.served.user_ids)
+        k = self.served.k
+        self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, k))
 
     def predict(self) -> None:
         n = random.randint(*PREDICT_BATCH)
-        users = random.choices(GrpcUser.user_pool, k=n)
-        movies = random.choices(GrpcUser.movie_pool, k=n)
+        users = random.choices(self.served.user_ids, k=n)
+        movies = random.choices(self.served.movie_ids, k=n)
         self.call(PREDICT_SIGNATURE, lambda: self.client.predict(users, movies), lambda ratings: check_ratings(ratings, n))
 
 

@@ -5,7 +5,9 @@
 Writes Locust's CSV files and HTML report, plus ``summary.json`` (exact
 percentiles from raw timings, see loadtest/summary.py), prints a compact table
 naming the machine, and with ``--max-p99-ms`` / ``--max-fail-ratio`` becomes a
-pass/fail gate (exit code 1 when a limit is broken).
+pass/fail gate (exit code 1 when a limit is broken). A run in which Locust's
+users raised, or Locust exited with an error the failed requests do not
+explain, exits 1 with or without limits: its numbers are missing requests.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from common.contract import GRPC_PORT, REPORTS_DIR
 
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
-from loadtest.summary import format_table, load_samples, locust_counts, summarize
+from loadtest.summary import load_samples, locust_counts, locust_exceptions, summarize, summary_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = ("RecommenderUser", "PredictUser")
@@ -106,6 +108,9 @@ def run_load_test(test: LoadTest) -> dict:
     machine = this_machine()
     summary = summarize(samples)
     summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv")
+    # Locust's own verdict: what its users raised outside the timed requests, and its exit code.
+    summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv")
+    summary["locust_exit_code"] = completed.returncode
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(test).items()}
     summary["machine"] = {**machine.to_dict(), "note": SHARED_CORES_NOTE}
     # CPU the load generator itself burned (all Locust processes, start-up included): on a
@@ -125,15 +130,39 @@ def title(test: LoadTest) -> str:
 
 
 def gate(summary: dict, max_p99_ms: float | None, max_fail_ratio: float | None) -> list[str]:
-    """The broken limits, as sentences; empty when the run passes."""
-    broken = []
-    if max_fail_ratio is not None and summary["fail_ratio"] > max_fail_ratio:
-        broken.append(f"failure ratio {summary['fail_ratio']:.2%} > limit {max_fail_ratio:.2%}")
+    """The broken limits, as sentences; empty when the run passes.
+
+    A run whose Locust users raised, or whose Locust exited for a reason the counted
+    failures do not explain, fails whatever the limits: its numbers miss requests.
+    """
+    broken = _locust_problems(summary)
+    if max_fail_ratio is not None:
+        failures, requests = summary["failures"], summary["requests"]
+        ratio = failures / requests if requests else 0.0
+        if ratio > max_fail_ratio:
+            broken.append(f"failure ratio {ratio:.2%} ({failures} of {requests}) > limit {max_fail_ratio:.2%}")
     if max_p99_ms is not None:
         p99 = summary["p99_ms"]
-        if p99 is None or p99 > max_p99_ms:
+        if p99 is None:
+            broken.append(f"no successful requests, so no p99 to hold to the limit of {max_p99_ms} ms")
+        elif p99 > max_p99_ms:
             broken.append(f"p99 {p99} ms > limit {max_p99_ms} ms")
     return broken
+
+
+def _locust_problems(summary: dict) -> list[str]:
+    problems = []
+    if summary["locust_exceptions"]:
+        problems.append(
+            f"Locust users raised {summary['locust_exceptions']} exception(s) outside the timed requests "
+            "(see locust_exceptions.csv)"
+        )
+    # Locust exits 1 when a request failed or a user raised: the fail-ratio limit and the check
+    # just above cover those, so only an exit code they do not explain is news.
+    explained = 1 if summary["failures"] or summary["locust_exceptions"] else 0
+    if summary["locust_exit_code"] not in (0, explained):
+        problems.append(f"Locust exited with code {summary['locust_exit_code']} (see locust.log)")
+    return problems
 
 
 def add_arguments(parser: argparse.ArgumentParser, host_required: bool = True) -> None:
@@ -149,17 +178,21 @@ def add_arguments(parser: argparse.ArgumentParser, host_required: bool = True) -
     parser.add_argument("--max-fail-ratio", type=float, default=None, help="fail (exit 1) above this failure ratio")
 
 
-def run_and_report(args: argparse.Namespace, host: str) -> int:
-    test = LoadTest(
+def load_test(args: argparse.Namespace, host: str) -> LoadTest:
+    """The LoadTest the command line asks for; ValueError names a bad value."""
+    return LoadTest(
         host=host, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
         run_time=args.run_time, processes=args.processes, user_class=args.user_class,
     )  # fmt: skip
+
+
+def run_and_report(test: LoadTest, args: argparse.Namespace) -> int:
     try:
         summary = run_load_test(test)
     except LoadTestError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    print(format_table(summary, this_machine(), title(test)))
+    print(summary_table(summary, this_machine(), title(test)))
     print(f"report: {summary['files']['html']}  summary: {test.out / 'summary.json'}")
     broken = gate(summary, args.max_p99_ms, args.max_fail_ratio)
     for sentence in broken:
@@ -172,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run_and_report(args, args.host)
+        test = load_test(args, args.host)
     except ValueError as error:
         parser.error(str(error))
+    return run_and_report(test, args)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from client.fakes import FakeBehaviour, fake_server
-from common.contract import PREDICT_SIGNATURE, RECOMMEND_SIGNATURE
+from common.contract import MOVIE_TITLES, PREDICT_SIGNATURE, RECOMMEND_SIGNATURE
+from loadtest import runner
 from loadtest.runner import LoadTest, gate, main, run_load_test
 from loadtest.summary import summarize
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {"requests", "failures", "fail_ratio", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"}
 
 
@@ -32,8 +35,16 @@ def test_short_load_test_against_local_server(local_server, tmp_path, capsys):
     assert "share these cores" in printed
 
 
-def test_wrong_answers_count_as_failures_and_fail_the_gate(tmp_path, capsys):
-    with fake_server(behaviour=FakeBehaviour(unsorted_scores=True)) as (target, _):
+@pytest.mark.parametrize(
+    "behaviour, message",
+    [
+        (FakeBehaviour(unsorted_scores=True), "not sorted by descending score"),
+        # An answer the client cannot parse is a failed request too, not an uncounted task exception.
+        (FakeBehaviour(drop_outputs={MOVIE_TITLES}), "no output 'movie_titles'"),
+    ],
+)
+def test_wrong_answers_count_as_failures_and_fail_the_gate(tmp_path, capsys, behaviour, message):
+    with fake_server(behaviour=behaviour) as (target, _):
         code = main(
             ["--host", target, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
              "--out", str(tmp_path), "--max-fail-ratio", "0.01"]
@@ -42,9 +53,50 @@ def test_wrong_answers_count_as_failures_and_fail_the_gate(tmp_path, capsys):
     recommend = summary["by_name"][RECOMMEND_SIGNATURE]
     assert recommend["requests"] > 0 and recommend["failures"] == recommend["requests"]
     assert summary["by_name"][PREDICT_SIGNATURE]["failures"] == 0
+    assert summary["locust_exceptions"] == 0 and summary["locust_exit_code"] == 1  # Locust's code for failures
     assert code == 1
     assert "GATE FAILED: failure ratio" in capsys.readouterr().err
-    assert "not sorted by descending score" in (tmp_path / "locust_failures.csv").read_text()
+    assert message in (tmp_path / "locust_failures.csv").read_text()
+
+
+def test_k_above_the_models_max_k_expects_max_k_results(tmp_path):
+    with fake_server() as (target, _):
+        summary = run_load_test(
+            LoadTest(host=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s", env={"LOADTEST_K": "150"})
+        )
+    assert summary["by_name"][RECOMMEND_SIGNATURE]["requests"] > 0 and summary["failures"] == 0
+
+
+RAISING_LOCUSTFILE = """
+import sys
+sys.path.insert(0, {repo!r})
+
+from locust import task
+from loadtest.locustfile import GrpcUser
+
+
+class PredictUser(GrpcUser):
+    @task
+    def predict_then_fail(self):
+        self.predict()
+        raise RuntimeError("a bug outside the timed request")
+"""
+
+
+def test_users_that_raise_fail_the_run_without_limits(tmp_path, monkeypatch, capsys):
+    locustfile = tmp_path / "raising_locustfile.py"
+    locustfile.write_text(RAISING_LOCUSTFILE.format(repo=str(REPO_ROOT)))
+    monkeypatch.setattr(runner, "LOCUSTFILE", locustfile)
+    with fake_server() as (target, _):
+        code = main(
+            ["--host", target, "--users", "1", "--spawn-rate", "1", "--run-time", "2s",
+             "--user-class", "PredictUser", "--out", str(tmp_path / "run")]
+        )  # fmt: skip
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["requests"] > 0 and summary["failures"] == 0
+    assert summary["locust_exceptions"] > 0 and summary["locust_exit_code"] == 1
+    assert code == 1
+    assert "GATE FAILED: Locust users raised" in capsys.readouterr().err
 
 
 def test_summarize_exact_percentiles_over_successes_only():
@@ -58,12 +110,41 @@ def test_summarize_exact_percentiles_over_successes_only():
     assert summary["rps"] == pytest.approx(101 / 0.2, rel=1e-3)
 
 
+def _summary(**values) -> dict:
+    return {"requests": 100, "failures": 2, "p99_ms": 12.0, "locust_exceptions": 0, "locust_exit_code": 1, **values}
+
+
 def test_gate():
-    summary = {"fail_ratio": 0.02, "p99_ms": 12.0}
-    assert gate(summary, None, None) == []
-    assert gate(summary, 20, 0.05) == []
-    assert gate(summary, 10, 0.01) == ["failure ratio 2.00% > limit 1.00%", "p99 12.0 ms > limit 10 ms"]
-    assert gate({"fail_ratio": 1.0, "p99_ms": None}, 10, None) == ["p99 None ms > limit 10 ms"]
+    assert gate(_summary(), None, None) == []
+    assert gate(_summary(), 20, 0.05) == []
+    assert gate(_summary(), 10, 0.01) == ["failure ratio 2.00% (2 of 100) > limit 1.00%", "p99 12.0 ms > limit 10 ms"]
+    assert gate(_summary(failures=100, p99_ms=None), 10, None) == [
+        "no successful requests, so no p99 to hold to the limit of 10 ms"
+    ]
+
+
+def test_gate_compares_the_exact_failure_ratio():
+    # 1 in 10 million rounds to 0.000000 in summary.json, but is still above a limit of 0.
+    assert gate(_summary(requests=10_000_000, failures=1), None, 0) == [
+        "failure ratio 0.00% (1 of 10000000) > limit 0.00%"
+    ]
+
+
+@pytest.mark.parametrize(
+    "values, problems",
+    [
+        ({"failures": 0, "locust_exit_code": 0}, []),
+        ({"failures": 2, "locust_exit_code": 1}, []),  # Locust's code for failed requests, counted already
+        ({"failures": 0, "locust_exit_code": 1}, ["Locust exited with code 1 (see locust.log)"]),
+        ({"failures": 2, "locust_exit_code": 2}, ["Locust exited with code 2 (see locust.log)"]),
+        (
+            {"failures": 0, "locust_exceptions": 3},
+            ["Locust users raised 3 exception(s) outside the timed requests (see locust_exceptions.csv)"],
+        ),
+    ],
+)
+def test_gate_fails_on_what_locust_reports_beyond_the_counted_requests(values, problems):
+    assert gate(_summary(**values), None, None) == problems
 
 
 @pytest.mark.parametrize(

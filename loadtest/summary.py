@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client.table import format_table
 from loadtest.machine import SHARED_CORES_NOTE, Machine
 
 ALL = "all"
@@ -70,35 +71,39 @@ def locust_counts(stats_csv: Path) -> dict[str, dict[str, int]]:
         }
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def locust_exceptions(exceptions_csv: Path) -> int:
+    """How often Locust users raised outside a timed request (on_start, a task's own code), from ``*_exceptions.csv``."""
+    if not exceptions_csv.is_file():
+        return 0
+    with exceptions_csv.open(newline="") as f:
+        return sum(int(row["Count"]) for row in csv.DictReader(f))
+
+
+def format_ms(value: float | None, digits: int = 2) -> str:
+    """A latency for a table; "-" when there is none (no successful request)."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def format_table(summary: dict, machine: Machine, title: str) -> str:
+def summary_table(summary: dict, machine: Machine, title: str) -> str:
     headers = ("name", "requests", "fail", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms")
-    rows: list[tuple[str, ...]] = []
     entries: Iterable[tuple[str, dict]] = [*summary["by_name"].items(), (ALL, summary)]
-    for name, s in entries:
-        rows.append(
-            (
-                name,
-                str(s["requests"]),
-                f"{s['failures']} ({s['fail_ratio']:.1%})" if s["failures"] else "0",
-                f"{s['rps']:.1f}",
-                _fmt(s["p50_ms"]),
-                _fmt(s["p95_ms"]),
-                _fmt(s["p99_ms"]),
-                _fmt(s["max_ms"], 1),
-            )
+    rows = [
+        (
+            name,
+            s["requests"],
+            f"{s['failures']} ({s['fail_ratio']:.1%})" if s["failures"] else "0",
+            f"{s['rps']:.1f}",
+            format_ms(s["p50_ms"]),
+            format_ms(s["p95_ms"]),
+            format_ms(s["p99_ms"]),
+            format_ms(s["max_ms"], 1),
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        for name, s in entries
+    ]
     return "\n".join(
         [
             title,
             f"machine: {machine.describe()}; {SHARED_CORES_NOTE}",
-            line(headers),
-            "  ".join("-" * w for w in widths),
-            *(line(r) for r in rows),
+            format_table(headers, rows, (False,) + (True,) * (len(headers) - 1)),
         ]
     )
