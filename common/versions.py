@@ -15,7 +15,13 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 
 
 def list_versions(base_path: Path) -> dict[int, Path]:
-    """Integer-named subdirectories of ``base_path``; anything else (".3-staging", "notes") is ignored."""
+    """Integer-named subdirectories of ``base_path``; anything else (".3-staging", "notes") is ignored.
+
+    A missing ``base_path`` has no versions, which is what the exporter (first
+    version is 1) wants. A server must not read it as "unload everything": it
+    checks that the directory exists before acting on an empty answer, as TF
+    Serving's file-system source does (serving.model_manager.ModelManager.poll).
+    """
     try:
         entries = list(Path(base_path).iterdir())
     except FileNotFoundError:

@@ -18,7 +18,13 @@ import sys
 
 import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from common.contract import GRPC_PORT, MODEL_NAME, MONITORING_PORT, REST_PORT
-from serving.server import DEFAULT_MAX_MESSAGE_SIZE, LocalModelServer, ServerOptions, configure_logging
+from serving.server import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    LocalModelServer,
+    ServerOptions,
+    StartupError,
+    configure_logging,
+)
 
 
 def _bool(text: str) -> bool:
@@ -67,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if bool(args.model_base_path) == bool(args.model_config_file) and not args.model_config_file:
-        build_parser().error("give --model_base_path or --model_config_file")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.model_base_path or args.model_config_file):
+        parser.error("give --model_base_path or --model_config_file")
     configure_logging()
     options = ServerOptions(**{k: v for k, v in vars(args).items() if k in ServerOptions.__dataclass_fields__})
     try:
@@ -77,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # config errors: one clear line, not a traceback
         print(f"serving: {exc}", file=sys.stderr)
         return 2
-    return server.serve_until_signalled()
+    try:
+        return server.serve_until_signalled()
+    except StartupError as exc:  # a taken port: one clear line; start() has stopped what it started
+        print(f"serving: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ executions under load. This module reproduces the parts clients can observe:
 - rank-0 inputs and inputs with unequal 0th dimensions are refused before
   queueing with TF Serving's INVALID_ARGUMENT (so ``recommend``, whose ``k`` is
   a scalar, cannot be served with batching on, exactly as in the container);
-- a full queue (``max_enqueued_batches``) is UNAVAILABLE, a task larger than
-  ``max_batch_size`` is INVALID_ARGUMENT unless large-batch splitting is on;
+- a full queue (``max_enqueued_batches``) is UNAVAILABLE, and a task larger
+  than ``max_batch_size`` is INVALID_ARGUMENT, with or without large-batch
+  splitting (splitting only cuts tasks up to ``max_batch_size`` rows into
+  pieces of ``max_execution_batch_size``);
 - ``allowed_batch_sizes`` pads a batch up to the next allowed size with copies
   of a real row, and ``pad_variable_length_inputs`` pads inner dimensions.
 
@@ -38,9 +40,9 @@ from serving.errors import ServingError, failed_precondition, invalid_argument, 
 
 log = logging.getLogger(__name__)
 
-# CONTRACT.md spells the rank-0 rejection with the "Batching session Run()"
-# prefix (batching_session.cc before the check moved to batching_util.h, where
-# newer releases say "Batching Run()"); all three checks use the same prefix.
+# The "Batching session Run()" prefix is batching_session.cc's wording, which
+# the README quotes and clients may match on; newer releases moved the checks to
+# batching_util.h and say "Batching Run()". All three checks use one prefix.
 RANK0_MESSAGE = "Batching session Run() input tensors must have at least one dimension"
 UNEQUAL_MESSAGE = "Batching session Run() input tensors must have equal 0th-dimension size"
 NO_INPUTS_MESSAGE = "Batching session Run() must have at least one input tensor"
@@ -146,7 +148,7 @@ class BatchScheduler:
         runners: Mapping[str, RunFn],
         *,
         name: str = "",
-        on_batch: Callable[[str, int, int], None] | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
     ):
         self.options = options
         self._runners = dict(runners)
@@ -214,16 +216,17 @@ class BatchScheduler:
             self._cv.notify_all()
         return task
 
-    def stop(self) -> None:
-        """Runs what is queued, then ends the worker threads."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Runs what is queued, then ends the worker threads (waiting up to ``timeout`` in all)."""
         with self._cv:
             self._stopping = True
             for queue in self._queues.values():
                 for batch in queue:
                     batch.closed = True
             self._cv.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- workers --------------------------------------------------------------
 
@@ -260,8 +263,10 @@ class BatchScheduler:
         tasks = batch.tasks
         try:
             merged, padded_size = self._merge(tasks)
+            log.debug("%s: running a batch of %d tasks, %d rows (padded to %d) for %s",
+                      self._name, len(tasks), batch.size, padded_size, signature)
             if self._on_batch is not None:
-                self._on_batch(signature, batch.size, padded_size)
+                self._on_batch(signature, padded_size)
             outputs = self._runners[signature](merged)
             self._split(outputs, tasks, padded_size)
         except ServingError as exc:

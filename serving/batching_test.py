@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import grpc
 import numpy as np
@@ -18,15 +19,17 @@ from serving.servable import load_version
 
 
 class _CountingModel:
-    """Doubles x, adds y; records every batch it is asked to run."""
+    """Doubles x, adds y; records every batch it is asked to run, optionally holding it until ``gate`` opens."""
 
-    def __init__(self, delay: threading.Event | None = None):
+    def __init__(self, gate: threading.Event | None = None):
         self.batches: list[int] = []
-        self.delay = delay
+        self.gate = gate
+        self.running = threading.Event()  # set once a batch has left the queue and is being run
 
     def __call__(self, arrays):
-        if self.delay is not None:
-            self.delay.wait(5)
+        self.running.set()
+        if self.gate is not None:
+            self.gate.wait()
         self.batches.append(len(arrays["x"]))
         return {"out": arrays["x"] * 2 + arrays["y"]}
 
@@ -51,18 +54,21 @@ def test_rank0_input_is_refused_like_tf_serving():
 
 def test_concurrent_requests_share_batches_and_get_their_own_rows_back():
     model = _CountingModel()
-    scheduler = _scheduler(model, max_batch_size=64, batch_timeout_micros=200_000)
+    # 8 callers x 3 rows fill exactly one batch of 24, which runs the moment it is
+    # full; the timeout is only a backstop, so the outcome does not depend on timing.
+    scheduler = _scheduler(model, max_batch_size=24, batch_timeout_micros=60_000_000)
+    start = threading.Barrier(8)
     try:
         def call(i: int) -> np.ndarray:
             x = np.arange(i, i + 3, dtype=np.float32)
+            start.wait()
             out = scheduler.run("sig", {"x": x, "y": np.full(3, i, np.float32)})["out"]
             np.testing.assert_array_equal(out, x * 2 + i)
             return out
 
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(call, range(16)))
-        assert sum(model.batches) == 48
-        assert len(model.batches) < 16, f"no batching happened: {model.batches}"
+            list(pool.map(call, range(8)))
+        assert model.batches == [24]
     finally:
         scheduler.stop()
 
@@ -103,31 +109,22 @@ def test_large_batch_splitting_runs_pieces_and_stitches_outputs():
 
 def test_full_queue_is_unavailable():
     gate = threading.Event()
-    model = _CountingModel(delay=gate)
-    # One batch of one row at a time, one batch allowed in the queue.
+    model = _CountingModel(gate=gate)
+    # One row per batch, one batch allowed to wait in the queue, one worker.
     scheduler = _scheduler(model, max_batch_size=1, max_enqueued_batches=1)
     rows = {"x": np.ones(1, np.float32), "y": np.ones(1, np.float32)}
     try:
         with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(scheduler.run, "sig", rows) for _ in range(4)]
-            errors = []
-            for future in futures[:]:
-                try:
-                    future.result(timeout=0.5)
-                except ServingError as exc:
-                    errors.append(exc)
-                except Exception:
-                    pass  # still blocked behind the gate
+            running = pool.submit(scheduler.run, "sig", rows)
+            assert model.running.wait(30)  # the worker holds the first batch; the queue is empty
+            # Of three more, exactly one fits in the queue; the other two are refused at once.
+            rest = [pool.submit(scheduler.run, "sig", rows) for _ in range(3)]
+            refused = [f.exception() for f in itertools.islice(as_completed(rest, timeout=30), 2)]
             gate.set()
-            for future in futures:
-                try:
-                    future.result(timeout=10)
-                except ServingError as exc:
-                    if exc not in errors:
-                        errors.append(exc)
-        assert errors, "expected at least one request to find the queue full"
-        assert all(e.code == grpc.StatusCode.UNAVAILABLE for e in errors)
-        assert "queue to which this task was submitted is full" in errors[0].message
+            assert running.result(timeout=30)["out"].tolist() == [3.0]
+            assert sum(f.exception() is None for f in rest) == 1
+        assert all(isinstance(e, ServingError) and e.code == grpc.StatusCode.UNAVAILABLE for e in refused)
+        assert all("queue to which this task was submitted is full" in e.message for e in refused)
     finally:
         gate.set()
         scheduler.stop()

@@ -5,25 +5,29 @@ are mounted into the real TF Serving container by docker-compose and read by the
 local server, so they are parsed here as the real protos: a misspelt field then
 fails before deployment, with the file, line and field named, instead of
 TF Serving refusing to start inside a container. On top of the syntax, the
-semantic rules TF Serving enforces at startup (batch sizes, thread counts,
-unique model names, ...) are checked so the local server cannot accept a file
-that the real server would reject.
+semantic rules TF Serving enforces at startup that this module knows of (model
+platform, batch sizes, thread counts, unique model names, ...) are checked, so
+a file it accepts should not be rejected by the real server; it is not a
+complete re-implementation of TF Serving's validation. Settings TF Serving only
+warns about or ignores (an empty ``specific`` version list,
+``max_execution_batch_size`` without large-batch splitting) are accepted here
+too, with a warning.
 """
 
+import logging
 from pathlib import Path
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
-from common.contract import PROMETHEUS_PATH
+from common.contract import PROMETHEUS_PATH  # PrometheusExporter::kPrometheusPath, the default path
 from serving import tfs_protos
+from serving.batching import BatchingOptions
 
-# TF Serving's defaults when a field is left unset
-# (SharedBatchScheduler::QueueOptions; PrometheusExporter::kPrometheusPath,
-# which is the contract's PROMETHEUS_PATH).
-DEFAULT_MAX_BATCH_SIZE = 1000
-DEFAULT_PROMETHEUS_PATH = PROMETHEUS_PATH
+log = logging.getLogger(__name__)
+
+TENSORFLOW_PLATFORM = "tensorflow"  # model_platform_types.h kTensorFlowModelPlatform
 
 
 class ConfigError(ValueError):
@@ -65,16 +69,29 @@ def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelS
         seen.add(model.name)
         if not model.base_path:
             raise ConfigError(f"{where} ({model.name}): base_path is empty")
-        if model.model_platform and model.model_platform != "tensorflow":
-            raise ConfigError(
-                f"{where} ({model.name}): model_platform {model.model_platform!r} is not served; use \"tensorflow\""
-            )
+        _check_platform(f"{where} ({model.name})", model)
+        # latest.num_versions 0 is served as 1 (TF Serving takes max(n, 1)), see VersionPolicy.
         policy = model.model_version_policy
-        if policy.WhichOneof("policy_choice") == "latest" and policy.latest.num_versions < 1:
-            raise ConfigError(f"{where} ({model.name}): model_version_policy.latest.num_versions must be >= 1")
         if policy.WhichOneof("policy_choice") == "specific" and not policy.specific.versions:
-            raise ConfigError(f"{where} ({model.name}): model_version_policy.specific.versions is empty")
+            log.warning("%s (%s): model_version_policy.specific.versions is empty: no version will be served",
+                        where, model.name)
     return config
+
+
+def _check_platform(where: str, model: model_server_config_pb2.ModelConfig) -> None:
+    """server_core.cc GetPlatform: model_platform, or the deprecated model_type; exactly one, TensorFlow."""
+    if model.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
+        if model.model_platform:
+            raise ConfigError(f"{where}: set model_platform or the deprecated model_type, not both")
+        if model.model_type != model_server_config_pb2.TENSORFLOW:
+            raise ConfigError(f"{where}: model_type {model.model_type} is not supported")
+        return
+    if not model.model_platform:
+        raise ConfigError(f'{where}: model_platform is empty (TF Serving requires it; use "{TENSORFLOW_PLATFORM}")')
+    if model.model_platform != TENSORFLOW_PLATFORM:
+        raise ConfigError(
+            f'{where}: model_platform {model.model_platform!r} is not served; use "{TENSORFLOW_PLATFORM}"'
+        )
 
 
 def _int64(params: Message, name: str) -> int | None:
@@ -100,13 +117,11 @@ def read_batching_parameters(path: str | Path) -> Message:
     _require_at_least(path, params, "batch_timeout_micros", 0)
     _require_at_least(path, params, "max_execution_batch_size", 1)
 
-    max_batch_size = _int64(params, "max_batch_size") or DEFAULT_MAX_BATCH_SIZE
+    max_batch_size = _int64(params, "max_batch_size") or BatchingOptions.max_batch_size
     splitting = params.HasField("enable_large_batch_splitting") and params.enable_large_batch_splitting.value
     max_execution = _int64(params, "max_execution_batch_size")
     if max_execution is not None and not splitting:
-        raise ConfigError(
-            f"{path}: max_execution_batch_size is ignored by TF Serving unless enable_large_batch_splitting is true"
-        )
+        log.warning("%s: max_execution_batch_size is ignored unless enable_large_batch_splitting is true", path)
     # With splitting on, batches are cut to max_execution_batch_size and the
     # allowed sizes describe those execution batches (bundle_factory_util.h).
     batch_limit_name = "max_batch_size"
@@ -148,4 +163,4 @@ def prometheus_path(config: Message) -> str | None:
     prometheus = config.prometheus_config
     if not prometheus.enable:
         return None
-    return prometheus.path or DEFAULT_PROMETHEUS_PATH
+    return prometheus.path or PROMETHEUS_PATH

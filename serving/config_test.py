@@ -130,7 +130,6 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         # Unset max_batch_size means TF Serving's default of 1000, not "anything".
         ("allowed_batch_sizes: 8 allowed_batch_sizes: 64", r"must equal max_batch_size \(1000\)"),
         ("max_batch_size { value: 32 } allowed_batch_sizes: 0 allowed_batch_sizes: 32", "must be positive"),
-        ("max_batch_size { value: 32 } max_execution_batch_size { value: 8 }", "unless enable_large_batch_splitting"),
         (
             "max_batch_size { value: 32 } enable_large_batch_splitting { value: true } max_execution_batch_size { value: 64 }",
             r"must be <= max_batch_size",
@@ -147,6 +146,17 @@ def test_batching_semantics_rejected(tmp_path: Path, text: str, expected: str) -
     with pytest.raises(config.ConfigError, match=expected) as excinfo:
         config.read_batching_parameters(path)
     assert str(path) in str(excinfo.value)
+
+
+def test_max_execution_batch_size_without_splitting_is_ignored_with_a_warning(tmp_path: Path, caplog) -> None:
+    # TF Serving ignores the field unless splitting is on, so the batch limit stays max_batch_size.
+    path = _write(
+        tmp_path, "batching.config",
+        "max_batch_size { value: 32 } max_execution_batch_size { value: 8 } allowed_batch_sizes: 8 allowed_batch_sizes: 32\n",
+    )
+    params = config.read_batching_parameters(path)
+    assert params.max_execution_batch_size.value == 8
+    assert "max_execution_batch_size is ignored" in caplog.text
 
 
 def test_large_batch_splitting_allowed_sizes_follow_execution_size(tmp_path: Path) -> None:
@@ -168,20 +178,38 @@ def test_large_batch_splitting_allowed_sizes_follow_execution_size(tmp_path: Pat
         ('model_config_list { config { name: "m" } }', "base_path is empty"),
         ('model_config_list { config { base_path: "/m" } }', "name is empty"),
         (
-            'model_config_list { config { name: "m" base_path: "/a" } config { name: "m" base_path: "/b" } }',
+            'model_config_list { config { name: "m" base_path: "/a" model_platform: "tensorflow" } '
+            'config { name: "m" base_path: "/b" model_platform: "tensorflow" } }',
             "duplicate model name 'm'",
         ),
-        ('model_config_list { config { name: "m" base_path: "/m" model_platform: "tflite" } }', "model_platform"),
+        # server_core.cc GetPlatform: a config file gets no default platform.
+        ('model_config_list { config { name: "m" base_path: "/m" } }', "model_platform is empty"),
+        ('model_config_list { config { name: "m" base_path: "/m" model_platform: "tflite" } }', "'tflite' is not served"),
         (
-            'model_config_list { config { name: "m" base_path: "/m" model_version_policy { latest { num_versions: 0 } } } }',
-            "num_versions must be >= 1",
+            'model_config_list { config { name: "m" base_path: "/m" model_platform: "tensorflow" model_type: TENSORFLOW } }',
+            "not both",
         ),
+        ('model_config_list { config { name: "m" base_path: "/m" model_type: OTHER } }', "model_type 2 is not supported"),
     ],
 )
 def test_model_server_config_semantics_rejected(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, "models.config", text + "\n")
     with pytest.raises(config.ConfigError, match=expected):
         config.read_model_server_config(path)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'model_platform: "tensorflow" model_version_policy { latest { num_versions: 0 } }',  # served as 1, like TF
+        'model_platform: "tensorflow" model_version_policy { specific { } }',  # TF only warns: nothing is served
+        "model_type: TENSORFLOW",  # the deprecated spelling of the platform
+    ],
+)
+def test_model_server_config_accepted_like_tf_serving(tmp_path: Path, extra: str) -> None:
+    path = _write(tmp_path, "models.config", f'model_config_list {{ config {{ name: "m" base_path: "/m" {extra} }} }}\n')
+    (model,) = config.read_model_server_config(path).model_config_list.config
+    assert model.name == "m"
 
 
 def test_monitoring_path_must_be_absolute(tmp_path: Path) -> None:
@@ -194,4 +222,4 @@ def test_disabled_prometheus_has_no_path_and_empty_path_uses_tf_serving_default(
     disabled = config.read_monitoring_config(_write(tmp_path, "off.config", "prometheus_config { enable: false }\n"))
     assert config.prometheus_path(disabled) is None
     default = config.read_monitoring_config(_write(tmp_path, "on.config", "prometheus_config { enable: true }\n"))
-    assert config.prometheus_path(default) == config.DEFAULT_PROMETHEUS_PATH
+    assert config.prometheus_path(default) == PROMETHEUS_PATH

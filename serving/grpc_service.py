@@ -3,7 +3,8 @@
 Clients use the stubs from ``tensorflow-serving-api`` unchanged, so this module
 only implements the servicer classes those stubs talk to. Each handler looks
 the model up in the ServerCore, delegates to the loaded version, and turns a
-``ServingError`` into the same status code and message TF Serving returns.
+``ServingError`` into the same status code and message TF Serving returns
+(any other exception is INTERNAL).
 Classify, Regress and MultiInference (tf.Example based APIs the exported model
 has no signature for) are refused with UNIMPLEMENTED.
 """
@@ -11,9 +12,11 @@ has no signature for) are refused with UNIMPLEMENTED.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -22,9 +25,8 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import ServingError, invalid_argument, unimplemented
-from serving.metrics import ServingMetrics
+from serving.metrics import UNKNOWN, Observation, ServingMetrics
 from serving.model_manager import ServerCore
-from serving.signature_runner import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,61 @@ PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 
-def _fail(context: grpc.ServicerContext, error: ServingError):
-    context.abort(error.code, error.message)
+def model_metadata(
+    core: ServerCore, request: get_model_metadata_pb2.GetModelMetadataRequest
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """get_model_metadata_impl.cc, shared with the REST /metadata endpoint."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    if not request.metadata_field:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF_FIELD:
+            # Sic: TF Serving builds this with StrCat, so "%s" stays literal.
+            raise invalid_argument(f"Metadata field %s is not supported{field}")
+    with core.acquire(request.model_spec) as servable:
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature_def in servable.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature_def)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
 
 
-def _internal(context: grpc.ServicerContext, api: str, exc: BaseException):
-    log.exception("%s failed with an unexpected error", api)
-    context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+def _answer(
+    metrics: ServingMetrics,
+    api: str,
+    model: str,
+    context: grpc.ServicerContext,
+    handler: Callable[[Observation], Message],
+    signature: str = UNKNOWN,
+) -> Message:
+    """Runs one RPC: metrics, one log line per failure, and TF Serving's status code on the wire.
+
+    ``model`` is the requested name, for the log only; the metrics label comes
+    from ``handler`` once the model has been found. context.abort() is called
+    outside the observed block, so its own exception is not counted as a failure.
+    """
+    try:
+        with metrics.observe(api, signature) as observation:
+            response = handler(observation)
+        log.debug("%s %s -> OK", api, model)
+        return response
+    except ServingError as exc:
+        log.info("%s %s -> %s: %s", api, model, exc.code.name, exc.message)
+        context.abort(exc.code, exc.message)
+    except Exception as exc:
+        log.exception("%s failed with an unexpected error", api)
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def _refuse(api: str) -> Callable[[Observation], Message]:
+    def refuse(_observation: Observation) -> Message:
+        raise unimplemented(f"{api} is not supported by this local server; use Predict")
+
+    return refuse
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -48,70 +98,35 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._metrics = metrics
 
     def Predict(self, request, context):  # noqa: N802  (gRPC method name)
-        with self._metrics.observe("Predict", request.model_spec.name) as obs:
-            obs.signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            try:
-                if not request.HasField("model_spec"):
-                    raise invalid_argument("Missing ModelSpec")
-                with self._core.acquire(request.model_spec) as servable:
-                    return servable.predict(request)
-            except ServingError as exc:
-                obs.code = exc.code
-                log.info("Predict %s -> %s: %s", request.model_spec.name, exc.code.name, exc.message)
-                _fail(context, exc)
-            except Exception as exc:
-                obs.code = grpc.StatusCode.INTERNAL
-                _internal(context, "Predict", exc)
+        return _answer(self._metrics, "Predict", request.model_spec.name, context,
+                       lambda observation: self._predict(request, observation))
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        with self._metrics.observe("GetModelMetadata", request.model_spec.name) as obs:
-            try:
-                response = self.model_metadata(request)
-                return response
-            except ServingError as exc:
-                obs.code = exc.code
-                log.info("GetModelMetadata %s -> %s: %s", request.model_spec.name, exc.code.name, exc.message)
-                _fail(context, exc)
-            except Exception as exc:
-                obs.code = grpc.StatusCode.INTERNAL
-                _internal(context, "GetModelMetadata", exc)
-
-    def model_metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        """get_model_metadata_impl.cc, shared with the REST /metadata endpoint."""
+    def _predict(self, request, observation: Observation):
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        if not request.metadata_field:
-            raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
-        for field in request.metadata_field:
-            if field != SIGNATURE_DEF_FIELD:
-                # Sic: TF Serving builds this with StrCat, so "%s" stays literal.
-                raise invalid_argument(f"Metadata field %s is not supported{field}")
         with self._core.acquire(request.model_spec) as servable:
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature_def in servable.signature_defs.items():
-                signature_map.signature_def[name].CopyFrom(signature_def)
-            response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
-            return response
+            observation.model = servable.name
+            runner = servable.runner(request.model_spec.signature_name)
+            observation.signature = runner.name
+            return servable.predict(request, runner)
 
-    def _refuse(self, api: str, request, context):
-        with self._metrics.observe(api, request.model_spec.name) as obs:
-            obs.signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            obs.code = grpc.StatusCode.UNIMPLEMENTED
-            _fail(context, unimplemented(f"{api} is not supported by this local server; use Predict"))
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return _answer(self._metrics, "GetModelMetadata", request.model_spec.name, context,
+                       lambda observation: self._metadata(request, observation), signature="")
+
+    def _metadata(self, request, observation: Observation):
+        response = model_metadata(self._core, request)
+        observation.model = response.model_spec.name
+        return response
 
     def Classify(self, request, context):  # noqa: N802
-        self._refuse("Classify", request, context)
+        return _answer(self._metrics, "Classify", request.model_spec.name, context, _refuse("Classify"))
 
     def Regress(self, request, context):  # noqa: N802
-        self._refuse("Regress", request, context)
+        return _answer(self._metrics, "Regress", request.model_spec.name, context, _refuse("Regress"))
 
     def MultiInference(self, request, context):  # noqa: N802
-        with self._metrics.observe("MultiInference", "") as obs:
-            obs.code = grpc.StatusCode.UNIMPLEMENTED
-            _fail(context, unimplemented("MultiInference is not supported by this local server; use Predict"))
+        return _answer(self._metrics, "MultiInference", "", context, _refuse("MultiInference"))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -120,19 +135,19 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._metrics = metrics
 
     def GetModelStatus(self, request, context):  # noqa: N802
-        with self._metrics.observe("GetModelStatus", request.model_spec.name) as obs:
-            try:
-                if not request.HasField("model_spec"):
-                    raise invalid_argument("Missing ModelSpec")
-                return self._core.status(request.model_spec)
-            except ServingError as exc:
-                obs.code = exc.code
-                log.info("GetModelStatus %s -> %s: %s", request.model_spec.name, exc.code.name, exc.message)
-                _fail(context, exc)
+        return _answer(self._metrics, "GetModelStatus", request.model_spec.name, context,
+                       lambda observation: self._status(request, observation), signature="")
+
+    def _status(self, request, observation: Observation):
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        response = self._core.status(request.model_spec)
+        observation.model = request.model_spec.name  # found: status() raises for unknown models
+        return response
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        _fail(context, unimplemented("HandleReloadConfigRequest is not supported by this local server; "
-                                     "restart it with the new --model_config_file"))
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "HandleReloadConfigRequest is not supported by this local "
+                      "server; restart it with the new --model_config_file")
 
 
 class HealthReporter:
@@ -170,11 +185,11 @@ def build_grpc_server(
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=options)
-    predictions = PredictionService(core, metrics)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(predictions, server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, metrics), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot bind gRPC port {host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:  # grpc's only signal that the address is taken or unusable
+        raise OSError("address in use or not available") from exc
     return server, bound

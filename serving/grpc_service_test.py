@@ -11,7 +11,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from common import contract as c
+from serving.errors import ServingError
 from serving.grpc_service import MODEL_SERVICE, PREDICTION_SERVICE
+from serving.metrics import ServingMetrics
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +53,41 @@ def test_metrics_count_requests_by_signature_and_code(local_server, channel):
     request.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(["1"]))
     with pytest.raises(grpc.RpcError):
         stub.Predict(request, timeout=10)
+    request.model_spec.name = "no-such-model"
+    with pytest.raises(grpc.RpcError):
+        stub.Predict(request, timeout=10)
+    request.model_spec.name = c.MODEL_NAME
+    request.model_spec.signature_name = c.PREDICT_SIGNATURE
+    with pytest.raises(grpc.RpcError):  # movie_id missing
+        stub.Predict(request, timeout=10)
     page = urllib.request.urlopen(local_server.metrics_url, timeout=10).read().decode()
+    # Names a client made up are never labels: they count as "unknown" until found.
+    assert "no-such" not in page
+    assert 'serving_requests_total{api="Predict",code="FAILED_PRECONDITION",model="movielens",signature="unknown"}' in page
+    assert 'serving_requests_total{api="Predict",code="NOT_FOUND",model="unknown",signature="unknown"}' in page
     assert (
-        'serving_requests_total{api="Predict",code="FAILED_PRECONDITION",model="movielens",'
-        'signature="no-such-signature"}' in page
+        'serving_requests_total{api="Predict",code="INVALID_ARGUMENT",model="movielens",signature="serving_default"}'
+        in page
     )
     assert "serving_request_latency_seconds_bucket" in page
     assert 'serving_model_loaded_version{model="movielens"} 1.0' in page
+
+
+def test_observe_counts_any_escaping_exception():
+    metrics = ServingMetrics()
+    with pytest.raises(ServingError), metrics.observe("Predict") as observation:
+        observation.model = c.MODEL_NAME
+        raise ServingError(grpc.StatusCode.NOT_FOUND, "gone")
+    with pytest.raises(KeyError), metrics.observe("GetModelStatus", signature=""):
+        raise KeyError("a bug")
+    with metrics.observe("Predict") as observation:
+        observation.model, observation.signature = c.MODEL_NAME, c.PREDICT_SIGNATURE
+
+    def count(api: str, model: str, signature: str, code: str) -> float | None:
+        labels = {"api": api, "model": model, "signature": signature, "code": code}
+        return metrics.registry.get_sample_value("serving_requests_total", labels)
+
+    assert count("Predict", c.MODEL_NAME, "unknown", "NOT_FOUND") == 1
+    assert count("GetModelStatus", "unknown", "", "INTERNAL") == 1
+    assert count("Predict", c.MODEL_NAME, c.PREDICT_SIGNATURE, "OK") == 1
+    assert metrics.registry.get_sample_value("serving_requests_in_flight", {"api": "Predict"}) == 0

@@ -5,11 +5,14 @@ path source + availability-preserving policy. Every poll it lists the model's
 base path, keeps the integer-named directories (the exporter's dot-prefixed
 temp dirs are skipped), picks the aspired versions by the model's version
 policy, loads and warms up new ones *before* publishing them, then publishes
-a new version map in one reference assignment. Old versions are unloaded only
-after an aspired version is available, and only once their in-flight requests
-have finished. A version that fails to load is logged, shown in GetModelStatus
-as END with its error, and not retried until its directory changes; whatever
-was serving keeps serving.
+a new version map in one reference assignment. A base path that does not
+exist skips the poll, so a briefly missing directory never unloads what is
+serving; only an existing directory without versions does. Old versions are
+unloaded only after an aspired version is available, once their in-flight
+requests have finished or ``unload_timeout`` has passed, whichever comes first.
+A version that fails to load is logged, shown in GetModelStatus as END with
+its error, and not retried until its directory changes; whatever was serving
+keeps serving.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,11 @@ log = logging.getLogger(__name__)
 
 Loader = Callable[[str, int, Path], LoadedVersion]
 _State = get_model_status_pb2.ModelVersionStatus
+
+
+def seconds_until(deadline: float) -> float:
+    """Seconds left until a time.monotonic() deadline, never negative."""
+    return max(0.0, deadline - time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -95,12 +104,15 @@ class ModelManager:
         self._loader = loader
         self._on_change = on_change
         self._unload_timeout = unload_timeout
-        # Replaced, never mutated: readers take a reference without locking.
+        # Replaced, never mutated, and only under _serving_lock: a request looks a
+        # version up and counts itself in flight under the same lock, so a version
+        # retired by _unload can never pick up a request after its in-flight check.
         self._available: dict[int, LoadedVersion] = {}
+        self._serving_lock = threading.Lock()
         self._states: dict[int, _VersionState] = {}
         self._states_lock = threading.Lock()
         self._poll_lock = threading.Lock()
-        self._warned_missing = False
+        self._last_warning: str | None = None
 
     @property
     def name(self) -> str:
@@ -125,27 +137,34 @@ class ModelManager:
             return self.source.labels[spec.version_label]
         return None
 
+    def _lookup(self, version: int | None) -> LoadedVersion:
+        available = self._available
+        servable = available.get(max(available, default=None) if version is None else version)
+        if servable is None:
+            raise not_found(f"Servable not found for request: {self._request_debug_string(version)}")
+        return servable
+
     @contextlib.contextmanager
     def acquire(self, spec: model_pb2.ModelSpec) -> Iterator[LoadedVersion]:
         version = self.resolve_version(spec)
-        available = self._available
-        if version is None:
-            servable = available[max(available)] if available else None
-        else:
-            servable = available.get(version)
-        if servable is None:
-            raise not_found(f"Servable not found for request: {self._request_debug_string(version)}")
-        with servable.in_flight():
+        with self._serving_lock:
+            servable = self._lookup(version)
+            servable.enter()
+        try:
             yield servable
+        finally:
+            servable.leave()
 
     def status(self, spec: model_pb2.ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:
-        """get_model_status_impl.cc: one version, or every version the monitor has seen."""
+        """get_model_status_impl.cc: one version, or every version the monitor has seen.
+
+        Like TF Serving, only ``version`` narrows the answer: a ``version_label``
+        is ignored and every version is reported.
+        """
         response = get_model_status_pb2.GetModelStatusResponse()
         with self._states_lock:
             states = dict(self._states)
-        if spec.WhichOneof("version_choice") == "version_label":
-            versions = [self.resolve_version(spec)]
-        elif spec.HasField("version"):
+        if spec.HasField("version"):
             versions = [spec.version.value]
         else:
             versions = sorted(states, reverse=True)
@@ -166,16 +185,25 @@ class ModelManager:
         with self._states_lock:
             self._states[version] = _VersionState(state, **kwargs)
 
+    def _warn_once(self, message: str | None) -> None:
+        """Logs a poll problem when it first appears, not on every poll; None clears it."""
+        if message is not None and message != self._last_warning:
+            log.warning("%s", message)
+        self._last_warning = message
+
     def poll(self) -> None:
         """One pass over the base path: load what is aspired and new, then unload what is not."""
         with self._poll_lock:
-            present = list_versions(self.source.base_path)
-            if not present and not self._warned_missing:
-                log.warning("model %s: no version directories under %s", self.name, self.source.base_path)
-                self._warned_missing = True
-            elif present:
-                self._warned_missing = False
+            base = self.source.base_path
+            present = list_versions(base)
+            # Checked after listing, so a directory that vanished mid-listing counts as missing too.
+            if not present and not base.is_dir():
+                self._warn_once(f"model {self.name}: base path {base} does not exist; "
+                                "nothing is loaded or unloaded until it does")
+                return
             aspired = self.source.policy.aspired(set(present))
+            self._warn_once(None if aspired else f"model {self.name}: no versions to serve under {base} "
+                            f"(found {sorted(present)}, policy {self.source.policy})")
             for version in sorted(aspired - set(self._available)):
                 self._maybe_load(version, present[version])
             if aspired & set(self._available) or not aspired:
@@ -202,9 +230,8 @@ class ModelManager:
         except Exception as exc:  # any loader crash is a failed version, never a dead poller
             self._fail(version, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}", mtime)
             return
-        updated = dict(self._available)
-        updated[version] = servable
-        self._available = updated  # the atomic switch: new requests see the new map
+        with self._serving_lock:
+            self._available = {**self._available, version: servable}  # the switch: new requests see it
         self._set_state(version, _State.AVAILABLE)
         log.info("Successfully loaded servable version {name: %s version: %d}", self.name, version)
         if self._on_change:
@@ -216,27 +243,35 @@ class ModelManager:
         if self._on_change:
             self._on_change(self)
 
-    def _unload(self, version: int) -> None:
-        servable = self._available.get(version)
-        if servable is None:
-            return
-        updated = dict(self._available)
-        del updated[version]
-        self._available = updated
+    def _unload(self, version: int, deadline: float | None = None) -> None:
+        """Retires a version, waits for its requests until ``deadline`` (default: unload_timeout), releases it."""
+        if deadline is None:
+            deadline = time.monotonic() + self._unload_timeout
+        with self._serving_lock:
+            servable = self._available.get(version)
+            if servable is None:
+                return
+            self._available = {v: s for v, s in self._available.items() if v != version}
         self._set_state(version, _State.UNLOADING)
         if self._on_change:
             self._on_change(self)
-        if not servable.wait_idle(self._unload_timeout):
-            log.warning("model %s version %d: in-flight requests still running after %.0fs; unloading anyway",
-                        self.name, version, self._unload_timeout)
-        servable.release()
+        if not servable.wait_idle(seconds_until(deadline)):
+            log.warning("model %s version %d: in-flight requests still running at the unload deadline; "
+                        "unloading anyway", self.name, version)
+        servable.release(seconds_until(deadline))
         self._set_state(version, _State.END)
         log.info("Done unloading servable version {name: %s version: %d}", self.name, version)
 
-    def unload_all(self) -> None:
-        with self._poll_lock:
+    def unload_all(self, deadline: float) -> None:
+        """Unloads every version, waiting for requests and a running poll only until ``deadline``."""
+        if not self._poll_lock.acquire(timeout=seconds_until(deadline)):
+            log.warning("model %s: a version is still loading at the shutdown deadline; not unloading", self.name)
+            return
+        try:
             for version in sorted(self._available):
-                self._unload(version)
+                self._unload(version, deadline)
+        finally:
+            self._poll_lock.release()
 
 
 class ServerCore:
@@ -293,9 +328,11 @@ class ServerCore:
         while not self._stop.wait(self.poll_seconds):
             self.poll_all()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stops polling and unloads everything, waiting for running work at most ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=120)
+            self._thread.join(timeout=seconds_until(deadline))
         for manager in self.managers.values():
-            manager.unload_all()
+            manager.unload_all(deadline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -134,6 +135,32 @@ def test_broken_version_is_reported_and_the_current_one_keeps_serving(base: Path
     assert "saved_model.pb" in status.error_message
 
 
+def test_missing_base_path_keeps_serving_and_an_empty_one_unloads(base: Path, caplog):
+    manager = ModelManager(ModelSource(c.MODEL_NAME, base), _loader)
+    manager.poll()
+    assert manager.available_versions() == [1]
+
+    moved = base.with_name("moved-away")
+    base.rename(moved)  # e.g. a volume remounted, or a directory swapped in two renames
+    with caplog.at_level(logging.WARNING, logger="serving.model_manager"):
+        manager.poll()
+        manager.poll()
+    assert manager.available_versions() == [1], "a missing base path must not unload what is serving"
+    missing = [r for r in caplog.records if "does not exist" in r.getMessage()]
+    assert len(missing) == 1, "the missing base path is logged once, not on every poll"
+    with manager.acquire(_spec()) as servable:
+        assert servable.version == 1
+
+    moved.rename(base)
+    manager.poll()
+    assert manager.available_versions() == [1]
+
+    shutil.rmtree(base / "1")  # the directory exists and holds no versions: that is an instruction
+    manager.poll()
+    assert manager.available_versions() == []
+    assert _states(manager) == {1: (END, 0)}
+
+
 def test_lookup_errors_match_tf_serving(base: Path):
     source = ModelSource(c.MODEL_NAME, base, labels={"stable": 1, "canary": 9})
     core = ServerCore({c.MODEL_NAME: ModelManager(source, _loader)}, poll_seconds=0)
@@ -158,5 +185,9 @@ def test_lookup_errors_match_tf_serving(base: Path):
         with pytest.raises(ServingError) as err:
             core.status(_spec(version=4))
         assert (err.value.code, err.value.message) == (grpc.StatusCode.NOT_FOUND, "Could not find version 4 of model movielens")
+        # get_model_status_impl.cc ignores version_label: every version, even for an unknown label.
+        for label in ("canary", "nope"):
+            statuses = core.status(_spec(label=label)).model_version_status
+            assert [(s.version, s.state) for s in statuses] == [(1, AVAILABLE)]
     finally:
         core.stop()

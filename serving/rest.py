@@ -15,7 +15,10 @@ http_rest_api_handler.cc, http_rest_api_util.cc and util/json_tensor.cc:
   gRPC code (http_server.cc ToHTTPStatusCode).
 
 The server is ``http.server.ThreadingHTTPServer``: one thread per connection
-is plenty for a local server and keeps the dependency list empty.
+is plenty for a local server and keeps the dependency list empty. A request the
+HTTP layer cannot frame (bad Content-Length or chunk size) is answered 400 and
+the connection closed; once shutdown has begun, every new request, including
+one on an open keep-alive connection, is answered 503 with ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -31,15 +34,14 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import grpc
 import numpy as np
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from serving.errors import ServingError, invalid_argument, unimplemented
-from serving.grpc_service import SIGNATURE_DEF_FIELD, PredictionService
-from serving.metrics import ServingMetrics
+from serving.grpc_service import SIGNATURE_DEF_FIELD, model_metadata
+from serving.metrics import Observation, ServingMetrics
 from serving.model_manager import ServerCore
 from serving.signature_runner import DEFAULT_SIGNATURE, SignatureRunner, TensorSpecInfo
 
@@ -53,6 +55,12 @@ _STATUS_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE
 )
 _INT64_MAX = 2**63 - 1
+# numpy arrays have at most 64 dimensions, and row format stacks the instances
+# along one more; deeper JSON lists are refused before numpy fails on them.
+_MAX_RANK = 63
+# Largest request body read: far above any request this model needs, and a
+# bound on what one connection can make the server allocate.
+MAX_BODY_BYTES = 64 * 2**20
 _BYTES_SUFFIX = "_bytes"
 
 
@@ -163,6 +171,8 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list) -> No
 
 def json_to_array(value: Any, spec: TensorSpecInfo) -> np.ndarray:
     shape = _dense_shape(value)
+    if len(shape) > _MAX_RANK:
+        raise invalid_argument(f"JSON Value nests lists {len(shape)} levels deep; at most {_MAX_RANK} are accepted")
     flat: list = []
     _fill(value, 0, shape, spec.dtype, flat)
     dtype = object if spec.dtype == types_pb2.DT_STRING else spec.numpy_dtype
@@ -331,11 +341,12 @@ class RestApi:
     def __init__(self, core: ServerCore, metrics: ServingMetrics):
         self._core = core
         self._metrics = metrics
-        self._metadata = PredictionService(core, metrics)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
         try:
-            return 200, self._dispatch(method, path, body)
+            answer = self._dispatch(method, path, body)
+            log.debug("REST %s %s -> 200", method, path)
+            return 200, answer
         except ServingError as exc:
             return exc.http_status, error_json(exc.message)
         except Exception as exc:  # never let a handler bug take the connection thread down silently
@@ -364,8 +375,7 @@ class RestApi:
             spec = self._model_spec(name, version, label)
             verb = verb.lower()
             if verb != "predict":
-                with self._metrics.observe(f"REST {verb}", spec.name) as obs:
-                    obs.code = grpc.StatusCode.UNIMPLEMENTED
+                with self._metrics.observe(f"REST {verb}"):
                     raise unimplemented(f"{verb} is not supported by this local server; use :predict")
             return self._predict(spec, body)
         if method == "GET":
@@ -382,14 +392,13 @@ class RestApi:
         raise malformed
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
-        with self._metrics.observe("REST predict", spec.name) as obs:
+        with self._metrics.observe("REST predict") as observation:
             try:
-                return self._predict_inner(spec, body, obs)
-            except ServingError as exc:
-                obs.code = exc.code
-                raise
+                return self._predict_inner(spec, body, observation)
+            except RecursionError as exc:  # parsing, converting and quoting JSON recurse once per nesting level
+                raise invalid_argument("JSON Parse error: the document is nested too deeply") from exc
 
-    def _predict_inner(self, spec: model_pb2.ModelSpec, body: bytes, obs) -> str:
+    def _predict_inner(self, spec: model_pb2.ModelSpec, body: bytes, observation: Observation) -> str:
         if not body:
             raise invalid_argument("JSON Parse error: The document is empty")
         try:
@@ -403,12 +412,13 @@ class RestApi:
             raise invalid_argument(
                 f"JSON Value: {_json_text(doc)} not formatted correctly. 'signature_name' key must be a string value."
             )
-        obs.signature = signature_name or DEFAULT_SIGNATURE
         with self._core.acquire(spec) as servable:
+            observation.model = servable.name
             name = signature_name or DEFAULT_SIGNATURE
             if name not in servable.signature_defs:
                 raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
             runner: SignatureRunner = servable.runner(name)
+            observation.signature = runner.name
             if not runner.inputs:
                 raise invalid_argument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
             has_instances, has_inputs = "instances" in doc, "inputs" in doc
@@ -434,25 +444,19 @@ class RestApi:
             return outputs_to_json(outputs, runner.outputs, row_format=has_instances)
 
     def _model_status(self, spec: model_pb2.ModelSpec) -> str:
-        with self._metrics.observe("REST status", spec.name) as obs:
-            try:
-                response = self._core.status(spec)
-            except ServingError as exc:
-                obs.code = exc.code
-                raise
+        with self._metrics.observe("REST status", signature="") as observation:
+            response = self._core.status(spec)
+            observation.model = spec.name  # found: status() raises for unknown models
         return json_format.MessageToJson(
             response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=1
         )
 
     def _model_metadata(self, spec: model_pb2.ModelSpec) -> str:
-        with self._metrics.observe("REST metadata", spec.name) as obs:
+        with self._metrics.observe("REST metadata", signature="") as observation:
             request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
             request.model_spec.CopyFrom(spec)
-            try:
-                response = self._metadata.model_metadata(request)
-            except ServingError as exc:
-                obs.code = exc.code
-                raise
+            response = model_metadata(self._core, request)
+            observation.model = response.model_spec.name
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
         as_dict = lambda m: json_format.MessageToDict(  # noqa: E731
@@ -462,6 +466,14 @@ class RestApi:
             {"model_spec": as_dict(response.model_spec), "metadata": {SIGNATURE_DEF_FIELD: as_dict(signature_map)}},
             indent=1,
         )
+
+
+class _BadFraming(Exception):
+    """The request body cannot be read, so the connection cannot carry another request."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class RestServer(ThreadingHTTPServer):
@@ -474,18 +486,45 @@ class RestServer(ThreadingHTTPServer):
         self.metrics = metrics
         self.metrics_path = metrics_path
         self._busy = 0
+        self._draining = False
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
 
-    def track(self, delta: int) -> None:
+    def admit(self) -> bool:
+        """Counts a request in, unless shutdown has begun; one lock, so drain() cannot miss it."""
         with self._idle:
-            self._busy += delta
+            if self._draining:
+                return False
+            self._busy += 1
+            return True
+
+    def done(self) -> None:
+        with self._idle:
+            self._busy -= 1
             if self._busy == 0:
                 self._idle.notify_all()
+
+    def stop_accepting(self) -> None:
+        """Refuses new requests, on new and on open keep-alive connections alike."""
+        with self._idle:
+            self._draining = True
+        self.shutdown()
 
     def drain(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+
+def _length(text: str, hexadecimal: bool, what: str) -> int:
+    """A Content-Length or chunk size: digits only (int() would take "-1", "+1", " 1", "1_0")."""
+    if not re.fullmatch("[0-9A-Fa-f]+" if hexadecimal else "[0-9]+", text):
+        raise _BadFraming(400, f"Malformed request: invalid {what} {text!r}")
+    return int(text, 16 if hexadecimal else 10)
+
+
+def _check_body_size(size: int) -> None:
+    if size > MAX_BODY_BYTES:
+        raise _BadFraming(413, f"Request body of {size} bytes is larger than the {MAX_BODY_BYTES} this server accepts")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -495,29 +534,46 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks, total = [], 0
             while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                line = self.rfile.readline().split(b";", 1)[0].strip().decode("latin-1")
+                size = _length(line, True, "chunk size")
+                total += size
+                _check_body_size(total)
                 if size == 0:
                     self.rfile.readline()
                     return b"".join(chunks)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _length(self.headers.get("Content-Length") or "0", False, "Content-Length")
+        _check_body_size(length)
         return self.rfile.read(length) if length else b""
 
-    def _respond(self, status: int, body: str, content_type: str = "application/json") -> None:
+    def _respond(self, status: int, body: str, content_type: str = "application/json", close: bool = False) -> None:
         data = body.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")  # also ends this handler's keep-alive loop
         self.end_headers()
         self.wfile.write(data)
 
     def _serve(self, method: str) -> None:
-        self.server.track(+1)
+        if not self.server.admit():
+            self._respond(503, error_json("Server is shutting down"), close=True)
+            return
         try:
-            body = self._read_body() if method == "POST" else b""
+            try:
+                body = self._read_body() if method == "POST" else b""
+            except _BadFraming as exc:
+                log.info("REST %s %s -> %d %s", method, self.path, exc.status, exc)
+                self._respond(exc.status, error_json(str(exc)), close=True)
+                return
+            except OSError as exc:  # the client stopped sending mid-body: nobody to answer
+                log.info("REST %s %s: reading the body failed: %s", method, self.path, exc)
+                self.close_connection = True
+                return
             path = self.path.split("?", 1)[0]
             if self.server.metrics_path and path == self.server.metrics_path and method == "GET":
                 self._respond(200, self.server.metrics.render().decode(), "text/plain; version=0.0.4")
@@ -530,7 +586,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log.info("REST %s %s -> %d %s", method, path, status, text)
             self._respond(status, text)
         finally:
-            self.server.track(-1)
+            self.server.done()
 
     def do_GET(self) -> None:  # noqa: N802
         self._serve("GET")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -11,7 +15,8 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from common import contract as c
-from serving.rest import _decimal, outputs_to_json
+from serving.metrics import ServingMetrics
+from serving.rest import MAX_BODY_BYTES, RestServer, _decimal, outputs_to_json
 from serving.signature_runner import TensorSpecInfo
 
 
@@ -108,3 +113,67 @@ def test_floats_print_like_tf_serving():
     text = outputs_to_json({"x_bytes": np.array([b"\x00\x01"], dtype=object), "y": np.array([1.5], np.float32)},
                            specs, row_format=True)
     assert json.loads(text) == {"predictions": [{"x_bytes": {"b64": "AAE="}, "y": 1.5}]}
+
+
+def _raw(server, request: bytes) -> tuple[int, dict, str]:
+    """Sends bytes as they are (no client library fixing the framing); the response and whether it closes."""
+    address = urllib.parse.urlsplit(server.rest_url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read())
+        return response.status, body, response.getheader("Connection", "")
+
+
+@pytest.mark.parametrize(
+    ("framing", "status", "fragment"),
+    [
+        (b"Content-Length: -1\r\n\r\n", 400, "invalid Content-Length '-1'"),
+        (b"Content-Length: ten\r\n\r\n", 400, "invalid Content-Length 'ten'"),
+        (b"Content-Length: 1_0\r\n\r\n", 400, "invalid Content-Length '1_0'"),
+        (b"Transfer-Encoding: chunked\r\n\r\n-5\r\n", 400, "invalid chunk size '-5'"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "invalid chunk size 'zz'"),
+        (f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode(), 413, "larger than"),
+    ],
+)
+def test_unframeable_bodies_are_refused_and_the_connection_closed(local_server, framing, status, fragment):
+    request = f"POST {MODEL}:predict HTTP/1.1\r\nHost: x\r\n".encode() + framing
+    got_status, body, connection = _raw(local_server, request)
+    assert (got_status, list(body), connection) == (status, ["error"], "close")
+    assert fragment in body["error"]
+
+
+def test_deeply_nested_json_is_a_bad_request_not_a_server_error(local_server):
+    for depth in (100, 100_000):  # numpy's dimension limit; Python's recursion limit
+        nested = "[" * depth + '"1"' + "]" * depth
+        status, answer = _call(local_server, f"{MODEL}:predict", f'{{"inputs": {{"user_id": {nested}, "movie_id": ["2"]}}}}')
+        assert (status, list(answer)) == (400, ["error"]), depth
+    status, answer = _call(local_server, f"{MODEL}:predict", {"inputs": {c.USER_ID: ["1"], c.MOVIE_ID: ["2"]}})
+    assert status == 200, "the server still answers after both"
+
+
+class _OkApi:
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        return 200, "{}"
+
+
+def test_keep_alive_connection_gets_503_and_close_once_shutdown_begins():
+    server = RestServer(("127.0.0.1", 0), _OkApi(), ServingMetrics(), None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    try:
+        connection.request("GET", "/v1/models/m")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+
+        server.stop_accepting()
+        connection.request("GET", "/v1/models/m")  # the same keep-alive connection
+        second = connection.getresponse()
+        assert second.status == 503 and second.will_close
+        assert json.loads(second.read()) == {"error": "Server is shutting down"}
+        assert server.drain(0)
+    finally:
+        connection.close()
+        server.server_close()

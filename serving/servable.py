@@ -3,17 +3,18 @@
 TF Serving's unit of loading is a servable (one version of one model). Keeping
 everything that belongs to a version on one object lets the model manager swap
 versions by swapping a reference: a request that already holds the old object
-finishes on it, even while the manager has moved traffic to the new one, and
-the old object is released only when its in-flight count drops to zero.
+finishes on it, even while the manager has moved traffic to the new one. The
+old object is released once its in-flight count drops to zero, or when the
+manager's unload deadline passes (60 s by default, --drain_seconds at shutdown)
+with requests still running: those then fail rather than hold the version forever.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -84,18 +85,18 @@ class LoadedVersion:
         self._idle = threading.Condition()
 
     # -- request accounting ----------------------------------------------------
+    # enter() and leave() rather than a context manager, because the model manager
+    # must count a request under its own lock, in the same step as the lookup.
 
-    @contextlib.contextmanager
-    def in_flight(self) -> Iterator[LoadedVersion]:
+    def enter(self) -> None:
         with self._idle:
             self._inflight += 1
-        try:
-            yield self
-        finally:
-            with self._idle:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._idle.notify_all()
+
+    def leave(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -107,9 +108,10 @@ class LoadedVersion:
                 self._idle.wait(remaining)
         return True
 
-    def release(self) -> None:
+    def release(self, timeout: float = 30.0) -> None:
+        """Stops the batcher (waiting up to ``timeout`` for its threads) and drops the model."""
         if self.scheduler is not None:
-            self.scheduler.stop()
+            self.scheduler.stop(timeout)
         self.runners.clear()
         self._keepalive = None
 
@@ -142,15 +144,18 @@ class LoadedVersion:
             outputs = runner.run(arrays)
         return {alias: outputs[alias] for alias in aliases}
 
-    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        runner = self.runner(request.model_spec.signature_name)
+    def predict(
+        self, request: predict_pb2.PredictRequest, runner: SignatureRunner | None = None
+    ) -> predict_pb2.PredictResponse:
+        """``runner``: the request's signature, when the caller has already looked it up."""
+        runner = runner or self.runner(request.model_spec.signature_name)
         arrays = runner.arrays_from_protos(request.inputs)
         outputs = self.execute(runner, arrays, list(request.output_filter))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.name
         response.model_spec.version.value = self.version
         response.model_spec.signature_name = runner.name
-        for alias, proto in runner.encode_outputs(outputs, outputs.keys()).items():
+        for alias, proto in runner.encode_outputs(outputs).items():
             response.outputs[alias].CopyFrom(proto)
         return response
 
@@ -199,7 +204,7 @@ def load_version(
     *,
     batching: BatchingOptions | None = None,
     warmup: bool = True,
-    on_batch: Callable[[str, int, int], None] | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
 ) -> LoadedVersion:
     """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure."""
     meta = read_meta_graph(path)

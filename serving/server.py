@@ -3,8 +3,10 @@
 Kept apart from the CLI so the order of startup and shutdown lives in one
 place: load the first versions synchronously, then open the ports, then report
 SERVING on grpc.health.v1; on a signal report NOT_SERVING, stop accepting,
-let in-flight gRPC and REST requests finish (bounded by the grace period),
-unload, exit 0. That ordering is what makes a rolling restart lose no requests.
+let in-flight gRPC and REST requests finish, unload, exit 0 -- all of the
+shutdown within one --drain_seconds deadline. That ordering is what makes a
+rolling restart lose no requests. A port that cannot be opened stops whatever
+had started and fails with a StartupError naming the port.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.contract import MODEL_NAME, MODELS_DIR, PROMETHEUS_PATH
+from serving import config
 from serving.batching import BatchingOptions
 from serving.grpc_service import HealthReporter, build_grpc_server
 from serving.metrics import ServingMetrics, start_metrics_server
-from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy
+from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy, seconds_until
 from serving.rest import start_rest_server
 from serving.servable import load_version
 
@@ -48,10 +52,13 @@ class ServerOptions:
     grpc_max_threads: int = 16
     grpc_max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     drain_seconds: float = 30.0
-    extra: dict = field(default_factory=dict)
 
 
-def resolve_base_path(raw: str, config_dir: Path | None = None) -> Path:
+class StartupError(Exception):
+    """The server could not start (a port is taken); everything it had started is stopped."""
+
+
+def resolve_base_path(raw: str) -> Path:
     """Relative paths are relative to the working directory, as in TF Serving.
 
     models.config names container paths (/models/movielens). When such a path
@@ -73,8 +80,6 @@ def resolve_base_path(raw: str, config_dir: Path | None = None) -> Path:
 
 def model_sources(options: ServerOptions) -> list[ModelSource]:
     if options.model_config_file:
-        from serving import config  # only needed for config files; written by the "deploy" helper
-
         parsed = config.read_model_server_config(options.model_config_file)
         entries = list(parsed.model_config_list.config)
         sources = []
@@ -90,8 +95,6 @@ def model_sources(options: ServerOptions) -> list[ModelSource]:
                 )
             )
         return sources
-    if not options.model_base_path:
-        raise SystemExit("either --model_base_path or --model_config_file is required")
     return [ModelSource(name=options.model_name, base_path=Path(options.model_base_path).resolve())]
 
 
@@ -99,8 +102,6 @@ def batching_options(options: ServerOptions) -> BatchingOptions | None:
     if not options.enable_batching:
         return None
     if options.batching_parameters_file:
-        from serving import config
-
         return BatchingOptions.from_proto(config.read_batching_parameters(options.batching_parameters_file))
     return BatchingOptions(thread_pool_name="model_server_batch_threads")
 
@@ -108,8 +109,6 @@ def batching_options(options: ServerOptions) -> BatchingOptions | None:
 def rest_metrics_path(options: ServerOptions) -> str | None:
     if not options.monitoring_config_file:
         return None
-    from serving import config
-
     return config.prometheus_path(config.read_monitoring_config(options.monitoring_config_file))
 
 
@@ -123,7 +122,7 @@ class LocalModelServer:
         self._rest_metrics_path = rest_metrics_path(options)
 
         def loader(name: str, version: int, path: Path):
-            def on_batch(signature: str, rows: int, padded: int) -> None:
+            def on_batch(signature: str, padded: int) -> None:
                 self.metrics.batch_size.labels(name, signature).observe(padded)
 
             return load_version(
@@ -148,48 +147,60 @@ class LocalModelServer:
             self.health.set_serving(self.core.any_available())
 
     def start(self) -> None:
+        """Loads, then opens the ports; on failure stops whatever had started, then raises."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         options = self.options
         self.core.start()
         if not self.core.any_available():
             log.warning("no model version is loaded yet; health stays NOT_SERVING until one loads")
-        self.grpc_server, grpc_port = build_grpc_server(
+        self.grpc_server, grpc_port = _listen("gRPC", options.host, options.port, lambda: build_grpc_server(
             self.core, self.metrics, self.health, host=options.host, port=options.port,
             max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
-        )
+        ))
         self.grpc_server.start()
         log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
         if options.rest_api_port:
-            self.rest_server = start_rest_server(
+            self.rest_server = _listen("REST", options.host, options.rest_api_port, lambda: start_rest_server(
                 self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path
-            )
+            ))
             log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
         if options.monitoring_port:
-            self.metrics_server = start_metrics_server(self.metrics, options.host, options.monitoring_port,
-                                                       PROMETHEUS_PATH)
+            self.metrics_server = _listen("metrics", options.host, options.monitoring_port, lambda: (
+                start_metrics_server(self.metrics, options.host, options.monitoring_port, PROMETHEUS_PATH)
+            ))
             log.info("Prometheus metrics at http://%s:%d%s", options.host, options.monitoring_port, PROMETHEUS_PATH)
         for manager in self.core.managers.values():
             self._on_versions_changed(manager)
 
     def stop(self) -> None:
-        """Drain: refuse new work, finish what is running, then unload."""
+        """Drain: refuse new work, finish what is running, then unload, all within --drain_seconds."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        deadline = time.monotonic() + self.options.drain_seconds
         log.info("Shutting down: draining in-flight requests (up to %.0fs)", self.options.drain_seconds)
         self.health.shutdown()
         if self.rest_server is not None:
-            self.rest_server.shutdown()  # stops accepting; running handlers continue
-        if self.grpc_server is not None:
-            # stop(grace) rejects new RPCs at once and waits for running ones.
-            self.grpc_server.stop(self.options.drain_seconds).wait()
+            self.rest_server.stop_accepting()  # new requests get 503; running handlers continue
+        # stop(grace) rejects new RPCs at once and lets running ones finish until the
+        # deadline; it returns at once, so gRPC and REST drain side by side.
+        grpc_stopped = self.grpc_server.stop(seconds_until(deadline)) if self.grpc_server is not None else None
         if self.rest_server is not None:
-            if not self.rest_server.drain(self.options.drain_seconds):
-                log.warning("REST requests still running after %.0fs", self.options.drain_seconds)
+            if not self.rest_server.drain(seconds_until(deadline)):
+                log.warning("REST requests still running at the drain deadline")
             self.rest_server.server_close()
+        if grpc_stopped is not None:
+            grpc_stopped.wait(seconds_until(deadline))
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
-        self.core.stop()
+        self.core.stop(seconds_until(deadline))
         log.info("Server stopped")
 
     def serve_until_signalled(self) -> int:
@@ -206,6 +217,14 @@ class LocalModelServer:
             pass
         self.stop()
         return 0
+
+
+def _listen(what: str, host: str, port: int, open_port):
+    """Opens one port; a taken port becomes a StartupError naming it instead of a traceback."""
+    try:
+        return open_port()
+    except OSError as exc:
+        raise StartupError(f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def configure_logging() -> None:

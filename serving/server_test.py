@@ -1,9 +1,14 @@
-"""The server process end to end: hot reload under traffic, broken versions, batching, SIGTERM drain, config."""
+"""The server process end to end: hot reload under traffic, broken versions, batching, SIGTERM drain, config,
+busy ports."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,8 +30,8 @@ from tensorflow_serving.apis import (
 from common import contract as c
 from serving.batching import RANK0_MESSAGE
 from serving.model_manager import VersionPolicy
-from serving.server import ServerOptions, model_sources, resolve_base_path
-from serving.testing import start_local_server
+from serving.server import LocalModelServer, ServerOptions, StartupError, model_sources, resolve_base_path
+from serving.testing import REPO_ROOT, free_port, start_local_server
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -55,6 +60,12 @@ def _statuses(target: str) -> dict[int, tuple[int, int]]:
     return {s.version: (s.state, s.status.error_code) for s in response.model_version_status}
 
 
+def _predicts_in_flight(metrics_url: str) -> float:
+    page = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    match = re.search(r'^serving_requests_in_flight\{api="Predict"\} (\S+)$', page, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 def _wait_for(condition, timeout: float = 90.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,15 +82,17 @@ def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_versio
     with start_local_server(base, poll_seconds=0.2) as server:
         stop = threading.Event()
         failures: list[str] = []
-        versions_seen: list[int] = []
+        # One list per client: each client's answers must never go back to an older
+        # version, while interleaving between clients says nothing.
+        versions_seen: list[list[int]] = [[], [], []]
 
-        def grpc_traffic() -> None:
+        def grpc_traffic(seen: list[int]) -> None:
             with grpc.insecure_channel(server.grpc_target) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 while not stop.is_set():
                     try:
                         response = stub.Predict(_rate_request(["1", "2"], ["3", "4"]), timeout=30)
-                        versions_seen.append(response.model_spec.version.value)
+                        seen.append(response.model_spec.version.value)
                     except grpc.RpcError as err:
                         failures.append(f"gRPC {err.code().name}: {err.details()}")
 
@@ -92,11 +105,12 @@ def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_versio
                 except Exception as err:  # noqa: BLE001 - every failure counts, whatever its type
                     failures.append(f"REST {err}")
 
-        threads = [threading.Thread(target=grpc_traffic) for _ in range(3)] + [threading.Thread(target=rest_traffic)]
+        threads = [threading.Thread(target=grpc_traffic, args=(seen,)) for seen in versions_seen]
+        threads.append(threading.Thread(target=rest_traffic))
         for thread in threads:
             thread.start()
         try:
-            time.sleep(0.5)
+            _wait_for(lambda: all(versions_seen), what="every client to get answers")
             broken = base / ".tmp-2"
             broken.mkdir()
             (broken / "saved_model.pb").write_bytes(b"\x00 not a SavedModel")
@@ -105,18 +119,20 @@ def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_versio
             assert _statuses(server.grpc_target)[1] == (AVAILABLE, 0)
 
             _copy_version(exported_model, base, 3)
-            _wait_for(lambda: versions_seen and versions_seen[-1] == 3, what="traffic to move to version 3")
+            _wait_for(lambda: all(seen[-1] == 3 for seen in versions_seen), what="traffic to move to version 3")
             _wait_for(lambda: _statuses(server.grpc_target).get(1, (0, 0))[0] == END, what="version 1 to unload")
-            time.sleep(0.5)
+            answered = [len(seen) for seen in versions_seen]
+            _wait_for(lambda: all(len(seen) > n for seen, n in zip(versions_seen, answered)),
+                      what="every client to get answers after the unload")
         finally:
             stop.set()
             for thread in threads:
                 thread.join(60)
 
         assert failures == []
-        assert set(versions_seen) == {1, 3}
-        first_three = versions_seen.index(3)
-        assert all(v == 3 for v in versions_seen[first_three:]), "traffic went back to an old version"
+        for seen in versions_seen:
+            assert set(seen) == {1, 3}
+            assert seen == sorted(seen), "traffic went back to an old version"
         states = _statuses(server.grpc_target)
         assert states[3] == (AVAILABLE, 0) and states[1] == (END, 0)
         assert states[2][0] == END and states[2][1] != 0
@@ -174,7 +190,8 @@ def test_batching_server_matches_unbatched_answers_and_sigterm_drains(tmp_path, 
 
             with ThreadPoolExecutor(len(cases)) as pool:
                 futures = [pool.submit(stub.Predict, _rate_request(u, m), timeout=60) for u, m in cases]
-                time.sleep(0.5)  # all three are now waiting for the batch to fill or time out
+                # The batch waits 1.5 s to fill: SIGTERM once all three are in the server.
+                _wait_for(lambda: _predicts_in_flight(server.metrics_url) == len(cases), what="3 Predicts in flight")
                 server.process.terminate()  # SIGTERM
                 answers = [f.result() for f in futures]
             assert server.process.wait(60) == 0
@@ -205,3 +222,44 @@ def test_model_config_file_sources(tmp_path, monkeypatch):
     assert overridden.base_path == tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
     assert resolve_base_path("models/x") == tmp_path.resolve() / "models" / "x"
+
+
+@pytest.fixture()
+def taken_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _no_model_options(tmp_path: Path, **ports) -> ServerOptions:
+    # No version to load: the failure under test is the port, and it comes fast.
+    return ServerOptions(**{"model_base_path": str(tmp_path / "empty"), "file_system_poll_wait_seconds": 0,
+                             "rest_api_port": 0, "monitoring_port": 0, **ports})
+
+
+def test_busy_grpc_port_is_a_startup_error(tmp_path, taken_port):
+    server = LocalModelServer(_no_model_options(tmp_path, port=taken_port))
+    with pytest.raises(StartupError, match=f"cannot listen for gRPC on 127.0.0.1:{taken_port}"):
+        server.start()
+
+
+def test_busy_rest_port_stops_the_grpc_server_that_had_started(tmp_path, taken_port):
+    grpc_port = free_port()
+    server = LocalModelServer(_no_model_options(tmp_path, port=grpc_port, rest_api_port=taken_port))
+    with pytest.raises(StartupError, match=f"cannot listen for REST on 127.0.0.1:{taken_port}: Address already in use"):
+        server.start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", grpc_port))  # the gRPC port was given back
+
+
+def test_busy_port_exits_nonzero_with_one_line_and_no_traceback(tmp_path, taken_port):
+    completed = subprocess.run(
+        [sys.executable, "-m", "serving", "--model_base_path", str(tmp_path / "empty"), "--port", str(free_port()),
+         "--rest_api_port", str(taken_port), "--monitoring_port", "0", "--file_system_poll_wait_seconds", "0"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line == f"serving: cannot listen for REST on 127.0.0.1:{taken_port}: Address already in use"

@@ -9,10 +9,15 @@ conversion in both directions, because the response encoding matters to
 clients: TF Serving fills the typed repeated fields (``float_val``,
 ``string_val``...) rather than ``tensor_content``, and client code written
 against it often reads those fields directly.
+
+Decoding is guarded by a size cap: a TensorProto declares its shape separately
+from its values, and decoding fills missing values by repeating the last one, so
+a few bytes declaring a dimension of 3e9 would otherwise allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +30,9 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from serving.errors import from_tf_error_code, invalid_argument
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+# Most elements one request tensor may declare: 40 MB of floats, far above this
+# model's requests (a few hundred ids) and far below what would hurt the host.
+MAX_INPUT_ELEMENTS = 10_000_000
 
 
 def dtype_name(dtype: int) -> str:
@@ -105,13 +113,24 @@ def _clean_tf_message(message: str) -> str:
     return message.strip()
 
 
+def _check_declared_size(alias: str, proto: tensor_pb2.TensorProto) -> None:
+    """Rejects a tensor declaring more than MAX_INPUT_ELEMENTS before anything is allocated for it."""
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid_argument(f"tensor parsing error: {alias} (negative dimension in shape {shape_str(dims)})")
+    count = math.prod(dims)
+    if count > MAX_INPUT_ELEMENTS:
+        raise invalid_argument(
+            f'input "{alias}" declares shape {shape_str(dims)} ({count} elements); '
+            f"this server accepts at most {MAX_INPUT_ELEMENTS} elements per input tensor"
+        )
+
+
 class SignatureRunner:
     """One signature of one loaded version: checks inputs, runs, picks outputs."""
 
     def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef, function: Callable[..., Mapping]):
         self.name = name
-        self.signature_def = signature_def
-        self.method_name = signature_def.method_name
         self.inputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.inputs.items()}
         self.outputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.outputs.items()}
         self._function = function
@@ -129,9 +148,9 @@ class SignatureRunner:
                 f"Sent extra: {{{_sorted_join(sent - expected)}}}. "
                 f"Missing but required: {{{_sorted_join(expected - sent)}}}."
             )
-        for alias in sorted(sent - expected):
+        if sent != expected:
             raise invalid_argument(
-                f"input tensor alias not found in signature: {alias}. "
+                f"input tensor alias not found in signature: {min(sent - expected)}. "
                 f"Inputs expected to be in the set {{{_sorted_join(expected)}}}."
             )
 
@@ -147,6 +166,7 @@ class SignatureRunner:
                     f'input "{alias}" has dtype {dtype_name(proto.dtype)} '
                     f"but the signature expects {dtype_name(spec.dtype)}"
                 )
+            _check_declared_size(alias, proto)
             try:
                 arrays[alias] = tf.make_ndarray(proto)
             except Exception as exc:  # malformed proto: wrong value count, bad content
@@ -195,5 +215,5 @@ class SignatureRunner:
             raise invalid_argument(f"signature {self.name!r} rejected its inputs: {exc}") from exc
         return {alias: tensor.numpy() for alias, tensor in result.items()}
 
-    def encode_outputs(self, outputs: Mapping[str, np.ndarray], aliases: Iterable[str]) -> dict[str, tensor_pb2.TensorProto]:
-        return {alias: array_to_proto(np.asarray(outputs[alias]), self.outputs[alias].dtype) for alias in aliases}
+    def encode_outputs(self, outputs: Mapping[str, np.ndarray]) -> dict[str, tensor_pb2.TensorProto]:
+        return {alias: array_to_proto(np.asarray(value), self.outputs[alias].dtype) for alias, value in outputs.items()}

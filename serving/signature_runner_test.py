@@ -6,11 +6,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from common import contract as c
 from serving.errors import ServingError
 from serving.servable import load_version
+from serving.signature_runner import MAX_INPUT_ELEMENTS
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,22 @@ def test_empty_batch_gives_empty_outputs(servable):
     empty = tf.make_tensor_proto(np.array([], dtype=object), dtype=tf.string, shape=[0])
     response = servable.predict(_request(user_id=empty, movie_id=empty))
     assert tf.make_ndarray(response.outputs[c.PREDICTED_RATING]).shape == (0,)
+
+
+def test_huge_declared_shape_is_refused_before_decoding(servable):
+    # A few bytes on the wire: one string value, a shape claiming 3e9 of them.
+    # Decoding would repeat the value 3e9 times; the size check comes first.
+    huge = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"1"])
+    huge.tensor_shape.dim.add(size=3_000_000_000)
+    assert huge.ByteSize() < 20
+    err = _error(servable, _request(user_id=huge, movie_id=_strings("2")))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.message.startswith('input "user_id" declares shape [3000000000] (3000000000 elements)')
+    assert str(MAX_INPUT_ELEMENTS) in err.message
+
+    negative = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"1"])
+    negative.tensor_shape.dim.add(size=-5)
+    err = _error(servable, _request(user_id=negative, movie_id=_strings("2")))
+    assert (err.code, err.message) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: user_id (negative dimension in shape [-5])"
+    )

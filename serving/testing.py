@@ -6,7 +6,8 @@ orchestrator stops it (SIGTERM). ``start_local_server`` does exactly that on
 free 127.0.0.1 ports, waits until grpc.health.v1 reports SERVING, and hands
 back where to reach it. The server's output goes to a log file whose path is
 on the handle, and is printed if startup fails, so a broken server explains
-itself in the test output.
+itself in the test output. The file is deleted when the server exits cleanly
+and the caller's block raised nothing; otherwise it is kept for a post-mortem.
 """
 
 from __future__ import annotations
@@ -129,5 +130,8 @@ def start_local_server(
             stop_server(process, timeout=10)
             raise RuntimeError(f"{exc}\n--- server log ({log_path}) ---\n{server.log_text()[-6000:]}") from exc
         yield server
-    finally:
+    except BaseException:
         stop_server(process)
+        raise
+    if stop_server(process) == 0:
+        log_path.unlink(missing_ok=True)
