@@ -23,13 +23,16 @@ train: setup
 export: setup
 	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
 
-demo: setup
-	$(PY) -m train --preset tuned --split seed-temporal --run-name $(RUN)
-	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
+# Train, export, then serve + query + load-test the new version (loadtest/demo.py).
+demo: train export
 	$(PY) -m loadtest.demo --model-base-path $(MODEL_BASE_PATH)
 
 serve: setup
 	$(PY) -m serving --model-name movielens --model-base-path $(MODEL_BASE_PATH) --port $(PORT) --rest-api-port $(REST_PORT)
+
+# Against a running `make serve`.
+query: setup
+	$(PY) -m client --target localhost:$(PORT) recommend --user 42 -k 10
 
 loadtest: setup
 	$(PY) -m loadtest.local --model-base-path $(MODEL_BASE_PATH) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest

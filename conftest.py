@@ -16,14 +16,21 @@ import pytest
 from train.fixture import write_movielens_fixture
 
 
-@pytest.fixture(scope="session")
-def movielens_dir() -> Path:
+def _real_data() -> tuple[Path | None, str]:
+    """The real MovieLens folder from $MOVIELENS_DIR, or None with the reason."""
     value = os.environ.get("MOVIELENS_DIR")
     if not value:
-        pytest.skip("MOVIELENS_DIR is not set: point it at the pristine ml-100k folder (CI uses ../shared/data/ml-100k)")
-    path = Path(value)
-    if not (path / "u.data").is_file():
-        pytest.skip(f"MOVIELENS_DIR={value} has no u.data")
+        return None, "MOVIELENS_DIR is not set: point it at the pristine ml-100k folder"
+    if not (Path(value) / "u.data").is_file():
+        return None, f"MOVIELENS_DIR={value} has no u.data"
+    return Path(value), ""
+
+
+@pytest.fixture(scope="session")
+def movielens_dir() -> Path:
+    path, reason = _real_data()
+    if path is None:
+        pytest.skip(reason)
     return path
 
 
@@ -38,7 +45,7 @@ def trained_run(tmp_path_factory, fixture_dir) -> Path:
     from train import trainer
     from train.config import TrainConfig
 
-    data_dir = Path(os.environ["MOVIELENS_DIR"]) if os.environ.get("MOVIELENS_DIR") else fixture_dir
+    data_dir = _real_data()[0] or fixture_dir
     run_dir = tmp_path_factory.mktemp("runs") / "session"
     trainer.run(TrainConfig(preset="basic", epochs=3), data_dir, run_dir, verbose=0)
     return run_dir

@@ -28,6 +28,10 @@ PREDICT_SIGNATURE = "serving_default"
 RECOMMEND_SIGNATURE = "recommend"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
+# recommend scores every catalogue movie for each user in the request (users ×
+# ~1,600 rows through the dense tower); larger batches are refused in-graph.
+MAX_RECOMMEND_USERS = 100
+
 # Input keys.
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"

@@ -118,9 +118,17 @@ def graph_ops(saved_model_dir: Path) -> set[str]:
     return ops
 
 
+def non_stock_ops(directory: Path) -> set[str]:
+    """Ops that a stock tensorflow/serving binary lacks: Python callbacks and custom-op libraries."""
+    from tensorflow.python.framework import op_def_registry
+
+    ops = graph_ops(directory)
+    return (ops & FORBIDDEN_OPS) | {op for op in ops if op_def_registry.get(op) is None}
+
+
 def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     """Reloads the export, runs every signature and compares with the in-memory model."""
-    forbidden = graph_ops(directory) & FORBIDDEN_OPS
+    forbidden = non_stock_ops(directory)
     if forbidden:
         raise ExportError(f"graph uses ops TF Serving does not have: {sorted(forbidden)}")
     loaded = tf.saved_model.load(str(directory))
@@ -170,9 +178,14 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
         (staging / contract.MODEL_CARD_FILE).write_text(json.dumps(card, indent=2))
         report = verify(staging, module, samples)
         staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
-        if target.exists():
-            shutil.rmtree(target)
+        # --force: move the old version aside first, so the version number is
+        # never missing while a server polls (TF Serving would unload it).
+        replaced = staging.with_name(f".{version}-replaced") if target.exists() else None
+        if replaced:
+            target.rename(replaced)
         staging.rename(target)
+        if replaced:
+            shutil.rmtree(replaced)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"exported {run_dir} -> {target}\n{report}")

@@ -137,9 +137,24 @@ def test_warmup_records_replay(loaded, exported_model):
 
 
 def test_only_stock_ops(exported_model):
-    ops = exporter.graph_ops(exported_model / "1")
-    assert not ops & exporter.FORBIDDEN_OPS
-    assert not any(op.startswith(("Scann", "TFText", "Sentencepiece")) for op in ops)
+    assert "LookupTableFindV2" in exporter.graph_ops(exported_model / "1")
+    assert exporter.non_stock_ops(exported_model / "1") == set()
+
+
+def test_recommend_at_max_k_returns_exactly_the_unrated_catalogue(loaded, exported_model, vocabulary):
+    card = json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
+    heaviest = max(vocabulary["rated"], key=lambda u: len(vocabulary["rated"][u]))
+    out = _recommend(loaded, [heaviest], card["max_k"])
+    assert np.all(np.isfinite(out[contract.SCORES]))
+    unrated = set(vocabulary["movie_ids"]) - set(vocabulary["rated"][heaviest])
+    assert len(unrated) == card["max_k"]
+    assert {m.decode() for m in out[contract.MOVIE_IDS][0]} == unrated
+
+
+def test_too_many_recommend_users_fails(loaded):
+    users = np.array([str(i) for i in range(contract.MAX_RECOMMEND_USERS + 1)], dtype=object)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"at most {contract.MAX_RECOMMEND_USERS}"):
+        _recommend(loaded, users, 1)
 
 
 def test_versions_and_force(trained_run, tmp_path):

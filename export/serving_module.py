@@ -15,9 +15,6 @@ import tensorflow as tf
 from common import contract
 from train.model import RatingModel
 
-ID_SPEC = tf.TensorSpec([None], tf.string)
-
-
 class ServingModule(tf.Module):
     def __init__(self, model: RatingModel, vocabulary: dict, model_card_json: str):
         super().__init__()
@@ -34,9 +31,11 @@ class ServingModule(tf.Module):
         # StringLookup's OOV index.
         user_index = {u: i + 1 for i, u in enumerate(user_ids)}
         movie_index = {m: i for i, m in enumerate(movie_ids)}
+        if model.user_lookup.vocabulary_size() != len(user_ids) + 1:
+            raise ValueError("the user lookup's OOV index must be row 0 of the history table")
         rated = np.zeros((len(user_ids) + 1, len(movie_ids)), dtype=bool)
         for user, movies in vocabulary["rated"].items():
-            rated[user_index[user], [movie_index[m] for m in movies if m in movie_index]] = True
+            rated[user_index[user], [movie_index[m] for m in movies]] = True
 
         self.catalogue_ids = tf.Variable(movie_ids, trainable=False, name="catalogue_ids")
         self.catalogue_titles = tf.Variable(
@@ -66,8 +65,16 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.USER_ID),
                                   tf.TensorSpec([], tf.int32, name=contract.K)])
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        check = tf.debugging.assert_positive(k, message=f"{contract.K} must be positive")
-        with tf.control_dependencies([check]):
+        checks = [
+            tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
+            # Scoring builds users × catalogue rows; bound the memory one request can take.
+            tf.debugging.assert_less_equal(
+                tf.shape(user_id)[0],
+                contract.MAX_RECOMMEND_USERS,
+                message=f"at most {contract.MAX_RECOMMEND_USERS} {contract.USER_ID}s per recommend request",
+            ),
+        ]
+        with tf.control_dependencies(checks):
             k = tf.minimum(k, self.max_k)
         users = self.model.user_model(user_id)  # [B, D]
         movies = self.model.movie_model(self.catalogue_ids)  # [M, D]
@@ -77,7 +84,7 @@ class ServingModule(tf.Module):
             [tf.repeat(users, size, axis=0), tf.tile(movies, tf.stack([batch, 1]))], axis=1
         )
         scores = tf.reshape(self.model.rating_model(pairs), tf.stack([batch, size]))
-        seen = tf.gather(self.rated, self.model.user_model.layers[0](user_id))
+        seen = tf.gather(self.rated, self.model.user_lookup(user_id))
         scores = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
         best = tf.math.top_k(scores, k=k)
         return {

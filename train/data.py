@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -56,44 +57,48 @@ class User:
     zip_code: str
 
 
-def _lines(path: Path, encoding: str):
-    """Yields (line number, text without newline); a last line without newline is truncated."""
+def _lines(path: Path):
+    """Yields (line number, text without newline); a last line without newline is truncated.
+
+    The files are latin-1 (every byte decodes), with Unix line endings.
+    """
     try:
-        raw = path.read_bytes()
+        text = path.read_bytes().decode("latin-1")
     except FileNotFoundError:
         raise DataError(path, None, "file not found") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, line, f"not valid {encoding} text") from None
     if text and not text.endswith("\n"):
         last = text.count("\n") + 1
         raise DataError(path, last, "truncated line: the file does not end with a newline")
     for number, line in enumerate(text.split("\n")[:-1], start=1):
         if not line.strip():
             raise DataError(path, number, "empty line")
+        if "\r" in line:
+            raise DataError(path, number, "carriage return: the files use Unix line endings")
         yield number, line
 
 
-def _fields(path: Path, number: int, line: int | str, sep: str, expected: int) -> list[str]:
-    fields = str(line).split(sep)
+def _fields(path: Path, number: int, line: str, sep: str, expected: int) -> list[str]:
+    fields = line.split(sep)
     if len(fields) != expected:
         raise DataError(path, number, f"expected {expected} {sep!r}-separated fields, found {len(fields)}")
     return fields
 
 
+_INTEGER = re.compile(r"0|[1-9][0-9]*")
+
+
 def _int(path: Path, number: int, name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise DataError(path, number, f"{name} {value!r} is not an integer") from None
+    # Stricter than int(), which also takes " 7", "+7", "07" and "1_0": none of
+    # those appear in MovieLens, and accepting them would rewrite ids silently.
+    if not _INTEGER.fullmatch(value):
+        raise DataError(path, number, f"{name} {value!r} is not an integer")
+    return int(value)
 
 
 def read_movies(path: Path) -> dict[str, Movie]:
     """u.item: id | title | release date | video release | IMDb URL | 19 genre flags (latin-1)."""
     movies: dict[str, Movie] = {}
-    for number, line in _lines(path, "latin-1"):
+    for number, line in _lines(path):
         fields = _fields(path, number, line, "|", 5 + NUM_GENRES)
         movie_id = str(_int(path, number, "movie id", fields[0]))
         flags = [_int(path, number, "genre flag", f) for f in fields[5:]]
@@ -108,7 +113,7 @@ def read_movies(path: Path) -> dict[str, Movie]:
 def read_users(path: Path) -> dict[str, User]:
     """u.user: id | age | gender | occupation | zip code."""
     users: dict[str, User] = {}
-    for number, line in _lines(path, "latin-1"):
+    for number, line in _lines(path):
         fields = _fields(path, number, line, "|", 5)
         user_id = str(_int(path, number, "user id", fields[0]))
         age = _int(path, number, "age", fields[1])
@@ -130,7 +135,8 @@ def read_ratings(path: Path, movies: dict[str, Movie], users: dict[str, User]) -
     Returns columns named as in TFDS ``movielens/100k-ratings``.
     """
     cols: dict[str, list] = {k: [] for k in RECORD_FIELDS}
-    for number, line in _lines(path, "latin-1"):
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in _lines(path):
         fields = _fields(path, number, line, "\t", 4)
         user_id = str(_int(path, number, "user id", fields[0]))
         movie_id = str(_int(path, number, "movie id", fields[1]))
@@ -144,6 +150,9 @@ def read_ratings(path: Path, movies: dict[str, Movie], users: dict[str, User]) -
         movie = movies.get(movie_id)
         if movie is None:
             raise DataError(path, number, f"rating for unknown movie {movie_id} (not in {MOVIES_FILE})")
+        if (user_id, movie_id) in seen:
+            raise DataError(path, number, f"user {user_id} rated movie {movie_id} again (first at line {seen[user_id, movie_id]})")
+        seen[user_id, movie_id] = number
         cols["user_id"].append(user_id)
         cols["movie_id"].append(movie_id)
         cols["movie_title"].append(movie.title)
@@ -206,10 +215,11 @@ def verify_checksums(data_dir: Path, names=REQUIRED_FILES) -> dict[str, str]:
     sums = data_dir / CHECKSUMS_FILE
     if sums.exists():
         expected = {}
-        for line in sums.read_text().splitlines():
-            if line.strip():
-                digest, name = line.split(maxsplit=1)
-                expected[name.lstrip("*")] = digest
+        for number, line in enumerate(sums.read_text().splitlines(), start=1):
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise DataError(sums, number, "expected '<sha256>  <file name>'")
+            expected[parts[1].lstrip("*")] = parts[0]
         for name, digest in digests.items():
             if name in expected and expected[name] != digest:
                 raise DataError(data_dir / name, None, f"SHA-256 {digest} does not match {CHECKSUMS_FILE}")
@@ -234,7 +244,8 @@ def read_pairs(path: Path, movielens: MovieLens) -> np.ndarray:
     r = movielens.ratings
     index = {(u, m, t): i for i, (u, m, t) in enumerate(zip(r["user_id"], r["movie_id"], r["timestamp"]))}
     rows = []
-    for number, line in _lines(path, "latin-1"):
+    first_line: dict[int, int] = {}
+    for number, line in _lines(path):
         fields = _fields(path, number, line, "\t", 4)
         key = (
             str(_int(path, number, "user id", fields[0])),
@@ -247,5 +258,8 @@ def read_pairs(path: Path, movielens: MovieLens) -> np.ndarray:
         rating = _int(path, number, "rating", fields[2])
         if rating != r["user_rating"][i]:
             raise DataError(path, number, f"rating {rating} differs from {RATINGS_FILE}'s {r['user_rating'][i]:g}")
+        if i in first_line:
+            raise DataError(path, number, f"repeats line {first_line[i]}")
+        first_line[i] = number
         rows.append(i)
     return np.asarray(rows, dtype=np.int64)

@@ -66,6 +66,9 @@ def _replace_line(path: Path, number: int, text: str | None, newline: bool = Tru
         ("u.item", 2, "2|Broken (1995)|01-Jan-1995", "expected 24 '|'-separated fields, found 3"),
         ("u.user", 3, "3|old|M|writer|12345", "age 'old' is not an integer"),
         ("u.user", 4, "4|30|X|writer|12345", "gender 'X' is not M or F"),
+        ("u.user", 5, "5|+30|M|writer|12345", "age '+30' is not an integer"),
+        ("u.data", 12, "07\t2\t3\t874724710", "user id '07' is not an integer"),
+        ("u.data", 13, "1\t2\t3\t874724710\r", "carriage return"),
     ],
 )
 def test_bad_line_names_file_and_line(fixture_dir, tmp_path, file, line, text, message):
@@ -108,3 +111,21 @@ def test_real_data_counts(movielens_dir):
     assert len(ml.movies) == 1682 and len(ml.users) == 943
     # Titles are not unique: keying by title would merge different films.
     assert len({m.title for m in ml.movies.values()}) == 1664
+
+
+def test_repeated_rating_names_both_lines(fixture_dir, tmp_path):
+    directory = _copy(fixture_dir, tmp_path)
+    path = directory / "u.data"
+    lines = path.read_text().splitlines()
+    user, movie, _, _ = lines[4].split("\t")
+    lines[9] = f"{user}\t{movie}\t5\t874724711"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=rf"u\.data:10: user {user} rated movie {movie} again \(first at line 5\)"):
+        data.load(directory)
+
+
+def test_malformed_checksum_line(fixture_dir, tmp_path):
+    directory = _copy(fixture_dir, tmp_path)
+    (directory / "SHA256SUMS").write_text("justonefield\n")
+    with pytest.raises(data.DataError, match=r"SHA256SUMS:1: expected"):
+        data.load(directory)

@@ -38,8 +38,13 @@ def zip_server(fixture_dir):
 
 
 def test_order_data_dir_then_env_then_cache(fixture_dir, tmp_path, monkeypatch):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(fixture_dir, other)
     monkeypatch.setenv(download.ENV_VAR, str(fixture_dir))
-    assert download.locate(fixture_dir, cache_dir=tmp_path) == fixture_dir
+    assert download.locate(other, cache_dir=tmp_path) == other
+    assert download.locate(tmp_path / "empty", cache_dir=tmp_path) == fixture_dir
     assert download.locate(None, cache_dir=tmp_path) == fixture_dir
     monkeypatch.delenv(download.ENV_VAR)
     cached = tmp_path / download.ZIP_MEMBER_DIR

@@ -46,6 +46,11 @@ class RatingModel(tfrs.models.Model):
             metrics=[tf.keras.metrics.RootMeanSquaredError()],
         )
 
+    @property
+    def user_lookup(self) -> tf.keras.layers.StringLookup:
+        """User id → embedding row; row 0 is the out-of-vocabulary bucket."""
+        return self.user_model.layers[0]
+
     def call(self, features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Returns (user embedding, movie embedding, predicted rating [batch, 1])."""
         user_embedding = self.user_model(features["user_id"])

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from train.data import MovieLens, read_pairs
+from train.data import DataError, MovieLens, read_pairs
 
 SEED_TEMPORAL = "seed-temporal"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
@@ -44,12 +44,25 @@ def seed_temporal(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return train, val, test
 
 
+def fold_files(name: str) -> tuple[str, str]:
+    return f"{name}.base", f"{name}.test"
+
+
 def make(name: str, movielens: MovieLens, seed: int = 42) -> Split:
     if name == SEED_TEMPORAL:
         return Split(name, *seed_temporal(movielens.ratings["timestamp"]))
     if name in FOLDS:
-        base = read_pairs(movielens.data_dir / f"{name}.base", movielens)
-        test = read_pairs(movielens.data_dir / f"{name}.test", movielens)
+        base_file, test_file = (movielens.data_dir / f for f in fold_files(name))
+        base = read_pairs(base_file, movielens)
+        test = read_pairs(test_file, movielens)
+        overlap = np.intersect1d(base, test)
+        if len(overlap):
+            r = movielens.ratings
+            first = overlap[0]
+            raise DataError(
+                test_file, None,
+                f"{len(overlap)} ratings are also in {base_file.name}, e.g. user {r['user_id'][first]} movie {r['movie_id'][first]}",
+            )
         shuffled = np.random.default_rng(seed).permutation(base)
         n_val = int(round(len(base) * FOLD_VALIDATION_FRACTION))
         return Split(name, np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val]), test)

@@ -65,3 +65,28 @@ def test_fold_rating_disagreeing_with_u_data(fixture_dir, tmp_path):
     (directory / "u3.test").write_text("\n".join(lines) + "\n")
     with pytest.raises(data.DataError, match=r"u3\.test:1: rating \d differs from u\.data's"):
         splits.make("u3", data.load(directory))
+
+
+def test_fold_repeated_line(fixture_dir, tmp_path):
+    import shutil
+
+    directory = tmp_path / "ml"
+    shutil.copytree(fixture_dir, directory)
+    first = (directory / "u4.base").read_text().splitlines()[0]
+    with (directory / "u4.base").open("a") as f:
+        f.write(first + "\n")
+    n = sum(1 for _ in open(directory / "u4.base"))
+    with pytest.raises(data.DataError, match=rf"u4\.base:{n}: repeats line 1"):
+        splits.make("u4", data.load(directory))
+
+
+def test_fold_base_and_test_must_be_disjoint(fixture_dir, tmp_path):
+    import shutil
+
+    directory = tmp_path / "ml"
+    shutil.copytree(fixture_dir, directory)
+    leaked = (directory / "u5.test").read_text().splitlines()[0]
+    with (directory / "u5.base").open("a") as f:
+        f.write(leaked + "\n")
+    with pytest.raises(data.DataError, match=r"u5\.test: 1 ratings are also in u5\.base"):
+        splits.make("u5", data.load(directory))

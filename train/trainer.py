@@ -9,6 +9,7 @@ the raw data again.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -66,13 +67,18 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
     """Trains, evaluates and writes ``run_dir``; returns the metrics."""
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # A re-used run name starts over: stale weights or logs must not mix with the new run.
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json())
 
     # Data and split. Vocabularies come from the training rows only: anything
     # first seen later is, to the model, a cold-start id in the OOV bucket.
     movielens = movielens_data.load(data_dir)
     split = splits.make(config.split, movielens, seed=config.seed)
+    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
+        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
     ratings = movielens.ratings
     user_ids = _numeric_sorted(ratings["user_id"][split.train])
     movie_ids = _numeric_sorted(ratings["movie_id"][split.train])
@@ -132,9 +138,10 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "dataset_sha256": movielens.sha256,
     }
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     model.save_weights(str(run_dir / WEIGHTS_PREFIX))
     _plot_curve(history.history, run_dir / CURVE_FILE)
+    # Written last: export treats metrics.json as the mark of a finished run.
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -144,5 +151,7 @@ def load_model(run_dir: Path) -> tuple[RatingModel, TrainConfig, dict]:
     vocabulary = json.loads((run_dir / VOCABULARY_FILE).read_text())
     model = RatingModel(vocabulary["user_ids"], vocabulary["movie_ids"], config)
     model({"user_id": tf.constant(["0"]), "movie_id": tf.constant(["0"])})  # creates the variables
-    model.load_weights(str(run_dir / WEIGHTS_PREFIX)).expect_partial()
+    # Every variable of the rebuilt model must come from the checkpoint; the
+    # optimizer's slots are in the checkpoint too but not needed for serving.
+    model.load_weights(str(run_dir / WEIGHTS_PREFIX)).assert_existing_objects_matched().expect_partial()
     return model, config, vocabulary
