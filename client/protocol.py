@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from common.contract import (
     K,
+    MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MODEL_CARD_SIGNATURE,
     MOVIE_ID,
@@ -195,6 +196,8 @@ def predict_request(model: str, version: int | None, users: list[str], movies: l
 
 
 def recommend_request(model: str, version: int | None, users: list[str], k: int) -> predict_pb2.PredictRequest:
+    if len(users) > MAX_RECOMMEND_USERS:
+        raise ValueError(f"user_ids: at most {MAX_RECOMMEND_USERS} users per recommend call, got {len(users)}")
     request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_SIGNATURE))
     request.inputs[USER_ID].CopyFrom(string_vector(users))
     request.inputs[K].CopyFrom(int32_scalar(k))

@@ -154,3 +154,13 @@ def test_model_card_must_be_one_json_object():
         response.outputs[MODEL_CARD].CopyFrom(string_vector([text]))
         with pytest.raises(MalformedResponse, match=message):
             protocol.parse_model_card(response)
+
+
+def test_recommend_request_caps_users():
+    from common.contract import MAX_RECOMMEND_USERS
+
+    from client.protocol import recommend_request
+
+    recommend_request("movielens", None, ["1"] * MAX_RECOMMEND_USERS, 10)
+    with pytest.raises(ValueError, match=f"at most {MAX_RECOMMEND_USERS} users"):
+        recommend_request("movielens", None, ["1"] * (MAX_RECOMMEND_USERS + 1), 10)
