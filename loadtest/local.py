@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup_timeout=120,
     ) as server:
         print(f"serving at {server.grpc_target}; load test for {args.run_time} ...", flush=True)
-        return run_and_report(replace(test, host=server.grpc_target), args)
+        return run_and_report(replace(test, host=server.grpc_target), args.max_p99_ms, args.max_fail_ratio)
 
 
 if __name__ == "__main__":

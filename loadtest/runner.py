@@ -186,7 +186,8 @@ def load_test(args: argparse.Namespace, host: str) -> LoadTest:
     )  # fmt: skip
 
 
-def run_and_report(test: LoadTest, args: argparse.Namespace) -> int:
+def run_and_report(test: LoadTest, max_p99_ms: float | None, max_fail_ratio: float | None) -> int:
+    """Runs ``test``, prints the table and report paths, applies the gate; returns the exit code."""
     try:
         summary = run_load_test(test)
     except LoadTestError as error:
@@ -194,7 +195,7 @@ def run_and_report(test: LoadTest, args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
     print(summary_table(summary, this_machine(), title(test)))
     print(f"report: {summary['files']['html']}  summary: {test.out / 'summary.json'}")
-    broken = gate(summary, args.max_p99_ms, args.max_fail_ratio)
+    broken = gate(summary, max_p99_ms, max_fail_ratio)
     for sentence in broken:
         print(f"GATE FAILED: {sentence}", file=sys.stderr)
     return EXIT_GATE_FAILED if broken else 0
@@ -208,4 +209,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         test = load_test(args, args.host)
     except ValueError as error:
         parser.error(str(error))
-    return run_and_report(test, args)
+    return run_and_report(test, args.max_p99_ms, args.max_fail_ratio)
