@@ -19,7 +19,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from common.contract import MODEL_NAME
 
 from client import protocol
-from client.channel import RetryPolicy, channel_options
+from client.channel import RetryPolicy, channel_options, grpc_target
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from client.errors import from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
@@ -45,7 +45,9 @@ class AsyncRecommenderClient:
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options(retry))
+        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
+        options = channel_options(retry, round_robin=round_robin)
+        self._channel = grpc.aio.insecure_channel(channel_target, options=options)
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._closed = False

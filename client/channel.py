@@ -8,11 +8,20 @@ is UNAVAILABLE too, so the model may already have run it. Retrying is safe anywa
 because every method the client calls is a read (Predict, GetModelMetadata,
 GetModelStatus change nothing on the server). Every other code is the server's
 answer, and retrying would just repeat it.
+
+A target may also name several servers, comma-separated (``host1:8500,host2:8500``),
+for setups without a proxy: gRPC's default ``pick_first`` policy would send every call
+of a channel to one server, so such a target becomes one static ``ipv4:``/``ipv6:``
+target with the ``round_robin`` policy, which keeps a connection to each address and
+spreads calls over the ready ones. Host names are resolved once, when the client is
+created.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +78,7 @@ class RetryPolicy:
 NO_RETRIES = RetryPolicy(max_attempts=1)
 
 
-def channel_options(retry: RetryPolicy) -> list[tuple[str, Any]]:
+def channel_options(retry: RetryPolicy, *, round_robin: bool = False) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         # A server that is starting up refuses connections; gRPC's default reconnect backoff
         # (1 s, growing to 120 s) would outlast every retry, so reconnect quickly instead.
@@ -79,8 +88,58 @@ def channel_options(retry: RetryPolicy) -> list[tuple[str, Any]]:
         # recommend for many users with large k can exceed the 4 MiB default.
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ]
-    if retry.max_attempts > 1:
-        options += [("grpc.enable_retries", 1), ("grpc.service_config", retry.service_config())]
-    else:
-        options += [("grpc.enable_retries", 0)]
+    service_config: dict[str, Any] = json.loads(retry.service_config()) if retry.max_attempts > 1 else {}
+    if round_robin:
+        service_config["loadBalancingConfig"] = [{"round_robin": {}}]
+    options.append(("grpc.enable_retries", 1 if retry.max_attempts > 1 else 0))
+    if service_config:
+        options.append(("grpc.service_config", json.dumps(service_config)))
     return options
+
+
+def grpc_target(target: str) -> tuple[str, bool]:
+    """(the target to give gRPC, whether to balance with round_robin).
+
+    One address passes through unchanged (gRPC's DNS resolver, ``pick_first``).
+    Several comma-separated ``HOST:PORT`` addresses become ``ipv4:a:p,b:p`` (or
+    ``ipv6:[a]:p,...``), host names resolved now to every IPv4 address they have;
+    ValueError names a malformed part, an unresolvable host, or a v4/v6 mix.
+    """
+    if "," not in target:
+        return target, False
+    addresses: list[str] = []
+    families: set[int] = set()
+    for part in (p.strip() for p in target.split(",")):
+        host, port = _split_host_port(part, target)
+        for family, address in _resolve(host, port, target):
+            families.add(family)
+            entry = f"[{address}]:{port}" if family == 6 else f"{address}:{port}"
+            if entry not in addresses:
+                addresses.append(entry)
+    if len(families) > 1:
+        raise ValueError(f"target {target!r} mixes IPv4 and IPv6 addresses; gRPC's static resolver takes one family")
+    scheme = "ipv6" if families == {6} else "ipv4"
+    return f"{scheme}:{','.join(addresses)}", True
+
+
+def _split_host_port(part: str, target: str) -> tuple[str, int]:
+    host, sep, port = part.rpartition(":")
+    if not part or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"target {target!r}: each comma-separated address must be HOST:PORT, got {part!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def _resolve(host: str, port: int, target: str) -> list[tuple[int, str]]:
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [(literal.version, str(literal))]
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as error:
+        raise ValueError(f"target {target!r}: cannot resolve {host!r} to an IPv4 address ({error})") from error
+    return [(4, info[4][0]) for info in infos]

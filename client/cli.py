@@ -42,7 +42,9 @@ def recommendations_json(recs: Sequence[Recommendation]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="gRPC HOST:PORT (default %(default)s)")
+    parser.add_argument("--target", default=DEFAULT_TARGET,
+                        help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
+                             "(default %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default %(default)s)")
     parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline in seconds per call")

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from common.contract import GRPC_PORT, MODEL_NAME
 
 from client import protocol
-from client.channel import RetryPolicy, channel_options
+from client.channel import RetryPolicy, channel_options, grpc_target
 from client.errors import from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
@@ -38,6 +38,8 @@ class RecommenderClient:
     ...     many = client.recommend([1, 2], k=5)     # list[list[Recommendation]]
     ...     ratings = client.predict(42, [50, 172])  # np.ndarray float32, shape [2]
 
+    ``target`` is ``HOST:PORT`` or several comma-separated (``h1:8500,h2:8500``), which
+    spreads calls over them with gRPC's round_robin policy (see client/channel.py).
     ``version=None`` asks for the newest loaded version. ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
     """
@@ -55,7 +57,8 @@ class RecommenderClient:
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(target, options=channel_options(retry))
+        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
+        self._channel = grpc.insecure_channel(channel_target, options=channel_options(retry, round_robin=round_robin))
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._closed = False
