@@ -6,8 +6,12 @@ RUN ?= demo
 MODEL_BASE_PATH ?= models/movielens
 PORT ?= 8500
 REST_PORT ?= 8501
+REPLICAS ?= 2
+# Empty: `make loadtest` serves the newest model itself. HOST:PORT (e.g. localhost:8500 while
+# `make serve-replicas` runs): load-test that server or Envoy instead.
+LOADTEST_HOST ?=
 
-.PHONY: setup demo train export serve query loadtest bench test conformance clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench test test-replicas conformance clean
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -30,18 +34,32 @@ demo: train export
 serve: setup
 	$(PY) -m serving --model-name movielens --model-base-path $(MODEL_BASE_PATH) --port $(PORT) --rest-api-port $(REST_PORT)
 
-# Against a running `make serve`.
+# REPLICAS local servers behind Envoy (the compose topology): gRPC $(PORT), REST $(REST_PORT),
+# Envoy's stats on 9901; Ctrl-C stops them all.
+serve-replicas: setup
+	$(PY) -m serving.cluster --replicas $(REPLICAS) --model-base-path $(MODEL_BASE_PATH) --port $(PORT) --rest-api-port $(REST_PORT)
+
+# Against a running `make serve` (or `make serve-replicas`).
 query: setup
 	$(PY) -m client --target localhost:$(PORT) recommend --user 42 -k 10
 
 loadtest: setup
+ifeq ($(LOADTEST_HOST),)
 	$(PY) -m loadtest.local --model-base-path $(MODEL_BASE_PATH) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
+else
+	$(PY) -m loadtest --host $(LOADTEST_HOST) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
+endif
 
 bench: setup
 	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md
 
 test: setup
 	$(PY) -m pytest -q
+
+# Replicas behind Envoy under load (30 s each: balance, a replica killed and restarted, a version
+# rollout); about 3 minutes, so not part of `make test`. .ci/run runs both.
+test-replicas: setup
+	RUN_REPLICA_SCENARIOS=1 $(PY) -m pytest -q tests/replicas_test.py
 
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py
