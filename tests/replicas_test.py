@@ -13,7 +13,7 @@
 
 All traffic goes to 127.0.0.1 and every run is bounded in time. Each scenario writes its
 figures to reports/replicas/<scenario>/replicas.json next to Locust's summary.json, and prints
-one line. These take about 3 minutes on 2 cores, so `make test` skips them.
+one line. These take 2-3 minutes on 2 cores, so `make test` skips them.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def locust_yields_the_cpu(monkeypatch):
     """Locust runs at nice 10. On this 2-core machine the load generator, both replicas and
     Envoy share the cores; a replica restarting (or an export) under full load then waits
     for CPU behind Locust, which a deployment, with the load elsewhere, would not do.
-    Measured without it: a restart under load took 5-17 s to SERVING, depending on what
-    else the machine was running."""
+    Measured without it: a restart under load took 5.4 s to SERVING in one run and 17.4 s
+    in another (too late to rejoin before the end); with it, 5.1-5.7 s."""
     original = runner.locust_command
     monkeypatch.setattr(runner, "locust_command", lambda test: ["nice", "-n", "10", *original(test)])
 
