@@ -1,21 +1,32 @@
-"""Reads the original MovieLens 100K files into per-rating records.
+"""Reads the original MovieLens 100K files into integer-indexed columns.
 
-The records carry the same fields as TFDS ``movielens/100k-ratings`` so that code
-written against the TFDS tutorials reads them unchanged, but they come from the
-raw GroupLens files: TFDS would download at run time, and the project has to be
-explicit about where its data comes from (see ``train/download.py``).
+Ids become integer indices once, here: ``Ratings.user[i]`` is a row of
+``Users`` and ``Ratings.movie[i]`` a row of ``Movies``, so nothing downstream
+compares string ids. The files come from GroupLens, not TFDS (see
+``train/download.py``), and any MovieLens-100K-format folder of any size reads
+the same way (``train/synthetic.py`` writes such folders).
 
 Parsing is strict. Every malformed line raises ``DataError`` naming the file and
 line; nothing is dropped or coerced, because a silently shortened dataset moves
 every metric downstream without anyone noticing.
+
+Parsing is also linear and vectorised: each file is checked and parsed as whole
+numpy arrays (``u.data`` in chunks, so memory stays a small multiple of the
+result), with no Python work per rating. The vectorised checks are exactly as
+strict as the line rules; when they find something wrong, the first bad line is
+handed to the line-by-line validator (``_reject_*``), which names the problem.
+The first error in file order is the one reported, as a line-by-line reader
+would report it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -26,8 +37,19 @@ REQUIRED_FILES = (RATINGS_FILE, MOVIES_FILE, USERS_FILE)
 CHECKSUMS_FILE = "SHA256SUMS"
 
 NUM_GENRES = 19
+GENRES: tuple[str, ...] = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)
+assert len(GENRES) == NUM_GENRES
 # TFDS's bucketized_user_age: the lower bound of the MovieLens-1M age groups.
 AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
+
+# Integers longer than this are refused: every value then fits in an int64.
+MAX_DIGITS = 18
+AGE_MAX = np.iinfo(np.int32).max
+# u.data is read in blocks of about this many bytes (cut at a line end).
+CHUNK_BYTES = 1 << 24
 
 
 class DataError(ValueError):
@@ -41,40 +63,124 @@ class DataError(ValueError):
         self.problem = problem
 
 
-@dataclasses.dataclass(frozen=True)
-class Movie:
-    movie_id: str
-    title: str
-    genres: tuple[int, ...]
+# --- the tables ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class User:
-    user_id: str
-    age: int
-    gender: str
-    occupation: str
-    zip_code: str
+class _Indexed:
+    """Id → row lookup for a table whose ``ids`` column holds unique ids."""
+
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @functools.cached_property
+    def _by_str(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.ids, kind="stable")
+        return self.ids[order], order
+
+    @functools.cached_property
+    def _by_int(self) -> tuple[np.ndarray, np.ndarray]:
+        values = self.ids.astype(np.int64)  # the ids are canonical decimal integers (checked at load)
+        order = np.argsort(values, kind="stable")
+        return values[order], order
+
+    def index(self, ids) -> np.ndarray:
+        """The int32 row of each id (``-1`` if unknown): binary search, no per-id Python work.
+
+        ``ids`` are str ids (a str, a sequence or a numpy array); an integer array is looked up
+        by value, which is what the loader does with parsed ``u.data`` columns.
+        """
+        query = np.asarray(ids)
+        if query.dtype.kind in "iu":
+            keys, order = self._by_int
+            query = query.astype(np.int64, copy=False)
+        else:
+            keys, order = self._by_str
+            if query.dtype.kind != "U":
+                query = query.astype(str)
+        if len(keys) == 0:
+            return np.full(query.shape, -1, dtype=np.int32)
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return np.where(keys[at] == query, order[at], -1).astype(np.int32)
 
 
-def _lines(path: Path):
-    """Yields (line number, text without newline); a last line without newline is truncated.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Users(_Indexed):
+    """Row ``i`` describes user index ``i``, in ``u.user`` order."""
 
-    The files are latin-1 (every byte decodes), with Unix line endings.
-    """
-    try:
-        text = path.read_bytes().decode("latin-1")
-    except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
-    if text and not text.endswith("\n"):
-        last = text.count("\n") + 1
-        raise DataError(path, last, "truncated line: the file does not end with a newline")
-    for number, line in enumerate(text.split("\n")[:-1], start=1):
-        if not line.strip():
-            raise DataError(path, number, "empty line")
-        if "\r" in line:
-            raise DataError(path, number, "carriage return: the files use Unix line endings")
-        yield number, line
+    ids: np.ndarray  # str ('<U…')
+    age: np.ndarray  # int32
+    gender: np.ndarray  # str, 'M' or 'F'
+    occupation: np.ndarray  # str
+    zip_code: np.ndarray  # str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Movies(_Indexed):
+    """Row ``i`` describes movie index ``i``, in ``u.item`` order."""
+
+    ids: np.ndarray  # str ('<U…')
+    titles: np.ndarray  # str (u.item is latin-1)
+    year: np.ndarray  # int32 release year, 0 if unknown
+    genres: np.ndarray  # uint8 [n_movies, NUM_GENRES] multi-hot, in GENRES order
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Ratings:
+    """Row ``i`` is line ``i + 1`` of ``u.data``, so splits are row indices."""
+
+    user: np.ndarray  # int32 index into Users
+    movie: np.ndarray  # int32 index into Movies
+    rating: np.ndarray  # float32, 1-5
+    timestamp: np.ndarray  # int64, seconds since the epoch
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclasses.dataclass
+class MovieLens:
+    """The three tables, where they were read from and the SHA-256 of each file read."""
+
+    ratings: Ratings
+    movies: Movies
+    users: Users
+    data_dir: Path
+    sha256: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    @functools.cached_property
+    def _pair_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted ``user * n_movies + movie`` keys of the ratings and the row of each."""
+        keys = _pair_key(self.ratings.user, self.ratings.movie, len(self.movies))
+        order = np.argsort(keys)
+        return keys[order], order
+
+
+def _pair_key(user: np.ndarray, movie: np.ndarray, n_movies: int) -> np.ndarray:
+    return user.astype(np.int64) * n_movies + movie
+
+
+def bucketize_age(age):
+    """The MovieLens-1M age group (its lower bound) of an age or of an array of ages."""
+    buckets = np.asarray(AGE_BUCKETS)
+    bucket = buckets[np.maximum(np.searchsorted(buckets, np.asarray(age), side="right") - 1, 0)]
+    return int(bucket) if np.ndim(bucket) == 0 else bucket.astype(np.int32)
+
+
+# --- the line rules (used to name the problem once the vectorised checks found one) ----------
+
+_INTEGER = re.compile(r"0|[1-9][0-9]*")
+
+
+def _check_line(path: Path, number: int, line: str) -> None:
+    if not line.strip():
+        raise DataError(path, number, "empty line")
+    if "\r" in line:
+        raise DataError(path, number, "carriage return: the files use Unix line endings")
 
 
 def _fields(path: Path, number: int, line: str, sep: str, expected: int) -> list[str]:
@@ -84,133 +190,423 @@ def _fields(path: Path, number: int, line: str, sep: str, expected: int) -> list
     return fields
 
 
-_INTEGER = re.compile(r"0|[1-9][0-9]*")
-
-
 def _int(path: Path, number: int, name: str, value: str) -> int:
     # Stricter than int(), which also takes " 7", "+7", "07" and "1_0": none of
     # those appear in MovieLens, and accepting them would rewrite ids silently.
     if not _INTEGER.fullmatch(value):
         raise DataError(path, number, f"{name} {value!r} is not an integer")
+    if len(value) > MAX_DIGITS:
+        raise DataError(path, number, f"{name} {value!r} is too large (more than {MAX_DIGITS} digits)")
     return int(value)
 
 
-def read_movies(path: Path) -> dict[str, Movie]:
-    """u.item: id | title | release date | video release | IMDb URL | 19 genre flags (latin-1)."""
-    movies: dict[str, Movie] = {}
-    for number, line in _lines(path):
-        fields = _fields(path, number, line, "|", 5 + NUM_GENRES)
-        movie_id = str(_int(path, number, "movie id", fields[0]))
-        flags = [_int(path, number, "genre flag", f) for f in fields[5:]]
-        if any(f not in (0, 1) for f in flags):
-            raise DataError(path, number, "genre flags must be 0 or 1")
-        if movie_id in movies:
-            raise DataError(path, number, f"duplicate movie id {movie_id}")
-        movies[movie_id] = Movie(movie_id, fields[1], tuple(i for i, f in enumerate(flags) if f))
-    return movies
+def _unexplained(path: Path, number: int) -> DataError:
+    # The vectorised checks and the line rules disagree: a bug here, not in the data.
+    return DataError(path, number, "malformed line (rejected by the vectorised check, but no line rule names why)")
 
 
-def read_users(path: Path) -> dict[str, User]:
-    """u.user: id | age | gender | occupation | zip code."""
-    users: dict[str, User] = {}
-    for number, line in _lines(path):
-        fields = _fields(path, number, line, "|", 5)
-        user_id = str(_int(path, number, "user id", fields[0]))
-        age = _int(path, number, "age", fields[1])
-        if fields[2] not in ("M", "F"):
-            raise DataError(path, number, f"gender {fields[2]!r} is not M or F")
-        if user_id in users:
-            raise DataError(path, number, f"duplicate user id {user_id}")
-        users[user_id] = User(user_id, age, fields[2], fields[3], fields[4])
-    return users
+def _reject_user_line(path: Path, number: int, line: str) -> None:
+    _check_line(path, number, line)
+    fields = _fields(path, number, line, "|", 5)
+    _int(path, number, "user id", fields[0])
+    age = _int(path, number, "age", fields[1])
+    if fields[2] not in ("M", "F"):
+        raise DataError(path, number, f"gender {fields[2]!r} is not M or F")
+    if age > AGE_MAX:
+        raise DataError(path, number, f"age {age} is too large")
+    raise _unexplained(path, number)
 
 
-def bucketize_age(age: int) -> int:
-    return max(b for b in AGE_BUCKETS if b <= age) if age >= AGE_BUCKETS[0] else AGE_BUCKETS[0]
+def _reject_movie_line(path: Path, number: int, line: str) -> None:
+    _check_line(path, number, line)
+    fields = _fields(path, number, line, "|", 5 + NUM_GENRES)
+    _int(path, number, "movie id", fields[0])
+    flags = [_int(path, number, "genre flag", f) for f in fields[5:]]
+    if any(f not in (0, 1) for f in flags):
+        raise DataError(path, number, "genre flags must be 0 or 1")
+    raise _unexplained(path, number)
 
 
-def read_ratings(path: Path, movies: dict[str, Movie], users: dict[str, User]) -> dict[str, np.ndarray]:
-    """u.data (user, item, rating, timestamp; tab-separated) joined with movies and users.
-
-    Returns columns named as in TFDS ``movielens/100k-ratings``.
-    """
-    cols: dict[str, list] = {k: [] for k in RECORD_FIELDS}
-    seen: dict[tuple[str, str], int] = {}
-    for number, line in _lines(path):
-        fields = _fields(path, number, line, "\t", 4)
-        user_id = str(_int(path, number, "user id", fields[0]))
-        movie_id = str(_int(path, number, "movie id", fields[1]))
-        rating = _int(path, number, "rating", fields[2])
-        timestamp = _int(path, number, "timestamp", fields[3])
-        if not 1 <= rating <= 5:
-            raise DataError(path, number, f"rating {rating} is outside 1-5")
-        user = users.get(user_id)
-        if user is None:
-            raise DataError(path, number, f"rating for unknown user {user_id} (not in {USERS_FILE})")
-        movie = movies.get(movie_id)
-        if movie is None:
-            raise DataError(path, number, f"rating for unknown movie {movie_id} (not in {MOVIES_FILE})")
-        if (user_id, movie_id) in seen:
-            raise DataError(path, number, f"user {user_id} rated movie {movie_id} again (first at line {seen[user_id, movie_id]})")
-        seen[user_id, movie_id] = number
-        cols["user_id"].append(user_id)
-        cols["movie_id"].append(movie_id)
-        cols["movie_title"].append(movie.title)
-        cols["movie_genres"].append(movie.genres)
-        cols["timestamp"].append(timestamp)
-        cols["user_rating"].append(float(rating))
-        cols["raw_user_age"].append(float(user.age))
-        cols["bucketized_user_age"].append(float(bucketize_age(user.age)))
-        cols["user_gender"].append(user.gender == "M")
-        cols["user_occupation_text"].append(user.occupation)
-        cols["user_zip_code"].append(user.zip_code)
-    if not cols["user_id"]:
-        raise DataError(path, None, "no ratings")
-    out = {k: np.asarray(v, dtype=RECORD_FIELDS[k]) for k, v in cols.items() if k != "movie_genres"}
-    genres = np.empty(len(cols["movie_genres"]), dtype=object)
-    genres[:] = [np.asarray(g, dtype=np.int64) for g in cols["movie_genres"]]
-    out["movie_genres"] = genres
-    return out
+def _reject_rating_line(path: Path, number: int, line: str, movies: Movies, users: Users) -> None:
+    _check_line(path, number, line)
+    fields = _fields(path, number, line, "\t", 4)
+    user_id = str(_int(path, number, "user id", fields[0]))
+    movie_id = str(_int(path, number, "movie id", fields[1]))
+    rating = _int(path, number, "rating", fields[2])
+    _int(path, number, "timestamp", fields[3])
+    if not 1 <= rating <= 5:
+        raise DataError(path, number, f"rating {rating} is outside 1-5")
+    if users.index(user_id) < 0:
+        raise DataError(path, number, f"rating for unknown user {user_id} (not in {USERS_FILE})")
+    if movies.index(movie_id) < 0:
+        raise DataError(path, number, f"rating for unknown movie {movie_id} (not in {MOVIES_FILE})")
+    raise _unexplained(path, number)
 
 
-RECORD_FIELDS: dict[str, type] = {
-    "user_id": object,
-    "movie_id": object,
-    "movie_title": object,
-    "movie_genres": object,  # ragged: one int array per rating
-    "timestamp": np.int64,
-    "user_rating": np.float32,
-    "raw_user_age": np.float32,
-    "bucketized_user_age": np.float32,
-    "user_gender": bool,
-    "user_occupation_text": object,
-    "user_zip_code": object,
-}
+def _reject_pair_line(path: Path, number: int, line: str, movielens: MovieLens) -> None:
+    _check_line(path, number, line)
+    fields = _fields(path, number, line, "\t", 4)
+    user = _int(path, number, "user id", fields[0])
+    movie = _int(path, number, "movie id", fields[1])
+    timestamp = _int(path, number, "timestamp", fields[3])
+    row = int(_find_ratings(movielens, np.array([user]), np.array([movie]), np.array([timestamp]))[0])
+    if row < 0:
+        raise DataError(path, number, f"rating {fields[:2]} at {fields[3]} is not in {RATINGS_FILE}")
+    rating = _int(path, number, "rating", fields[2])
+    if rating != movielens.ratings.rating[row]:
+        raise DataError(path, number, f"rating {rating} differs from {RATINGS_FILE}'s {movielens.ratings.rating[row]:g}")
+    raise _unexplained(path, number)
 
 
-@dataclasses.dataclass
-class MovieLens:
-    """The joined dataset: per-rating columns plus the movie and user tables."""
-
-    ratings: dict[str, np.ndarray]
-    movies: dict[str, Movie]
-    users: dict[str, User]
-    data_dir: Path
-    sha256: dict[str, str]
-
-    def __len__(self) -> int:
-        return len(self.ratings["user_id"])
+# --- vectorised helpers ----------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
+def _first(bad: np.ndarray) -> int | None:
+    """Index of the first True, or None."""
+    hits = np.flatnonzero(bad)
+    return int(hits[0]) if len(hits) else None
+
+
+def _first_repeat(keys: np.ndarray) -> tuple[int, int] | None:
+    """(row, earlier row) of the first row whose key already occurred, in row order; O(n log n)."""
+    if len(keys) < 2 or not (np.diff(np.sort(keys)) == 0).any():
+        return None  # the common case costs one sort
+    order = np.argsort(keys, kind="stable")  # equal keys keep row order
+    ordered = keys[order]
+    repeats = order[1:][ordered[1:] == ordered[:-1]]
+    row = int(repeats.min())
+    return row, int(order[np.searchsorted(ordered, keys[row])])
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(path, None, "file not found") from None
 
 
+def _truncated(path: Path, newlines: int) -> DataError:
+    return DataError(path, newlines + 1, "truncated line: the file does not end with a newline")
+
+
+def _decimal(strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parses a str array as strict decimal integers: (int64 values, ok mask).
+
+    ``ok`` is the line rule of ``_int``: ASCII digits only, no sign, space or
+    leading zero, at most MAX_DIGITS digits. Strings are looked at as their
+    UTF-32 code units, so this is a few array passes whatever the row count.
+    """
+    strings = np.asarray(strings, dtype=str)
+    n = len(strings)
+    width = strings.dtype.itemsize // 4
+    if n == 0 or width == 0:
+        return np.zeros(n, np.int64), np.zeros(n, bool)
+    codes = strings.view(np.uint32).reshape(n, width)
+    length = np.count_nonzero(codes, axis=1)  # NUL never reaches here: lines holding one are refused
+    digit = (codes >= 48) & (codes <= 57)
+    ok = (length >= 1) & (length <= MAX_DIGITS) & (digit | (codes == 0)).all(axis=1)
+    ok &= ~((codes[:, 0] == 48) & (length > 1))
+    values = np.zeros(n, np.int64)
+    for k in range(min(width, MAX_DIGITS)):
+        values = np.where(ok & (k < length), values * 10 + (codes[:, k].astype(np.int64) - 48), values)
+    return values, ok
+
+
+def _tail(strings: np.ndarray, k: int) -> np.ndarray:
+    """The last ``k`` characters of each string as code points, [n, k] (0 where shorter)."""
+    n = len(strings)
+    width = max(strings.dtype.itemsize // 4, 1)
+    codes = np.ascontiguousarray(strings, dtype=f"<U{width}").view(np.uint32).reshape(n, width)
+    at = np.strings.str_len(strings)[:, None] - k + np.arange(k)
+    picked = codes[np.arange(n)[:, None], np.clip(at, 0, width - 1)]
+    return np.where(at >= 0, picked, 0)
+
+
+def _year_at_end(strings: np.ndarray, before: str, after: str) -> np.ndarray:
+    """The 4-digit year that ends each string, framed by ``before`` (and ``after``); 0 if none."""
+    tail = _tail(strings, len(before) + 4 + len(after))
+    digits = tail[:, len(before) : len(before) + 4].astype(np.int64) - ord("0")
+    ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
+    frame = [(i, c) for i, c in enumerate(before)] + [(len(before) + 4 + i, c) for i, c in enumerate(after)]
+    for i, c in frame:
+        ok &= tail[:, i] == ord(c)
+    year = digits @ np.array([1000, 100, 10, 1])
+    return np.where(ok, year, 0).astype(np.int32)
+
+
+def release_years(dates: np.ndarray, titles: np.ndarray) -> np.ndarray:
+    """The year of a release date like ``01-Jan-1995``, else of a title ending ``(1995)``, else 0."""
+    dates = np.asarray(dates, dtype=str)
+    titles = np.strings.rstrip(np.asarray(titles, dtype=str))
+    from_date = _year_at_end(dates, "-", "")
+    return np.where(from_date > 0, from_date, _year_at_end(titles, "(", ")")).astype(np.int32)
+
+
+# --- '|'-separated tables (u.user, u.item) ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class _PipeTable:
+    path: Path
+    text: str
+    ends: np.ndarray  # offset of each line's newline
+    columns: list[list[str]]  # fields of the lines [0, n_good)
+    n_good: int  # lines before the first one with a wrong field count, a CR or a NUL
+
+    def line(self, row: int) -> str:
+        start = int(self.ends[row - 1]) + 1 if row else 0
+        return self.text[start : int(self.ends[row])]
+
+
+def _read_pipe_table(path: Path, n_fields: int) -> _PipeTable:
+    raw = _read_bytes(path)
+    buf = np.frombuffer(raw, np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    if raw and raw[-1:] != b"\n":
+        raise _truncated(path, len(ends))
+    n_good = len(ends)
+    seps_before = np.searchsorted(np.flatnonzero(buf == ord("|")), ends)
+    wrong = _first(np.diff(seps_before, prepend=0) != n_fields - 1)
+    if wrong is not None:
+        n_good = wrong
+    odd = np.flatnonzero((buf == ord("\r")) | (buf == 0))
+    if len(odd):
+        n_good = min(n_good, int(np.searchsorted(ends, odd[0])))
+    text = raw.decode("latin-1")  # every byte decodes; one character per byte
+    flat = text[: ends[n_good - 1]].replace("\n", "|").split("|") if n_good else []
+    assert len(flat) == n_good * n_fields
+    return _PipeTable(path, text, ends, [flat[j::n_fields] for j in range(n_fields)], n_good)
+
+
+def _first_error_row(table: _PipeTable, ok: np.ndarray, ids: np.ndarray) -> tuple[int | None, int | None]:
+    """(first bad row, or a row repeating an earlier row's id) and that earlier row, in file order."""
+    bad = _first(~ok)
+    n_clean = table.n_good if bad is None else bad
+    repeat = _first_repeat(ids[:n_clean])
+    if repeat is not None:
+        return repeat
+    return (n_clean if n_clean < len(table.ends) else None), None
+
+
+def read_users(path: Path) -> Users:
+    """u.user: id | age | gender | occupation | zip code."""
+    table = _read_pipe_table(path, 5)
+    ids, ok = _decimal(table.columns[0])
+    age, age_ok = _decimal(table.columns[1])
+    gender = np.asarray(table.columns[2], dtype=str)
+    ok &= age_ok & (age <= AGE_MAX) & ((gender == "M") | (gender == "F"))
+    row, first = _first_error_row(table, ok, ids)
+    if row is not None:
+        if first is not None:
+            raise DataError(path, row + 1, f"duplicate user id {ids[row]}")
+        _reject_user_line(path, row + 1, table.line(row))
+    return Users(
+        ids=np.asarray(table.columns[0], dtype=str),
+        age=age.astype(np.int32),
+        gender=gender,
+        occupation=np.asarray(table.columns[3], dtype=str),
+        zip_code=np.asarray(table.columns[4], dtype=str),
+    )
+
+
+def read_movies(path: Path) -> Movies:
+    """u.item: id | title | release date | video release | IMDb URL | 19 genre flags (latin-1)."""
+    table = _read_pipe_table(path, 5 + NUM_GENRES)
+    ids, ok = _decimal(table.columns[0])
+    genres = np.zeros((table.n_good, NUM_GENRES), np.uint8)
+    for g in range(NUM_GENRES):
+        flags = np.asarray(table.columns[5 + g], dtype=str)
+        one = flags == "1"
+        ok &= one | (flags == "0")
+        genres[:, g] = one
+    row, first = _first_error_row(table, ok, ids)
+    if row is not None:
+        if first is not None:
+            raise DataError(path, row + 1, f"duplicate movie id {ids[row]}")
+        _reject_movie_line(path, row + 1, table.line(row))
+    titles = np.asarray(table.columns[1], dtype=str)
+    return Movies(
+        ids=np.asarray(table.columns[0], dtype=str),
+        titles=titles,
+        year=release_years(np.asarray(table.columns[2], dtype=str), titles),
+        genres=genres,
+    )
+
+
+# --- tab-separated integer files (u.data, u1.base, …) ----------------------------------------
+
+# Byte classes of an integer TSV file: digit, tab, newline, anything else.
+_DIGIT, _TAB, _NEWLINE, _OTHER = 0, 1, 2, 3
+_TSV_CLASS = np.full(256, _OTHER, np.uint8)
+_TSV_CLASS[ord("0") : ord("9") + 1] = _DIGIT
+_TSV_CLASS[ord("\t")] = _TAB
+_TSV_CLASS[ord("\n")] = _NEWLINE
+
+
+@dataclasses.dataclass
+class _Block:
+    """Some whole lines of an integer TSV file, parsed as far as the first malformed one."""
+
+    first_line: int  # file line number of this block's first line
+    data: bytes
+    ends: np.ndarray  # offset of each line's newline in data
+    columns: list[np.ndarray]  # int64 values of the lines [0, n_good)
+    n_good: int
+
+    def line(self, row: int) -> str:
+        start = int(self.ends[row - 1]) + 1 if row else 0
+        return self.data[start : int(self.ends[row])].decode("latin-1")
+
+
+def _parse_block(data: bytes, first_line: int, n_fields: int) -> _Block:
+    buf = np.frombuffer(data, np.uint8)
+    kind = _TSV_CLASS[buf]
+    ends = np.flatnonzero(kind == _NEWLINE)
+    n_good = len(ends)
+    other = np.flatnonzero(kind == _OTHER)
+    if len(other):
+        n_good = int(np.searchsorted(ends, other[0]))
+    seps = np.flatnonzero((kind == _TAB) | (kind == _NEWLINE))
+    line_ends_in_seps = np.flatnonzero(kind[seps] == _NEWLINE)
+    wrong = _first(np.diff(line_ends_in_seps, prepend=-1) != n_fields)
+    if wrong is not None:
+        n_good = min(n_good, wrong)
+    stops = seps[: n_good * n_fields].reshape(n_good, n_fields)  # a field ends at its separator
+    starts = np.empty_like(stops)
+    starts.flat[1:] = stops.flat[:-1] + 1
+    starts.flat[:1] = 0
+    length = stops - starts
+    bad = (length == 0) | (length > MAX_DIGITS) | ((buf[starts] == ord("0")) & (length > 1))
+    wrong = _first(bad.any(axis=1))
+    if wrong is not None:
+        n_good = wrong
+    columns = []
+    for j in range(n_fields):
+        stop, size = stops[:n_good, j], length[:n_good, j]
+        values = np.zeros(n_good, np.int64)
+        for k in range(int(size.max(initial=0))):  # right to left: digit k is worth 10**k
+            digit = buf[np.maximum(stop - 1 - k, 0)].astype(np.int64) - ord("0")
+            values += np.where(k < size, digit * 10**k, 0)
+        columns.append(values)
+    return _Block(first_line, data, ends, columns, n_good)
+
+
+def _read_int_tsv(path: Path, n_fields: int) -> Iterator[_Block]:
+    """Yields the file's lines block by block (each holding whole lines), parsed."""
+    chunk_bytes = CHUNK_BYTES
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    with f:
+        size = f.seek(0, 2)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":  # reported before any line, as the line reader did
+                f.seek(0)
+                raise _truncated(path, sum(block.count(b"\n") for block in iter(lambda: f.read(chunk_bytes), b"")))
+        f.seek(0)
+        carry = b""
+        first_line = 1
+        while block := f.read(chunk_bytes):
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # no line ends in this block: keep it for the next
+                carry += block
+                continue
+            parsed = _parse_block(carry + block[:cut], first_line, n_fields)
+            carry = block[cut:]
+            yield parsed
+            first_line += len(parsed.ends)
+        if carry:  # the file grew a partial line while being read
+            raise _truncated(path, first_line - 1)
+
+
+def read_ratings(path: Path, movies: Movies, users: Users) -> Ratings:
+    """u.data: user id, movie id, rating, timestamp (tab-separated), ids turned into indices."""
+    parts: list[tuple[np.ndarray, ...]] = []
+    failed: tuple[int, str] | None = None
+    for block in _read_int_tsv(path, 4):
+        user_id, movie_id, rating, timestamp = block.columns
+        user, movie = users.index(user_id), movies.index(movie_id)
+        bad = _first((rating < 1) | (rating > 5) | (user < 0) | (movie < 0))
+        n = block.n_good if bad is None else bad
+        parts.append((user[:n], movie[:n], rating[:n].astype(np.float32), timestamp[:n]))
+        if n < len(block.ends):
+            failed = block.first_line + n, block.line(n)
+            break
+    if not parts:
+        parts.append((np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+    user, movie, rating, timestamp = (np.concatenate(column) for column in zip(*parts))
+    repeat = _first_repeat(_pair_key(user, movie, len(movies)))
+    if repeat is not None:  # every row read comes before the failed line
+        row, first = repeat
+        raise DataError(
+            path, row + 1,
+            f"user {users.ids[user[row]]} rated movie {movies.ids[movie[row]]} again (first at line {first + 1})",
+        )
+    if failed is not None:
+        _reject_rating_line(path, *failed, movies, users)
+    if not len(user):
+        raise DataError(path, None, "no ratings")
+    return Ratings(user, movie, rating, timestamp)
+
+
+def _find_ratings(movielens: MovieLens, user_id: np.ndarray, movie_id: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Row of each (user id, movie id, timestamp) rating in ``movielens.ratings``, -1 if none."""
+    user, movie = movielens.users.index(user_id), movielens.movies.index(movie_id)
+    keys, order = movielens._pair_keys
+    probe = _pair_key(user, movie, len(movielens.movies))
+    if len(keys) == 0:
+        return np.full(len(probe), -1, np.int64)
+    at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+    row = order[at]
+    hit = (user >= 0) & (movie >= 0) & (keys[at] == probe) & (movielens.ratings.timestamp[row] == timestamp)
+    return np.where(hit, row, -1).astype(np.int64)
+
+
+def read_pairs(path: Path, movielens: MovieLens) -> np.ndarray:
+    """Row indices into ``movielens.ratings`` of the ratings listed in a u1.base-style file.
+
+    The u1…u5 files repeat u.data's lines; we look each one up rather than
+    re-joining so both code paths share one set of checks.
+    """
+    parts: list[np.ndarray] = []
+    failed: tuple[int, str] | None = None
+    for block in _read_int_tsv(path, 4):
+        user_id, movie_id, rating, timestamp = block.columns
+        row = _find_ratings(movielens, user_id, movie_id, timestamp)
+        bad = _first((row < 0) | (movielens.ratings.rating[np.maximum(row, 0)] != rating))
+        n = block.n_good if bad is None else bad
+        parts.append(row[:n])
+        if n < len(block.ends):
+            failed = block.first_line + n, block.line(n)
+            break
+    rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    repeat = _first_repeat(rows)
+    if repeat is not None:
+        raise DataError(path, repeat[0] + 1, f"repeats line {repeat[1] + 1}")
+    if failed is not None:
+        _reject_pair_line(path, *failed, movielens)
+    return rows
+
+
+# --- checksums and the whole dataset ---------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(CHUNK_BYTES):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    return digest.hexdigest()
+
+
 def verify_checksums(data_dir: Path, names=REQUIRED_FILES) -> dict[str, str]:
     """Hashes the files we read; checks them against SHA256SUMS when the directory has one."""
+    data_dir = Path(data_dir)
     digests = {name: sha256_of(data_dir / name) for name in names}
     sums = data_dir / CHECKSUMS_FILE
     if sums.exists():
@@ -233,33 +629,3 @@ def load(data_dir: Path | str) -> MovieLens:
     users = read_users(data_dir / USERS_FILE)
     ratings = read_ratings(data_dir / RATINGS_FILE, movies, users)
     return MovieLens(ratings, movies, users, data_dir, digests)
-
-
-def read_pairs(path: Path, movielens: MovieLens) -> np.ndarray:
-    """Indices into ``movielens.ratings`` of the ratings listed in a u1.base-style file.
-
-    The u1…u5 files repeat u.data's lines; we look each one up rather than
-    re-joining so both code paths share one set of checks.
-    """
-    r = movielens.ratings
-    index = {(u, m, t): i for i, (u, m, t) in enumerate(zip(r["user_id"], r["movie_id"], r["timestamp"]))}
-    rows = []
-    first_line: dict[int, int] = {}
-    for number, line in _lines(path):
-        fields = _fields(path, number, line, "\t", 4)
-        key = (
-            str(_int(path, number, "user id", fields[0])),
-            str(_int(path, number, "movie id", fields[1])),
-            _int(path, number, "timestamp", fields[3]),
-        )
-        i = index.get(key)
-        if i is None:
-            raise DataError(path, number, f"rating {fields[:2]} at {fields[3]} is not in {RATINGS_FILE}")
-        rating = _int(path, number, "rating", fields[2])
-        if rating != r["user_rating"][i]:
-            raise DataError(path, number, f"rating {rating} differs from {RATINGS_FILE}'s {r['user_rating'][i]:g}")
-        if i in first_line:
-            raise DataError(path, number, f"repeats line {first_line[i]}")
-        first_line[i] = number
-        rows.append(i)
-    return np.asarray(rows, dtype=np.int64)

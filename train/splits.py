@@ -22,7 +22,7 @@ FOLD_VALIDATION_FRACTION = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Row indices into ``MovieLens.ratings`` for each part."""
+    """Row indices (int64) into ``MovieLens.ratings`` for each part."""
 
     name: str
     train: np.ndarray
@@ -50,18 +50,18 @@ def fold_files(name: str) -> tuple[str, str]:
 
 def make(name: str, movielens: MovieLens, seed: int = 42) -> Split:
     if name == SEED_TEMPORAL:
-        return Split(name, *seed_temporal(movielens.ratings["timestamp"]))
+        return Split(name, *seed_temporal(movielens.ratings.timestamp))
     if name in FOLDS:
         base_file, test_file = (movielens.data_dir / f for f in fold_files(name))
         base = read_pairs(base_file, movielens)
         test = read_pairs(test_file, movielens)
         overlap = np.intersect1d(base, test)
         if len(overlap):
-            r = movielens.ratings
             first = overlap[0]
+            user = movielens.users.ids[movielens.ratings.user[first]]
+            movie = movielens.movies.ids[movielens.ratings.movie[first]]
             raise DataError(
-                test_file, None,
-                f"{len(overlap)} ratings are also in {base_file.name}, e.g. user {r['user_id'][first]} movie {r['movie_id'][first]}",
+                test_file, None, f"{len(overlap)} ratings are also in {base_file.name}, e.g. user {user} movie {movie}"
             )
         shuffled = np.random.default_rng(seed).permutation(base)
         n_val = int(round(len(base) * FOLD_VALIDATION_FRACTION))

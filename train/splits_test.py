@@ -20,9 +20,22 @@ def test_seed_temporal_exact_rows_on_ml100k(movielens_dir):
 def test_seed_temporal_test_is_mostly_cold_start(movielens_dir):
     ml = data.load(movielens_dir)
     split = splits.make(splits.SEED_TEMPORAL, ml)
-    seen = set(ml.ratings["user_id"][split.train])
-    unseen = np.mean([u not in seen for u in ml.ratings["user_id"][split.test]])
-    assert unseen > 0.85
+    unseen = np.mean(~np.isin(ml.ratings.user[split.test], ml.ratings.user[split.train]))
+    assert 0.85 < unseen < 0.95  # the README's 90.3%
+
+
+def test_fold_rows_are_the_files_lines(movielens_dir):
+    ml = data.load(movielens_dir)
+    split = splits.make("u1", ml)
+    assert split.rows() == {"train": 72_000, "val": 8_000, "test": 20_000}
+    r = ml.ratings
+    lines = (movielens_dir / "u1.test").read_text().splitlines()
+    assert len(lines) == len(split.test)
+    for row, line in zip(split.test, lines):  # test rows keep the file's order
+        assert "\t".join([ml.users.ids[r.user[row]], ml.movies.ids[r.movie[row]], f"{r.rating[row]:g}", str(r.timestamp[row])]) == line
+    # The five test files partition u.data.
+    tests = np.concatenate([splits.make(fold, ml).test for fold in splits.FOLDS])
+    assert np.array_equal(np.sort(tests), np.arange(len(ml)))
 
 
 def test_fold_split_partitions_base_and_test(fixture_dir):
@@ -88,5 +101,47 @@ def test_fold_base_and_test_must_be_disjoint(fixture_dir, tmp_path):
     leaked = (directory / "u5.test").read_text().splitlines()[0]
     with (directory / "u5.base").open("a") as f:
         f.write(leaked + "\n")
-    with pytest.raises(data.DataError, match=r"u5\.test: 1 ratings are also in u5\.base"):
+    u, m = leaked.split("\t")[:2]
+    with pytest.raises(data.DataError, match=rf"u5\.test: 1 ratings are also in u5\.base, e\.g\. user {u} movie {m}$"):
         splits.make("u5", data.load(directory))
+
+
+def _fold_copy(fixture_dir, tmp_path):
+    import shutil
+
+    directory = tmp_path / "ml"
+    shutil.copytree(fixture_dir, directory)
+    return directory
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda u, m, r, t: [u, m, r, str(int(t) + 1)], r"rating \['{u}', '{m}'\] at \d+ is not in u\.data"),
+        (lambda u, m, r, t: ["999", m, r, t], r"rating \['999', '{m}'\] at {t} is not in u\.data"),
+        (lambda u, m, r, t: [u, "999", "x", t], r"rating \['{u}', '999'\] at {t} is not in u\.data"),
+        (lambda u, m, r, t: [u, m, "x", t], r"rating 'x' is not an integer"),
+        (lambda u, m, r, t: ["0" + u, m, r, t], r"user id '0{u}' is not an integer"),
+        (lambda u, m, r, t: [u, m, r], r"expected 4 '\\t'-separated fields, found 3"),
+    ],
+)
+def test_fold_line_problems(fixture_dir, tmp_path, edit, message):
+    directory = _fold_copy(fixture_dir, tmp_path)
+    path = directory / "u1.test"
+    lines = path.read_text().splitlines()
+    u, m, r, t = lines[6].split("\t")
+    lines[6] = "\t".join(edit(u, m, r, t))
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=rf"u1\.test:7: " + message.format(u=u, m=m, t=t)):
+        splits.make("u1", data.load(directory))
+
+
+def test_read_pairs_returns_int64_rows_in_file_order(fixture_dir, tmp_path):
+    directory = _fold_copy(fixture_dir, tmp_path)
+    ml = data.load(directory)
+    lines = (directory / "u.data").read_text().splitlines()
+    (directory / "picked").write_text("".join(lines[i] + "\n" for i in (5, 0, 899, 17)))
+    rows = data.read_pairs(directory / "picked", ml)
+    assert rows.dtype == np.int64 and list(rows) == [5, 0, 899, 17]
+    (directory / "empty").write_text("")
+    assert data.read_pairs(directory / "empty", ml).shape == (0,)
