@@ -64,7 +64,8 @@ class Interactions:
         probe = rows * self.n_cols + cols
         at = np.searchsorted(keys, probe)
         found = np.zeros(probe.shape, dtype=bool)
-        inside = at < len(keys)
+        # A pair outside the table (e.g. column n_cols) must not alias the key of another row's pair.
+        inside = (at < len(keys)) & (rows >= 0) & (rows < self.n_rows) & (cols >= 0) & (cols < self.n_cols)
         found[inside] = keys[at[inside]] == probe[inside]
         return found
 
