@@ -1,0 +1,47 @@
+"""Ranking: users and movies without training ratings are scored from their features alone."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import data
+from train.features import build
+from train.ranking import RankingModel
+
+
+@pytest.fixture(scope="module")
+def model_and_features(fixture_dir):
+    movielens = data.load(fixture_dir)
+    # Train on the first half of the users only: the rest have a profile but no history.
+    keep = np.flatnonzero(movielens.ratings.user < len(movielens.users) // 2)
+    features = build(movielens, keep)
+    model = RankingModel(features, dim=8, layer_sizes=(16,), l2=0.0, global_mean=3.5)
+    return model, features
+
+
+def test_untrained_users_have_no_id_signal(model_and_features):
+    """Whatever an untrained user's id embedding and bias hold, their predictions come from the profile."""
+    model, features = model_and_features
+    untrained = np.flatnonzero(features.history.lengths() == 0)
+    user = int(untrained[untrained > 0][0])
+    probe = {"user": tf.constant([user, user], tf.int64), "movie": tf.constant([1, 2], tf.int64)}
+    before = model(probe).numpy()
+    for layer in (model.user_embedding, model.user_bias):
+        table = layer.embeddings
+        table.scatter_update(tf.IndexedSlices(tf.fill([1, table.shape[1]], 7.0), tf.constant([user])))
+    np.testing.assert_array_equal(model(probe).numpy(), before)
+    trained = int(np.flatnonzero(features.history.lengths() > 0)[0])
+    model.user_bias.embeddings.scatter_update(tf.IndexedSlices(tf.constant([[7.0]]), tf.constant([trained])))
+    moved = model({"user": tf.constant([trained], tf.int64), "movie": tf.constant([1], tf.int64)}).numpy()
+    assert moved[0] > 6  # a trained user's bias does count
+
+
+def test_global_mean_is_checkpointed(model_and_features, tmp_path):
+    model, features = model_and_features
+    probe = {"user": tf.constant([1], tf.int64), "movie": tf.constant([1], tf.int64)}
+    want = model(probe).numpy()
+    tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    again = RankingModel(features, dim=8, layer_sizes=(16,), l2=0.0, global_mean=0.0)
+    status = tf.train.Checkpoint(model=again).read(str(tmp_path / "ckpt"))
+    np.testing.assert_allclose(again(probe).numpy(), want)
+    status.assert_existing_objects_matched()

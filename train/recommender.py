@@ -1,0 +1,152 @@
+"""The in-graph recommenders over row indices: what ``recommend`` serves and evaluation measures.
+
+Both the served signatures (``export/serving_module.py`` adds the string id
+lookups around them) and the trainer's evaluation call these same
+``tf.function``-able methods, so a quality figure in ``metrics.json`` is a
+figure of the served code path.
+
+``TwoStage``: retrieval scores the catalogue with one matrix product against
+candidate embeddings computed once here (not per request), the movies a user
+already rated are masked out sparsely (a scatter of their history, never a
+users × movies table), the best ``candidates`` go to the ranking model, and
+the final order is ``retrieval score + blend_weight × predicted rating`` with
+the weight chosen on the validation part.
+
+``Reference``: the blog's rating model, which ranks the whole catalogue by
+predicted rating; kept so the ``basic`` and ``tuned`` presets still export.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from train.features import FeatureTables
+from train.retrieval import RetrievalModel, histories
+
+NEGATIVE_INFINITY = float("-inf")
+
+
+def mask_movies(scores: tf.Tensor, movie_rows: tf.Tensor, catalogue_position: tf.Tensor) -> tf.Tensor:
+    """Sets ``scores[b, position of movie_rows[b, j]]`` to -inf; rows 0 and non-catalogue movies are skipped."""
+    positions = tf.gather(catalogue_position, movie_rows)  # [B, L], -1 outside the catalogue
+    where = tf.where(positions >= 0)  # [n, 2]: (batch row, column of movie_rows)
+    indices = tf.stack([where[:, 0], tf.cast(tf.gather_nd(positions, where), tf.int64)], axis=1)
+    return tf.tensor_scatter_nd_update(scores, indices, tf.fill(tf.shape(indices)[:1], NEGATIVE_INFINITY))
+
+
+def first_occurrences(values: tf.Tensor) -> tf.Tensor:
+    """[B, L] bool: True where ``values[b, j]`` does not appear earlier in row ``b`` (O(L²) per row)."""
+    length = tf.shape(values)[1]
+    same = tf.equal(values[:, :, None], values[:, None, :])  # [B, i, j]
+    earlier = tf.cast(tf.linalg.band_part(tf.ones([length, length]), 0, -1) - tf.eye(length), tf.bool)  # i < j
+    return tf.logical_not(tf.reduce_any(same & earlier[None], axis=1))
+
+
+class _Catalogue(tf.Module):
+    """The recommendable movies (those with training ratings) and the user histories to exclude."""
+
+    def __init__(self, features: FeatureTables):
+        super().__init__()
+        catalogue = features.catalogue
+        position = np.full(features.n_movie_rows, -1, np.int32)
+        position[catalogue] = np.arange(len(catalogue), dtype=np.int32)
+        self.catalogue = tf.Variable(catalogue, trainable=False, name="catalogue_rows")
+        self.catalogue_position = tf.Variable(position, trainable=False, name="catalogue_position")
+        self.history_indptr = tf.Variable(features.history_indptr, trainable=False, name="history_indptr")
+        self.history_movies = tf.Variable(features.history_movies, trainable=False, name="history_movies")
+        self.history_ratings = tf.Variable(features.history_ratings, trainable=False, name="history_ratings")
+        self.catalogue_size = len(catalogue)
+        # Every returned row holds only unrated movies, so k is capped at what
+        # the most prolific user has left to see.
+        self.max_k = self.catalogue_size - features.longest_history
+
+    def rated(self, user_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return histories(self.history_indptr, self.history_movies, self.history_ratings, user_rows)
+
+
+class TwoStage(_Catalogue):
+    def __init__(self, retrieval: RetrievalModel, ranking: tf.keras.Model, features: FeatureTables,
+                 candidates: int, blend_weight: float):
+        super().__init__(features)
+        self.query_tower = retrieval.query_tower
+        self.candidate_tower = retrieval.candidate_tower
+        self.ranking = ranking
+        embeddings, bias = retrieval.candidate_tower(tf.constant(features.catalogue))
+        self.candidate_embeddings = tf.Variable(embeddings, trainable=False, name="candidate_embeddings")
+        self.candidate_bias = tf.Variable(bias, trainable=False, name="candidate_bias")
+        self.candidates = candidates
+        self.blend_weight = tf.Variable(blend_weight, trainable=False, dtype=tf.float32, name="blend_weight")
+
+    def query(self, user_rows: tf.Tensor) -> tf.Tensor:
+        movies, ratings = self.rated(user_rows)
+        return self.query_tower(user_rows, movies, ratings, movies > 0)
+
+    def shortlist(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, n: tf.Tensor):
+        """Retrieval's best ``n`` unexcluded movies per user with both stages' scores: rows, retrieval, rating."""
+        scores = tf.matmul(query, self.candidate_embeddings, transpose_b=True) + self.candidate_bias
+        scores = mask_movies(scores, exclude, self.catalogue_position)
+        best = tf.math.top_k(scores, k=n)
+        movies = tf.gather(self.catalogue, best.indices)  # [B, n]
+        users = tf.repeat(user_rows, n)
+        rating = self.ranking({"user": users, "movie": tf.reshape(movies, [-1])})
+        return movies, best.values, tf.reshape(rating, tf.shape(movies))
+
+    def recommend_for(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor):
+        """Top ``k`` (movie rows, blended scores), best first, from an already computed query.
+
+        The caller caps ``k`` so every row has that many unexcluded movies. The
+        shortlist size depends only on ``k``, never on padding or on the other
+        users in the batch, so a user's answer is the same alone or batched.
+        """
+        n = tf.minimum(tf.maximum(k, self.candidates), self.catalogue_size)
+        movies, retrieval_scores, rating = self.shortlist(user_rows, query, exclude, n)
+        best = tf.math.top_k(retrieval_scores + self.blend_weight * rating, k=k)
+        return tf.gather(movies, best.indices, batch_dims=1), best.values
+
+    def recommend(self, user_rows: tf.Tensor, k: tf.Tensor):
+        exclude, _ = self.rated(user_rows)
+        return self.recommend_for(user_rows, self.query(user_rows), exclude, tf.minimum(k, self.max_k))
+
+    def recommend_from_ratings(self, user_rows: tf.Tensor, movie_rows: tf.Tensor, ratings: tf.Tensor, k: tf.Tensor):
+        """Top ``k`` for users described by [B, L] rated movie rows (0 = padding or unknown id) and ratings.
+
+        The ratings stand in for a training history (the user row contributes
+        only its profile), go through the same query encoder, and are excluded
+        from the answer. A movie given twice in a row counts once, first
+        occurrence first.
+        """
+        given = first_occurrences(movie_rows) & (movie_rows > 0)
+        movie_rows = tf.where(given, movie_rows, tf.zeros_like(movie_rows))
+        query = self.query_tower(user_rows, movie_rows, ratings, given)
+        most_given = tf.reduce_max(tf.concat([[0], tf.reduce_sum(tf.cast(given, tf.int32), axis=1)], axis=0))
+        k = tf.minimum(tf.minimum(k, self.max_k), self.catalogue_size - most_given)
+        return self.recommend_for(user_rows, query, movie_rows, k)
+
+    def predict(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(predicted rating [B], query embedding [B, D], candidate embedding [B, D])."""
+        rating = self.ranking({"user": user_rows, "movie": movie_rows})
+        return rating, self.query(user_rows), self.candidate_tower(movie_rows)[0]
+
+
+class Reference(_Catalogue):
+    """Ranks the whole catalogue by the reference model's predicted rating."""
+
+    def __init__(self, model: tf.keras.Model, features: FeatureTables):
+        super().__init__(features)
+        self.model = model
+
+    def recommend(self, user_rows: tf.Tensor, k: tf.Tensor):
+        k = tf.minimum(k, self.max_k)
+        batch, size = tf.shape(user_rows)[0], self.catalogue_size
+        users = tf.repeat(user_rows, size)
+        movies = tf.tile(self.catalogue, [batch])
+        _, _, rating = self.model({"user": users, "movie": movies})
+        scores = tf.reshape(rating, tf.stack([batch, size]))
+        exclude, _ = self.rated(user_rows)
+        best = tf.math.top_k(mask_movies(scores, exclude, self.catalogue_position), k=k)
+        return tf.gather(self.catalogue, best.indices), best.values
+
+    def predict(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        user_embedding, movie_embedding, rating = self.model({"user": user_rows, "movie": movie_rows})
+        return tf.reshape(rating, [-1]), user_embedding, movie_embedding

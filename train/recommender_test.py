@@ -1,0 +1,76 @@
+"""The served code path over rows: sparse exclusion, blending, and both recommenders' shapes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import trainer
+from train.recommender import mask_movies
+
+
+@pytest.fixture(scope="module")
+def served(trained_run):
+    recommender, _, features = trainer.load_recommender(trained_run)
+    return recommender, features
+
+
+def test_mask_movies_matches_a_dense_reference():
+    rng = np.random.default_rng(0)
+    catalogue = np.array([3, 5, 6, 9, 11], np.int32)
+    position = np.full(12, -1, np.int32)
+    position[catalogue] = np.arange(len(catalogue))
+    scores = rng.normal(size=(4, len(catalogue))).astype(np.float32)
+    rated = np.array([[5, 9, 0], [0, 0, 0], [4, 3, 11], [6, 6, 7]], np.int64)  # 0 pads; 4 and 7 are not in the catalogue
+    got = mask_movies(tf.constant(scores), tf.constant(rated), tf.constant(position)).numpy()
+    want = scores.copy()
+    for b, row in enumerate(rated):
+        for movie in row:
+            if position[movie] >= 0:
+                want[b, position[movie]] = -np.inf
+    np.testing.assert_array_equal(got, want)
+
+
+def test_recommend_never_returns_a_rated_movie(served):
+    """Property over every user row (plus unknown row 0), at a k that forces deep lists."""
+    recommender, features = served
+    history = features.history
+    users = np.arange(features.n_user_rows, dtype=np.int64)
+    k = min(recommender.max_k, 60)
+    for start in range(0, len(users), 100):
+        batch = users[start : start + 100]
+        movies, scores = (t.numpy() for t in recommender.recommend(tf.constant(batch), tf.constant(k)))
+        assert movies.shape == (len(batch), k) and np.isfinite(scores).all()
+        rows = np.repeat(batch, k)
+        assert not history.contains(rows, movies.reshape(-1)).any()
+        assert all(len(set(row)) == k for row in movies)
+        assert np.isin(movies, features.catalogue).all()
+        assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_blend_weight_orders_the_shortlist(served):
+    recommender, features = served
+    users = tf.constant(np.flatnonzero(features.history.lengths() > 0)[:5], tf.int64)
+    query, exclude = recommender.query(users), recommender.rated(users)[0]
+    movies, retrieval_scores, rating = (t.numpy() for t in recommender.shortlist(users, query, exclude, tf.constant(20)))
+    saved, candidates = float(recommender.blend_weight.numpy()), recommender.candidates
+    recommender.candidates = 20  # so recommend_for re-ranks exactly the shortlist above
+    try:
+        for weight, key in ((0.0, retrieval_scores), (1e6, rating)):
+            recommender.blend_weight.assign(weight)
+            top, scores = (t.numpy() for t in recommender.recommend_for(users, query, exclude, tf.constant(5)))
+            want = np.take_along_axis(movies, np.argsort(-key, axis=1, kind="stable")[:, :5], axis=1)
+            # Ties aside, the top 5 are the shortlist's best by that score.
+            assert (top == want).mean() > 0.9
+            np.testing.assert_allclose(scores, np.sort(retrieval_scores + weight * rating, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+    finally:
+        recommender.blend_weight.assign(saved)
+        recommender.candidates = candidates
+
+
+def test_predict_shapes_and_unknown_rows(served):
+    recommender, features = served
+    rating, user_embedding, movie_embedding = recommender.predict(
+        tf.constant([0, 1, 1], tf.int64), tf.constant([1, 0, features.n_movie_rows - 1], tf.int64)
+    )
+    assert rating.shape == (3,) and np.isfinite(rating.numpy()).all()
+    assert user_embedding.shape[0] == 3 and movie_embedding.shape[0] == 3

@@ -1,0 +1,193 @@
+"""Retrieval (candidate generation): a query tower and a candidate tower scored by a dot product.
+
+Ranking the whole catalogue by predicted *rating* recommends the same few
+well-rated films to everyone; what a top-10 list needs is "which movies will
+this user pick next", a softmax over the catalogue. This stage learns exactly
+that, from implicit interactions, and is cheap to serve: candidate embeddings
+are computed once at export, so retrieval is one matrix product and a top-k.
+
+The query side is built from what a user *did* (the mean embedding of the
+movies they rated, each with its rating) plus their profile (age, gender,
+occupation), not from a per-user id embedding. That generalises better (on
+ML-100K u1 an id embedding overfit: Recall@10 0.38 with it, 0.40 without), it
+scores users who are in ``u.user`` but have no training ratings, and the same
+encoder turns a new user's handful of ratings into a query without retraining.
+
+Training holds the target movie out of its own history (otherwise the query
+learns to copy its input) and samples a fixed number of history entries per
+example, so a step costs batch × ``history_sample`` lookups whatever the
+users' history lengths. The loss is a full softmax over the catalogue when
+that fits (``full_softmax_max_movies``), else TFRS's in-batch sampled softmax
+with the log-popularity correction and accidental hits removed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from train.features import FeatureTables
+
+RATING_LEVELS = 11  # half-star units 0..10: MovieLens ratings are 0.5-5.0 in steps of 0.5
+
+
+def rating_level(ratings: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.clip_by_value(tf.round(ratings * 2.0), 0.0, RATING_LEVELS - 1), tf.int32)
+
+
+def histories(indptr: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, user_rows: tf.Tensor):
+    """Each user's whole training history as padded [B, L] movie rows and ratings (L = longest in the batch).
+
+    Padding is movie row 0 (unknown), which the encoder ignores. Cost is the
+    batch's total history length; nothing is sized by the catalogue.
+    """
+    starts = tf.gather(indptr, user_rows)
+    positions = tf.ragged.range(starts, tf.gather(indptr, user_rows + 1))
+    return (
+        tf.cast(tf.gather(movies, positions), tf.int64).to_tensor(default_value=0),
+        tf.gather(ratings, positions).to_tensor(default_value=0.0),
+    )
+
+
+def lookup_table(values, name: str) -> tf.Variable:
+    """A feature table the served graph reads: a non-trainable variable, stored once in the
+    SavedModel's variables rather than as a constant copied into every function that uses it."""
+    return tf.Variable(values, trainable=False, name=name)
+
+
+class QueryTower(tf.keras.layers.Layer):
+    """User profile + rated movies → query embedding."""
+
+    def __init__(self, features: FeatureTables, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.user_age = lookup_table(features.user_age, "user_age")
+        self.user_gender = lookup_table(features.user_gender, "user_gender")
+        self.user_occupation = lookup_table(features.user_occupation, "user_occupation")
+        self.age_embedding = tf.keras.layers.Embedding(int(features.user_age.max()) + 1, dim)
+        self.gender_embedding = tf.keras.layers.Embedding(3, dim)
+        self.occupation_embedding = tf.keras.layers.Embedding(features.n_occupations, dim)
+        self.history_movie_embedding = tf.keras.layers.Embedding(features.n_movie_rows, dim)
+        self.history_rating_embedding = tf.keras.layers.Embedding(RATING_LEVELS, dim)
+        self.mlp = tf.keras.Sequential(
+            [tf.keras.layers.Dense(2 * dim, activation="relu"), tf.keras.layers.Dense(dim)], name="query_mlp"
+        )
+
+    def encode_history(self, movies: tf.Tensor, ratings: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Mean over the unmasked entries of [B, L] (movie, rating) pairs; zeros for an empty row."""
+        mask = tf.cast(mask, tf.float32)[..., None]
+        entries = self.history_movie_embedding(movies) + self.history_rating_embedding(rating_level(ratings))
+        return tf.reduce_sum(entries * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+    def call(self, user_rows: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        profile = (
+            self.age_embedding(tf.gather(self.user_age, user_rows))
+            + self.gender_embedding(tf.gather(self.user_gender, user_rows))
+            + self.occupation_embedding(tf.gather(self.user_occupation, user_rows))
+        )
+        return self.mlp(profile + self.encode_history(movies, ratings, mask))
+
+
+class CandidateTower(tf.keras.layers.Layer):
+    """Movie id + genres + release year → candidate embedding, plus a per-movie popularity bias."""
+
+    def __init__(self, features: FeatureTables, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.movie_genres = lookup_table(features.movie_genres, "movie_genres")
+        self.movie_year = lookup_table(features.movie_year, "movie_year")
+        self.id_embedding = tf.keras.layers.Embedding(features.n_movie_rows, dim)
+        self.year_embedding = tf.keras.layers.Embedding(int(features.movie_year.max()) + 1, dim)
+        self.genre_projection = tf.keras.layers.Dense(dim, use_bias=False)
+        self.bias = tf.keras.layers.Embedding(features.n_movie_rows, 1, embeddings_initializer="zeros")
+
+    def call(self, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        embedding = (
+            self.id_embedding(movie_rows)
+            + self.year_embedding(tf.gather(self.movie_year, movie_rows))
+            + self.genre_projection(tf.gather(self.movie_genres, movie_rows))
+        )
+        return embedding, tf.squeeze(self.bias(movie_rows), axis=-1)
+
+
+class RetrievalModel(tfrs.models.Model):
+    """Two towers trained for top-k: which catalogue movie does this user rate next?"""
+
+    def __init__(
+        self,
+        features: FeatureTables,
+        dim: int,
+        history_sample: int,
+        low_rating_weight: float,
+        full_softmax_max_movies: int,
+        seed: int,
+        short_history_share: float = 0.0,
+    ):
+        super().__init__()
+        self.query_tower = QueryTower(features, dim, name="query_tower")
+        self.candidate_tower = CandidateTower(features, dim, name="candidate_tower")
+        self.history_sample = history_sample
+        self.short_history_share = short_history_share
+        self.low_rating_weight = low_rating_weight
+        self.seed = seed
+        self.indptr = tf.constant(features.history_indptr)
+        self.history_movies = tf.constant(features.history_movies)
+        self.history_ratings = tf.constant(features.history_ratings)
+        catalogue = features.catalogue
+        self.catalogue = tf.constant(catalogue)
+        position = np.full(features.n_movie_rows, -1, np.int32)
+        position[catalogue] = np.arange(len(catalogue), dtype=np.int32)
+        self.catalogue_position = tf.constant(position)
+        self.full_softmax = len(catalogue) <= full_softmax_max_movies
+        frequency = features.movie_count / max(features.movie_count.sum(), 1)
+        self.sampling_probability = tf.constant(frequency.astype(np.float32))
+        self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+
+    def sampled_history(self, user_rows: tf.Tensor, target: tf.Tensor):
+        """``history_sample`` entries per user, uniformly with replacement, the target movie masked out."""
+        starts = tf.gather(self.indptr, user_rows)
+        lengths = tf.gather(self.indptr, user_rows + 1) - starts
+        shape = tf.stack([tf.shape(user_rows)[0], self.history_sample])
+        draws = tf.random.uniform(shape, seed=self.seed)
+        offsets = tf.cast(draws * tf.cast(lengths[:, None], tf.float32), tf.int64)
+        positions = starts[:, None] + tf.minimum(offsets, tf.maximum(lengths[:, None] - 1, 0))
+        movies = tf.cast(tf.gather(self.history_movies, positions), tf.int64)
+        ratings = tf.gather(self.history_ratings, positions)
+        mask = (lengths[:, None] > 0) & tf.not_equal(movies, tf.cast(target, tf.int64)[:, None])
+        if self.short_history_share:
+            # Some examples see only a few of their history entries, as a new user
+            # describing themselves with a handful of ratings would.
+            short = tf.random.uniform(shape[:1], seed=self.seed) < self.short_history_share
+            keep = tf.random.uniform(shape[:1], 1, self.history_sample + 1, dtype=tf.int32, seed=self.seed)
+            keep = tf.where(short, keep, self.history_sample)
+            mask &= tf.range(self.history_sample)[None, :] < keep[:, None]
+        return movies, ratings, mask
+
+    def query(self, user_rows: tf.Tensor) -> tf.Tensor:
+        """The serving-time query: the user's whole training history."""
+        movies, ratings = histories(self.indptr, self.history_movies, self.history_ratings, user_rows)
+        return self.query_tower(user_rows, movies, ratings, movies > 0)
+
+    def candidates(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.candidate_tower(self.catalogue)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user_rows, movie_rows = features["user"], features["movie"]
+        weights = tf.where(features["rating"] >= 4.0, 1.0, self.low_rating_weight)
+        query = self.query_tower(user_rows, *self.sampled_history(user_rows, movie_rows))
+        if self.full_softmax:
+            embeddings, bias = self.candidates()
+            logits = tf.matmul(query, embeddings, transpose_b=True) + bias
+            labels = tf.gather(self.catalogue_position, movie_rows)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            return tf.reduce_sum(losses * weights) / tf.reduce_sum(weights)
+        # In-batch negatives; the bias rides along as an extra dimension of the dot product.
+        embeddings, bias = self.candidate_tower(movie_rows)
+        ones = tf.ones_like(bias)[:, None]
+        return self.task(
+            tf.concat([query, ones], axis=1),
+            tf.concat([embeddings, bias[:, None]], axis=1),
+            sample_weight=weights,
+            candidate_sampling_probability=tf.gather(self.sampling_probability, movie_rows),
+            candidate_ids=tf.strings.as_string(movie_rows),
+            compute_metrics=False,
+        )

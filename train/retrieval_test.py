@@ -1,0 +1,73 @@
+"""Retrieval: history gathering, the held-out target, and both losses training."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from train import data
+from train.features import build
+from train.retrieval import RetrievalModel, histories, rating_level
+
+
+@pytest.fixture(scope="module")
+def features(fixture_dir):
+    movielens = data.load(fixture_dir)
+    return build(movielens, np.arange(len(movielens)))
+
+
+def _model(features, full_softmax_max_movies=10_000):
+    return RetrievalModel(features, dim=8, history_sample=16, low_rating_weight=0.3,
+                          full_softmax_max_movies=full_softmax_max_movies, seed=1)
+
+
+def test_histories_are_padded_rows_of_the_table(features):
+    users = np.array([3, 0, 7], np.int64)  # row 0: unknown user, empty history
+    movies, ratings = (t.numpy() for t in histories(
+        tf.constant(features.history_indptr), tf.constant(features.history_movies),
+        tf.constant(features.history_ratings), tf.constant(users)))
+    for i, user in enumerate(users):
+        row = features.history.row(user)
+        assert movies[i, : len(row)].tolist() == row.tolist()
+        assert (movies[i, len(row):] == 0).all()
+        lo, hi = features.history_indptr[user], features.history_indptr[user + 1]
+        np.testing.assert_array_equal(ratings[i, : len(row)], features.history_ratings[lo:hi])
+
+
+def test_sampled_history_never_shows_the_target(features):
+    model = _model(features)
+    users = np.repeat(np.flatnonzero(features.history.lengths() > 0), 3)
+    targets = np.array([features.history.row(u)[0] for u in users], np.int64)
+    movies, _, mask = (t.numpy() for t in model.sampled_history(tf.constant(users, tf.int64), tf.constant(targets)))
+    assert movies.shape == (len(users), 16)
+    assert not (mask & (movies == targets[:, None])).any()
+    assert mask.any(axis=1).mean() > 0.9  # the rest of each history is still there
+    for i, user in enumerate(users):
+        assert np.isin(movies[i], features.history.row(user)).all()
+
+
+def test_rating_levels_are_half_stars():
+    assert rating_level(tf.constant([0.5, 1.0, 3.5, 5.0])).numpy().tolist() == [1, 2, 7, 10]
+
+
+@pytest.mark.parametrize("full_softmax_max_movies", [10_000, 1], ids=["full-softmax", "sampled-softmax"])
+def test_both_losses_train(features, fixture_dir, full_softmax_max_movies):
+    tf.keras.utils.set_random_seed(0)
+    movielens = data.load(fixture_dir)
+    model = _model(features, full_softmax_max_movies)
+    assert model.full_softmax == (full_softmax_max_movies > 1)
+    batch = {
+        "user": tf.constant(movielens.ratings.user.astype(np.int64) + 1),
+        "movie": tf.constant(movielens.ratings.movie.astype(np.int64) + 1),
+        "rating": tf.constant(movielens.ratings.rating),
+    }
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    ds = tf.data.Dataset.from_tensor_slices(batch).batch(128)
+    losses = model.fit(ds, epochs=8, verbose=0).history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_query_of_a_user_without_history_is_the_profile(features):
+    model = _model(features)
+    query = model.query(tf.constant([0, 0], tf.int64)).numpy()
+    np.testing.assert_array_equal(query[0], query[1])
+    assert np.isfinite(query).all()
