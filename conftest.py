@@ -43,11 +43,13 @@ def fixture_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, fixture_dir) -> Path:
     from train import trainer
-    from train.config import TrainConfig
+    from train.config import DEFAULT_PRESET, PRESETS, TrainConfig
 
     data_dir = _real_data()[0] or fixture_dir
     run_dir = tmp_path_factory.mktemp("runs") / "session"
-    trainer.run(TrainConfig(preset="basic", epochs=3), data_dir, run_dir, verbose=0)
+    # The default preset, briefly: the served model of every serving, client and load test.
+    config = TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "epochs": 3, "retrieval_epochs": 2})
+    trainer.run(config, data_dir, run_dir, verbose=0)
     return run_dir
 
 

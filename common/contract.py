@@ -20,22 +20,32 @@ MODELS_DIR = "models"
 MODEL_BASE_PATH = f"{MODELS_DIR}/{MODEL_NAME}"
 REPORTS_DIR = "reports"
 
-# Model shape.
-EMBEDDING_DIM = 32
+# Width of serving_default's user_embedding / movie_embedding for the default
+# (two-stage) model: the retrieval query and candidate embeddings. The reference
+# presets (basic, tuned) serve their 32-d id embeddings instead.
+EMBEDDING_DIM = 64
 
 # Signatures.
 PREDICT_SIGNATURE = "serving_default"
 RECOMMEND_SIGNATURE = "recommend"
+# A new user's handful of ratings instead of a known user's training history.
+RECOMMEND_FROM_RATINGS_SIGNATURE = "recommend_from_ratings"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
-# recommend scores every catalogue movie for each user in the request (users ×
-# ~1,600 rows through the dense tower); larger batches are refused in-graph.
+# recommend scores the whole catalogue for each user in the request (a users ×
+# catalogue matrix); larger batches are refused in-graph.
 MAX_RECOMMEND_USERS = 100
 
 # Input keys.
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"
 K = "k"
+RATED_MOVIE_IDS = "rated_movie_ids"  # recommend_from_ratings: [users, n] movie ids, "" pads
+RATINGS = "ratings"  # recommend_from_ratings: [users, n] the ratings of those movies, 0.5-5
+RATING_MIN, RATING_MAX = 0.5, 5.0
+# recommend_from_ratings compares every given movie with every other in a row
+# (first occurrence wins), so a row's length is bounded.
+MAX_RATED_MOVIES = 1000
 
 # Output keys: serving_default.
 PREDICTED_RATING = "predicted_rating"

@@ -91,7 +91,7 @@ def test_metadata_and_status(stubs):
     assert response.metadata["signature_def"].Unpack(signature_map)
     serving_default = signature_map.signature_def["serving_default"]
     assert set(serving_default.inputs) == {"user_id", "movie_id"}
-    assert serving_default.outputs["user_embedding"].tensor_shape.dim[1].size == 32
+    assert serving_default.outputs["user_embedding"].tensor_shape.dim[1].size == 64
     recommend = signature_map.signature_def["recommend"]
     assert recommend.inputs["k"].dtype == tf.int32.as_datatype_enum
     assert len(recommend.inputs["k"].tensor_shape.dim) == 0

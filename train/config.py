@@ -1,8 +1,11 @@
-"""The training configuration: plain defaults, two presets, every field overridable.
+"""The training configuration: plain defaults, three presets, every field overridable.
 
-Presets are the reference blog's two models: ``basic`` is part 3 (three epochs,
-no regularisation) and ``tuned`` is part 4 (L2 0.01 on the dense layers, fifty
-epochs). The resolved object is saved with each run so that export can rebuild
+``two-stage`` (the default) is the product's recommender: retrieval trained
+for top-k, then a DCN ranking model, blended (``train/retrieval.py``,
+``train/ranking.py``, ``train/recommender.py``). ``basic`` and ``tuned`` are
+the reference blog's rating model: part 3 (three epochs, no regularisation)
+and part 4 (L2 0.01 on the dense layers, fifty epochs); they reproduce its
+RMSE. The resolved object is saved with each run so that export can rebuild
 exactly the model that was trained.
 """
 
@@ -13,20 +16,37 @@ import dataclasses
 import json
 from pathlib import Path
 
+from common import contract
 from train import splits
+
+
+REFERENCE, TWO_STAGE = "reference", "two-stage"
+DEFAULT_PRESET = TWO_STAGE
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     preset: str = "basic"
     split: str = splits.SEED_TEMPORAL
+    model: str = REFERENCE  # reference: the blog's rating model; two-stage: retrieval + ranking
+    # The rating model (reference) or the ranking stage (two-stage).
     embedding_dim: int = 32
     layer_sizes: tuple[int, ...] = (256, 64)
-    l2: float = 0.0  # on the kernels of the dense layers
-    learning_rate: float = 0.1  # Adagrad
-    epochs: int = 3
+    l2: float = 0.0  # reference: on the dense kernels; two-stage ranking: on every weight
+    learning_rate: float = 0.1  # Adagrad (reference) or Adam (two-stage ranking)
+    epochs: int = 3  # two-stage ranking: at most, keeping the epoch with the best validation RMSE
     batch_size: int = 8192
     seed: int = 42
+    # Retrieval (two-stage only).
+    retrieval_dim: int = contract.EMBEDDING_DIM
+    retrieval_epochs: int = 8
+    retrieval_learning_rate: float = 0.003  # Adam
+    retrieval_batch_size: int = 1024
+    history_sample: int = 64  # history entries sampled per training example
+    short_history_share: float = 0.0  # share of examples that see only 1..history_sample of them
+    low_rating_weight: float = 0.3  # loss weight of a rating below 4 (relevant = rating >= 4)
+    full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
+    candidates: int = 100  # retrieved movies the ranking stage re-scores
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -39,8 +59,12 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict] = {
-    "basic": dict(l2=0.0, learning_rate=0.1, epochs=3),
-    "tuned": dict(l2=0.01, learning_rate=0.1, epochs=50),
+    "basic": dict(model=REFERENCE, l2=0.0, learning_rate=0.1, epochs=3),
+    "tuned": dict(model=REFERENCE, l2=0.01, learning_rate=0.1, epochs=50),
+    TWO_STAGE: dict(
+        model=TWO_STAGE, embedding_dim=32, layer_sizes=(128, 64), l2=0.003, learning_rate=0.003,
+        epochs=30, batch_size=1024,
+    ),
 }
 
 
@@ -49,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.name == "preset":
-            parser.add_argument(flag, choices=sorted(PRESETS), default="basic")
+            parser.add_argument(flag, choices=sorted(PRESETS), default=DEFAULT_PRESET)
+        elif field.name == "model":
+            parser.add_argument(flag, choices=(REFERENCE, TWO_STAGE), default=None)
         elif field.name == "split":
             parser.add_argument(flag, choices=splits.NAMES, default=None)
         elif field.name == "layer_sizes":

@@ -1,13 +1,15 @@
-"""Trains the rating model on one split and writes a self-contained run directory.
+"""Trains a recommender on one split and writes a self-contained run directory.
 
-Reads top to bottom: data → split → vocabularies → tf.data → fit → evaluate →
-artefacts. The run directory holds everything export needs (config, weights,
-vocabularies, titles, each user's training history), so exporting never touches
-the raw data again.
+Reads top to bottom: data → split → feature tables → fit (retrieval, then
+ranking; or the reference rating model) → blend weight on validation →
+evaluation on test next to the baselines → artefacts. The run directory holds
+everything export needs (config, weights, feature tables with ids, titles and
+training histories), so exporting never touches the raw data again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -16,31 +18,56 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from train import baselines, evaluation, splits
 from train import data as movielens_data
-from train import splits
-from train.config import TrainConfig
+from train.config import REFERENCE, TrainConfig
+from train.features import FeatureTables, build
+from train.interactions import Interactions
 from train.model import RatingModel
+from train.ranking import RankingModel
+from train.recommender import Reference, TwoStage
+from train.retrieval import RetrievalModel
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
-VOCABULARY_FILE = "vocabulary.json"
+FEATURES_FILE = "features.npz"
+BLEND_FILE = "blend.json"
 WEIGHTS_PREFIX = "weights/model"
 CURVE_FILE = "training_curve.png"
 LOGS_DIR = "logs"
+K = 10
+BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
+EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
 
-def _dataset(ratings: dict[str, np.ndarray], rows: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices(
-        {
-            "user_id": ratings["user_id"][rows].astype(str),
-            "movie_id": ratings["movie_id"][rows].astype(str),
-            "user_rating": ratings["user_rating"][rows],
-        }
-    )
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """One part of the split as model inputs: user and movie rows (row 0 = unknown), ratings, times."""
 
+    user: np.ndarray
+    movie: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
 
-def _numeric_sorted(ids) -> list[str]:
-    return sorted(set(ids), key=int)
+    @classmethod
+    def of(cls, movielens: movielens_data.MovieLens, rows: np.ndarray) -> "Rows":
+        r = movielens.ratings
+        return cls(r.user[rows].astype(np.int64) + 1, r.movie[rows].astype(np.int64) + 1,
+                   r.rating[rows].astype(np.float32), r.timestamp[rows])
+
+    def __add__(self, other: "Rows") -> "Rows":
+        return Rows(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    def dataset(self, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices({"user": self.user, "movie": self.movie, "rating": self.rating})
+        if shuffle_seed is not None:
+            ds = ds.cache().shuffle(len(self.user), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        return (ds if shuffle_seed is not None else ds.cache()).prefetch(tf.data.AUTOTUNE)
+
+    def table(self, n_user_rows: int, n_movie_rows: int, min_rating: float = 0.0) -> Interactions:
+        keep = self.rating >= min_rating
+        return Interactions.from_pairs(self.user[keep], self.movie[keep], n_user_rows, n_movie_rows)
 
 
 def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
@@ -49,13 +76,13 @@ def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = range(1, len(history["root_mean_squared_error"]) + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, history["root_mean_squared_error"], label="train (running average over the epoch)")
-    ax.plot(epochs, history["val_root_mean_squared_error"], label="validation")
+    for key, label in (("root_mean_squared_error", "train (running average over the epoch)"),
+                       ("val_root_mean_squared_error", "validation")):
+        ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE")
-    ax.set_title("Training curve")
+    ax.set_title("Rating model training curve")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -63,8 +90,63 @@ def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
+    """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}."""
+    if config.model == REFERENCE:
+        return {"rating": RatingModel(features, config)}
+    return {
+        "retrieval": RetrievalModel(
+            features, config.retrieval_dim, config.history_sample, config.low_rating_weight,
+            config.full_softmax_max_movies, config.seed, config.short_history_share,
+        ),
+        "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean),
+    }
+
+
+def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, blend_weight: float = 0.0):
+    if config.model == REFERENCE:
+        return Reference(models["rating"], features)
+    return TwoStage(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
+
+
+def choose_blend_weight(recommender: TwoStage, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
+    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at."""
+    n = min(recommender.candidates, recommender.max_k)
+    shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
+    parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
+    movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
+    by_weight = {}
+    for weight in BLEND_WEIGHTS:
+        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :K]
+        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, K)
+    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{K}"], by_weight[w][f"ndcg_at_{K}"], -w))
+    return best, {str(w): m[f"recall_at_{K}"] for w, m in by_weight.items()}
+
+
+def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = K) -> np.ndarray:
+    """Top ``k`` movie rows per user from ``recommend(user_rows, k) -> movie rows``, minus ``also_exclude``.
+
+    The served ``recommend`` removes what the user rated in training; the
+    protocol also removes what they rated in validation, so each batch asks for
+    ``k`` + that many more and drops them here.
+    """
+    out = []
+    for start in range(0, len(users), EVAL_BATCH):
+        batch = users[start : start + EVAL_BATCH]
+        extra = int(also_exclude.lengths()[batch].max(initial=0))
+        movies = np.asarray(recommend(batch, k + extra))
+        rows = np.repeat(batch, movies.shape[1]).reshape(movies.shape)
+        dropped = also_exclude.contains(rows.reshape(-1), movies.reshape(-1)).reshape(movies.shape)
+        order = np.argsort(dropped, axis=1, kind="stable")[:, :k]  # kept movies first, in rank order
+        top = np.take_along_axis(movies, order, axis=1)
+        top[np.take_along_axis(dropped, order, axis=1)] = -1
+        out.append(top)
+    return np.concatenate(out) if out else np.empty((0, k), np.int64)
+
+
 def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) -> dict:
     """Trains, evaluates and writes ``run_dir``; returns the metrics."""
+    started_run = time.perf_counter()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     # A re-used run name starts over: stale weights or logs must not mix with the new run.
@@ -73,85 +155,117 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json())
 
-    # Data and split. Vocabularies come from the training rows only: anything
-    # first seen later is, to the model, a cold-start id in the OOV bucket.
+    # Data, split and feature tables. Histories come from the training rows only:
+    # anything first rated later is, to the model, a user it knows by profile alone.
     movielens = movielens_data.load(data_dir)
     split = splits.make(config.split, movielens, seed=config.seed)
     if config.split in splits.FOLDS:  # the fold files are part of what the model saw
         movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
-    ratings = movielens.ratings
-    user_ids = _numeric_sorted(ratings["user_id"][split.train])
-    movie_ids = _numeric_sorted(ratings["movie_id"][split.train])
-    rated: dict[str, list[str]] = {}
-    for u, m in zip(ratings["user_id"][split.train], ratings["movie_id"][split.train]):
-        rated.setdefault(u, []).append(m)
-    vocabulary = {
-        "user_ids": user_ids,
-        "movie_ids": movie_ids,
-        "titles": {m.movie_id: m.title for m in movielens.movies.values()},
-        "rated": {u: _numeric_sorted(ms) for u, ms in rated.items()},
-    }
-    (run_dir / VOCABULARY_FILE).write_text(json.dumps(vocabulary))
+    features = build(movielens, split.train)
+    features.save(run_dir / FEATURES_FILE)
+    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
+    global_mean = float(train.rating.mean())
+    shape = (features.n_user_rows, features.n_movie_rows)
 
-    # Input pipelines: cached once, reshuffled every epoch.
-    n_train = len(split.train)
-    train_ds = (
-        _dataset(ratings, split.train)
-        .cache()
-        .shuffle(n_train, seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    eval_sets = {
-        part: _dataset(ratings, rows).batch(config.batch_size).cache()
-        for part, rows in (("train", split.train), ("val", split.val), ("test", split.test))
-    }
-
-    model = RatingModel(user_ids, movie_ids, config)
-    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=config.learning_rate))
+    # Fit. Two-stage: retrieval learns which movies a user picks, ranking how
+    # much they like them; the reference model only the latter.
+    models = build_models(config, features, global_mean)
+    logs = tf.keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR))
+    fit_seconds = {}
+    if "retrieval" in models:
+        started = time.perf_counter()
+        models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
+        models["retrieval"].fit(
+            train.dataset(config.retrieval_batch_size, shuffle_seed=config.seed),
+            epochs=config.retrieval_epochs, verbose=verbose,
+        )
+        fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
+    rating_model = models.get("ranking", models.get("rating"))
+    if config.model == REFERENCE:
+        optimizer, callbacks = tf.keras.optimizers.Adagrad(config.learning_rate), [logs]
+    else:
+        optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        # Ranking overfits within tens of epochs on 100K ratings: keep the best validation epoch.
+        callbacks = [logs, tf.keras.callbacks.EarlyStopping(
+            monitor="val_root_mean_squared_error", patience=8, restore_best_weights=True)]
     started = time.perf_counter()
-    history = model.fit(
-        train_ds,
-        epochs=config.epochs,
-        validation_data=eval_sets["val"],
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR))],
-        verbose=verbose,
+    rating_model.compile(optimizer=optimizer)
+    history = rating_model.fit(
+        train.dataset(config.batch_size, shuffle_seed=config.seed),
+        epochs=config.epochs, validation_data=val.dataset(config.batch_size),
+        callbacks=callbacks, verbose=verbose,
     )
-    fit_seconds = time.perf_counter() - started
+    fit_seconds["rating" if config.model == REFERENCE else "ranking"] = round(time.perf_counter() - started, 2)
 
     # Final numbers come from a clean pass over each part, not the running
     # average Keras reports while the weights are still moving.
     rmse = {
-        part: float(model.evaluate(ds, return_dict=True, verbose=0)["root_mean_squared_error"])
-        for part, ds in eval_sets.items()
+        part: float(rating_model.evaluate(rows.dataset(config.batch_size), return_dict=True, verbose=0)["root_mean_squared_error"])
+        for part, rows in (("train", train), ("val", val), ("test", test))
     }
-    train_mean = float(ratings["user_rating"][split.train].mean())
-    test_true = ratings["user_rating"][split.test]
+
+    # The blend weight is chosen on validation; then the served code path is measured on test.
+    started = time.perf_counter()
+    recommender = recommender_of(config, models, features)
+    weight, blend = None, {}
+    if isinstance(recommender, TwoStage):
+        val_users = np.unique(val.user)
+        weight, blend = choose_blend_weight(recommender, val_users, val.table(*shape, min_rating=4.0))
+        recommender.blend_weight.assign(weight)
+        (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight}))
+    recommend = tf.function(lambda u, k: recommender.recommend(u, k)[0])
+    test_users = np.unique(test.user)
+    top = recommend_top_k(lambda u, k: recommend(tf.constant(u), tf.constant(k, tf.int32)).numpy(),
+                          test_users, val.table(*shape))
+    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, K)
+    seen = (train + val).table(*shape)
+    baseline = baselines.evaluate_baselines(
+        seen, seen, test.table(*shape, min_rating=4.0), test_users, global_mean, test.rating, K,
+    )
+    evaluate_seconds = round(time.perf_counter() - started, 2)
+
     metrics = {
         "train_rmse": rmse["train"],
         "val_rmse": rmse["val"],
         "test_rmse": rmse["test"],
+        **{key: quality[key] for key in evaluation.metric_names(K)},
+        "users_evaluated": quality["users_evaluated"],
+        "baselines": baseline,
+        "baseline_global_mean_test_rmse": baseline["global_mean"]["test_rmse"],
+        "blend_weight": weight,
+        "val_recall_at_10_by_blend_weight": blend,
         "rows": split.rows(),
-        "fit_seconds": round(fit_seconds, 2),
-        "baseline_global_mean_test_rmse": float(np.sqrt(np.mean((test_true - train_mean) ** 2))),
-        "test_rows_with_unseen_user": float(np.mean(~np.isin(ratings["user_id"][split.test], user_ids))),
+        "catalogue_size": recommender.catalogue_size,
+        "test_rows_with_unseen_user": float(np.mean(features.history.lengths()[test.user] == 0)),
+        "fit_seconds": round(sum(fit_seconds.values()), 2),
+        "fit_seconds_by_stage": fit_seconds,
+        "evaluate_seconds": evaluate_seconds,
+        "total_seconds": round(time.perf_counter() - started_run, 2),
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "dataset_sha256": movielens.sha256,
     }
-    model.save_weights(str(run_dir / WEIGHTS_PREFIX))
+    tf.train.Checkpoint(**models).write(str(run_dir / WEIGHTS_PREFIX))
     _plot_curve(history.history, run_dir / CURVE_FILE)
     # Written last: export treats metrics.json as the mark of a finished run.
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def load_model(run_dir: Path) -> tuple[RatingModel, TrainConfig, dict]:
-    """Rebuilds a run's model with its trained weights; returns (model, config, vocabulary)."""
+def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, FeatureTables]:
+    """Rebuilds a run's recommender with its trained weights; returns (recommender, config, features)."""
     config = TrainConfig.from_file(run_dir / CONFIG_FILE)
-    vocabulary = json.loads((run_dir / VOCABULARY_FILE).read_text())
-    model = RatingModel(vocabulary["user_ids"], vocabulary["movie_ids"], config)
-    model({"user_id": tf.constant(["0"]), "movie_id": tf.constant(["0"])})  # creates the variables
-    # Every variable of the rebuilt model must come from the checkpoint; the
-    # optimizer's slots are in the checkpoint too but not needed for serving.
-    model.load_weights(str(run_dir / WEIGHTS_PREFIX)).assert_existing_objects_matched().expect_partial()
-    return model, config, vocabulary
+    features = FeatureTables.load(run_dir / FEATURES_FILE)
+    models = build_models(config, features, global_mean=0.0)
+    checkpoint = tf.train.Checkpoint(**models)
+    status = checkpoint.read(str(run_dir / WEIGHTS_PREFIX))
+    probe = {"user": tf.constant([0], tf.int64), "movie": tf.constant([0], tf.int64)}
+    for model in models.values():  # builds the variables, which the checkpoint then fills
+        if isinstance(model, RetrievalModel):
+            model.query(probe["user"]), model.candidates()
+        else:
+            model(probe)
+    # Every variable of the rebuilt models must come from the checkpoint; the
+    # optimizer's slots are in it too but not needed for serving.
+    status.assert_existing_objects_matched().expect_partial()
+    blend = json.loads((run_dir / BLEND_FILE).read_text())["blend_weight"] if (run_dir / BLEND_FILE).exists() else 0.0
+    return recommender_of(config, models, features, blend), config, features

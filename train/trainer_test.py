@@ -1,4 +1,4 @@
-"""A smoke train on the fixture, the run directory's contents, OOV behaviour and seeding."""
+"""Smoke trains on the fixture: the run directory, the reloaded recommender, seeding, presets."""
 
 import json
 
@@ -6,66 +6,97 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from train import config as train_config
 from train import trainer
-from train.config import TrainConfig
+from train.config import PRESETS, TWO_STAGE, TrainConfig
+from train.recommender import Reference, TwoStage
+
+FAST_TWO_STAGE = TrainConfig(**{**PRESETS[TWO_STAGE], "preset": TWO_STAGE, "epochs": 2, "retrieval_epochs": 2,
+                                "batch_size": 128, "retrieval_batch_size": 128})
 
 
 @pytest.fixture(scope="module")
-def fixture_run(tmp_path_factory, fixture_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "smoke"
-    metrics = trainer.run(TrainConfig(epochs=1, batch_size=128), fixture_dir, run_dir, verbose=0)
-    return run_dir, metrics
+def two_stage_run(tmp_path_factory, fixture_dir):
+    run_dir = tmp_path_factory.mktemp("run") / "two-stage"
+    return run_dir, trainer.run(FAST_TWO_STAGE, fixture_dir, run_dir, verbose=0)
 
 
-def test_run_directory_contents(fixture_run):
-    run_dir, metrics = fixture_run
-    for name in (trainer.CONFIG_FILE, trainer.METRICS_FILE, trainer.VOCABULARY_FILE, trainer.CURVE_FILE):
+def test_run_directory_and_metrics(two_stage_run):
+    run_dir, metrics = two_stage_run
+    for name in (trainer.CONFIG_FILE, trainer.METRICS_FILE, trainer.FEATURES_FILE, trainer.BLEND_FILE, trainer.CURVE_FILE):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / trainer.LOGS_DIR).rglob("events.out.tfevents.*"))
     saved = json.loads((run_dir / trainer.METRICS_FILE).read_text())
-    for key in ("train_rmse", "val_rmse", "test_rmse", "fit_seconds"):
-        assert isinstance(saved[key], float) and np.isfinite(saved[key])
+    for key in ("train_rmse", "val_rmse", "test_rmse", "recall_at_10", "ndcg_at_10"):
+        assert isinstance(saved[key], float) and np.isfinite(saved[key]), key
+    assert 0 <= saved["recall_at_10"] <= 1 and saved["coverage_at_10"] >= 10
+    assert set(saved["baselines"]) == {"global_mean", "popularity", "ease"}
+    assert saved["blend_weight"] in trainer.BLEND_WEIGHTS
     assert sum(saved["rows"].values()) == 900
-    assert TrainConfig.from_file(run_dir / trainer.CONFIG_FILE) == TrainConfig(epochs=1, batch_size=128)
+    assert TrainConfig.from_file(run_dir / trainer.CONFIG_FILE) == FAST_TWO_STAGE
 
 
-def test_reloaded_model_reproduces_the_test_rmse(fixture_run, fixture_dir):
+def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_dir):
     from train import data, splits
 
-    run_dir, metrics = fixture_run
-    model, config, _ = trainer.load_model(run_dir)
+    run_dir, metrics = two_stage_run
+    recommender, config, features = trainer.load_recommender(run_dir)
+    assert isinstance(recommender, TwoStage)
+    assert float(recommender.blend_weight.numpy()) == pytest.approx(metrics["blend_weight"])
     movielens = data.load(fixture_dir)
-    split = splits.make(config.split, movielens, seed=config.seed)
-    model.compile()
-    ds = trainer._dataset(movielens.ratings, split.test).batch(config.batch_size)
-    rmse = model.evaluate(ds, return_dict=True, verbose=0)["root_mean_squared_error"]
-    assert rmse == pytest.approx(metrics["test_rmse"], abs=1e-6)
+    test = trainer.Rows.of(movielens, splits.make(config.split, movielens, seed=config.seed).test)
+    rating, _, _ = recommender.predict(tf.constant(test.user), tf.constant(test.movie))
+    rmse = float(np.sqrt(np.mean((rating.numpy() - test.rating) ** 2)))
+    assert rmse == pytest.approx(metrics["test_rmse"], abs=1e-5)
 
 
-def test_oov_ids_share_a_bucket(fixture_run):
-    run_dir, _ = fixture_run
-    model, _, vocabulary = trainer.load_model(run_dir)
-    known_user = vocabulary["user_ids"][0]
-    _, _, a = model({"user_id": tf.constant(["nobody", "stranger"]), "movie_id": tf.constant(["1", "1"])})
-    assert a[0, 0] == a[1, 0]  # both unseen users use the OOV embedding
-    _, _, b = model({"user_id": tf.constant([known_user]), "movie_id": tf.constant(["no-such-movie"])})
-    assert np.isfinite(b.numpy()).all()
-    assert model.user_lookup(tf.constant(["nobody"])).numpy()[0] == 0
+def test_recommend_top_k_drops_the_extra_exclusions():
+    from train.interactions import Interactions
+
+    also = Interactions.from_pairs(np.array([1, 1]), np.array([5, 7]), 3, 10)
+    ranked = {1: [5, 3, 7, 2, 9], 2: [7, 5, 4, 1, 8]}
+    top = trainer.recommend_top_k(lambda users, k: np.array([ranked[u][:k] for u in users]), np.array([1, 2]), also, k=3)
+    assert top.tolist() == [[3, 2, 9], [7, 5, 4]]
+
+
+def test_profile_users_and_unknown_ids(two_stage_run):
+    run_dir, _ = two_stage_run
+    recommender, _, features = trainer.load_recommender(run_dir)
+    # Row 0 (a wholly unknown id) still gets a full, finite answer.
+    movies, scores = recommender.recommend(tf.constant([0], tf.int64), tf.constant(5))
+    assert movies.shape == (1, 5) and np.isfinite(scores.numpy()).all()
+    assert set(movies.numpy()[0]) <= set(features.catalogue)
 
 
 def test_same_seed_same_numbers(fixture_dir, tmp_path):
-    config = TrainConfig(epochs=2, batch_size=128)
-    first = trainer.run(config, fixture_dir, tmp_path / "a", verbose=0)
-    second = trainer.run(config, fixture_dir, tmp_path / "b", verbose=0)
-    assert abs(first["test_rmse"] - second["test_rmse"]) < 0.005
+    # The README promises identical numbers for identical commands (op determinism, fixed seeds).
+    first = trainer.run(FAST_TWO_STAGE, fixture_dir, tmp_path / "a", verbose=0)
+    second = trainer.run(FAST_TWO_STAGE, fixture_dir, tmp_path / "b", verbose=0)
+    for key in ("test_rmse", "recall_at_10", "ndcg_at_10", "coverage_at_10", "blend_weight"):
+        assert first[key] == second[key], key
+
+
+def test_reference_preset_still_trains_and_reloads(fixture_dir, tmp_path):
+    config = TrainConfig(preset="basic", epochs=1, batch_size=128)
+    metrics = trainer.run(config, fixture_dir, tmp_path / "basic", verbose=0)
+    assert metrics["blend_weight"] is None and np.isfinite(metrics["recall_at_10"])
+    recommender, _, features = trainer.load_recommender(tmp_path / "basic")
+    assert isinstance(recommender, Reference)
+    # Users and movies without training ratings share the out-of-vocabulary embedding, as in the reference.
+    untrained = np.flatnonzero(features.history.lengths() == 0)
+    untrained = untrained[untrained > 0]
+    if len(untrained):
+        pair = tf.constant([0, int(untrained[0])], tf.int64)
+        rating, _, _ = recommender.predict(pair, tf.constant([1, 1], tf.int64))
+        assert rating[0] == rating[1]
 
 
 def test_cli_overrides_preset():
     import argparse
 
-    from train import config
-
     parser = argparse.ArgumentParser()
-    config.add_arguments(parser)
-    resolved = config.from_arguments(parser.parse_args(["--preset", "tuned", "--epochs", "2", "--layer-sizes", "8"]))
+    train_config.add_arguments(parser)
+    resolved = train_config.from_arguments(parser.parse_args(["--preset", "tuned", "--epochs", "2", "--layer-sizes", "8"]))
     assert resolved.l2 == 0.01 and resolved.epochs == 2 and resolved.layer_sizes == (8,)
+    default = train_config.from_arguments(parser.parse_args([]))
+    assert default.preset == TWO_STAGE and default.model == TWO_STAGE
