@@ -22,6 +22,7 @@ from common import contract
 from common.versions import list_versions
 from export.serving_module import ServingModule
 from train import trainer
+from train.features import FeatureTables
 
 # Ops that a stock tensorflow/serving binary does not have.
 FORBIDDEN_OPS = {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
@@ -34,6 +35,14 @@ class ExportError(RuntimeError):
 
 def next_version(base_path: Path) -> int:
     return max(list_versions(base_path), default=0) + 1
+
+
+def served_vocabulary(features: FeatureTables) -> dict[str, list[str]]:
+    """Users with a training history and the recommendable movies: what a load generator should sample."""
+    return {
+        "user_ids": features.user_ids[features.history.lengths()[1:] > 0].tolist(),
+        "movie_ids": features.movie_ids[features.catalogue - 1].tolist(),
+    }
 
 
 def sample_inputs(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:
@@ -50,6 +59,13 @@ def sample_inputs(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:
             contract.K: np.array(10, dtype=np.int32),
         },
         contract.MODEL_CARD_SIGNATURE: {},
+        contract.RECOMMEND_FROM_RATINGS_SIGNATURE: {
+            contract.USER_ID: np.array(["", users[0]], dtype=object),
+            contract.K: np.array(10, dtype=np.int32),
+            # Padding, an unknown id and a repeated movie: the shapes a client sends.
+            contract.RATED_MOVIE_IDS: np.array([[movies[0], movies[1], "unknown-movie"], [movies[2], movies[2], ""]], dtype=object),
+            contract.RATINGS: np.array([[5.0, 3.5, 4.0], [4.0, 4.0, 0.0]], dtype=np.float32),
+        },
     }
 
 
@@ -73,6 +89,7 @@ def write_warmup(path: Path, samples: dict[str, dict[str, np.ndarray]]) -> int:
 
 
 def model_card(run_dir: Path, version: int, module: ServingModule, vocabulary: dict) -> dict:
+    """What a client can learn about the served model (the ``model_card`` signature and assets.extra/)."""
     metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
     config = json.loads((run_dir / trainer.CONFIG_FILE).read_text())
     return {
@@ -85,10 +102,10 @@ def model_card(run_dir: Path, version: int, module: ServingModule, vocabulary: d
         "config": config,
         "dataset": {"name": "MovieLens 100K", "sha256": metrics["dataset_sha256"]},
         # Ids the model has embeddings for, so load generators can sample realistic traffic.
-        "vocabulary": {"user_ids": vocabulary["user_ids"], "movie_ids": vocabulary["movie_ids"]},
+        "vocabulary": vocabulary,
         "catalogue_size": module.catalogue_size,
         "max_k": module.max_k,
-        "signatures": [contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE],
+        "signatures": sorted(module.signatures()),
     }
 
 
@@ -135,19 +152,26 @@ def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     outputs = {}
     for name, inputs in samples.items():
         outputs[name] = loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
-    predict_inputs = samples[contract.PREDICT_SIGNATURE]
-    _, _, expected = module.model(
-        {"user_id": tf.constant(predict_inputs[contract.USER_ID]), "movie_id": tf.constant(predict_inputs[contract.MOVIE_ID])}
-    )
-    got = outputs[contract.PREDICT_SIGNATURE][contract.PREDICTED_RATING].numpy()
-    diff = float(np.max(np.abs(got - expected.numpy().reshape(-1))))
+    missing = set(module.signatures()) - set(loaded.signatures)
+    if missing:
+        raise ExportError(f"reloaded model lacks signatures {sorted(missing)}")
+    # The reloaded graph must answer exactly as the in-memory module did.
+    in_memory = {name: fn for name, fn in module.signatures().items() if name != contract.MODEL_CARD_SIGNATURE}
+    diff = 0.0
+    for name, fn in in_memory.items():
+        for key, want in fn(**{k: tf.constant(v) for k, v in samples[name].items()}).items():
+            got, want = outputs[name][key].numpy(), want.numpy()
+            if got.shape != want.shape or (want.dtype == object and not np.array_equal(got, want)):
+                raise ExportError(f"reloaded {name} output {key!r} differs from the in-memory model")
+            if want.dtype != object:
+                diff = max(diff, float(np.max(np.abs(got - want), initial=0.0)))
     if diff > TOLERANCE:
-        raise ExportError(f"reloaded predicted_rating differs from the trained model by {diff:.2e} > {TOLERANCE}")
+        raise ExportError(f"reloaded outputs differ from the in-memory model by {diff:.2e} > {TOLERANCE}")
     scores = outputs[contract.RECOMMEND_SIGNATURE][contract.SCORES].numpy()
     if not (np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 0)):
         raise ExportError("recommend returned non-finite or unsorted scores")
     json.loads(outputs[contract.MODEL_CARD_SIGNATURE][contract.MODEL_CARD].numpy())
-    return f"verified: max |reloaded - in-memory| predicted_rating = {diff:.1e}\n" + signature_table(loaded)
+    return f"verified: max |reloaded - in-memory| over every output = {diff:.1e}\n" + signature_table(loaded)
 
 
 def export_run(run_dir: Path, base_path: Path, version: int | None = None, force: bool = False) -> Path:
@@ -163,11 +187,12 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
     if target.exists() and not force:
         raise ExportError(f"{target} exists; pass --force to replace it")
 
-    model, _, vocabulary = trainer.load_model(run_dir)
-    module = ServingModule(model, vocabulary, model_card_json="")
+    recommender, _, features = trainer.load_recommender(run_dir)
+    module = ServingModule(recommender, features, model_card_json="")
+    vocabulary = served_vocabulary(features)
     card = model_card(run_dir, version, module, vocabulary)
     module.card.assign(json.dumps(card, indent=2))
-    samples = sample_inputs(vocabulary)
+    samples = {name: inputs for name, inputs in sample_inputs(vocabulary).items() if name in module.signatures()}
 
     # Hidden names (leading dot) are not integer versions, so a server polling
     # the base path ignores the directory until the rename.

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from common import contract
 from export import exporter
 from train import trainer
+from train.features import FeatureTables
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,18 @@ def loaded(exported_model):
 
 
 @pytest.fixture(scope="module")
-def vocabulary(trained_run):
-    return json.loads((trained_run / trainer.VOCABULARY_FILE).read_text())
+def features(trained_run):
+    return FeatureTables.load(trained_run / trainer.FEATURES_FILE)
+
+
+@pytest.fixture(scope="module")
+def rated(features):
+    """Raw user id → set of raw movie ids rated in training."""
+    history = features.history
+    return {
+        features.user_ids[row - 1]: set(features.movie_ids[history.row(row) - 1])
+        for row in range(1, features.n_user_rows) if history.lengths()[row]
+    }
 
 
 def _spec(fn):
@@ -66,31 +77,34 @@ def _recommend(loaded, users, k):
     return {key: value.numpy() for key, value in out.items()}
 
 
-def test_recommend_excludes_rated_and_sorts(loaded, vocabulary):
-    user = max(vocabulary["rated"], key=lambda u: len(vocabulary["rated"][u]))
+def test_recommend_excludes_rated_and_sorts(loaded, rated, features):
+    user = max(rated, key=lambda u: len(rated[u]))
     out = _recommend(loaded, [user, "unknown-user"], 20)
     assert out[contract.MOVIE_IDS].shape == (2, 20)
     ids = {m.decode() for m in out[contract.MOVIE_IDS][0]}
-    assert not ids & set(vocabulary["rated"][user])
+    assert not ids & rated[user]
     scores = out[contract.SCORES]
     assert np.all(np.isfinite(scores)) and np.all(np.diff(scores, axis=1) <= 0)
     first = out[contract.MOVIE_IDS][0][0].decode()
-    assert out[contract.MOVIE_TITLES][0][0].decode() == vocabulary["titles"][first]
+    titles = dict(zip(features.movie_ids, features.movie_titles))
+    assert out[contract.MOVIE_TITLES][0][0].decode() == titles[first]
 
 
-def test_recommend_matches_predict(loaded):
-    out = _recommend(loaded, ["unknown-user"], 3)
-    movies = [m.decode() for m in out[contract.MOVIE_IDS][0]]
-    ratings = loaded.signatures[contract.PREDICT_SIGNATURE](
-        user_id=tf.constant(["unknown-user"] * 3), movie_id=tf.constant(movies)
-    )[contract.PREDICTED_RATING].numpy()
-    np.testing.assert_allclose(ratings, out[contract.SCORES][0], atol=1e-5)
+def test_recommend_equals_the_trainers_code_path(loaded, trained_run, features):
+    """The signature is the in-memory recommender plus id lookups: same movies, same scores."""
+    recommender, _, _ = trainer.load_recommender(trained_run)
+    users = features.user_ids[:7].tolist() + ["unknown-user"]
+    out = _recommend(loaded, users, 10)
+    rows = tf.constant(list(range(1, 8)) + [0], tf.int64)
+    movies, scores = recommender.recommend(rows, tf.constant(10))
+    assert [[m.decode() for m in row] for row in out[contract.MOVIE_IDS]] == features.movie_ids[movies.numpy() - 1].tolist()
+    np.testing.assert_allclose(out[contract.SCORES], scores.numpy(), atol=1e-5)
 
 
 def test_k_is_clamped(loaded, exported_model):
     card = json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
-    out = _recommend(loaded, ["1"], 1_000_000)
-    assert out[contract.MOVIE_IDS].shape == (1, card["max_k"])
+    out = _recommend(loaded, ["1", "unknown-user"], 1_000_000)
+    assert out[contract.MOVIE_IDS].shape == (2, card["max_k"])
     assert card["max_k"] <= card["catalogue_size"]
 
 
@@ -112,12 +126,15 @@ def test_oov_and_empty_batch(loaded):
     empty = predict(user_id=tf.constant([], tf.string), movie_id=tf.constant([], tf.string))
     assert empty[contract.PREDICTED_RATING].shape == (0,)
     assert empty[contract.USER_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
+    assert empty[contract.MOVIE_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
     assert _recommend(loaded, np.array([], dtype=object), 5)[contract.SCORES].shape == (0, 5)
 
 
-def test_model_card(loaded, exported_model, vocabulary):
+def test_model_card(loaded, exported_model, rated, features):
     card = json.loads(loaded.signatures[contract.MODEL_CARD_SIGNATURE]()[contract.MODEL_CARD].numpy())
-    assert card["vocabulary"] == {"user_ids": vocabulary["user_ids"], "movie_ids": vocabulary["movie_ids"]}
+    assert set(card["vocabulary"]["user_ids"]) == set(rated)
+    assert card["vocabulary"]["movie_ids"] == features.movie_ids[features.catalogue - 1].tolist()
+    assert {"recall_at_10", "ndcg_at_10", "coverage_at_10", "baselines"} <= set(card["metrics"])
     assert card == json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
     assert card["tensorflow_version"] == tf.__version__
     assert {"test_rmse", "rows"} <= set(card["metrics"]) and set(card["dataset"]["sha256"]) == {"u.data", "u.item", "u.user"}
@@ -133,7 +150,10 @@ def test_warmup_records_replay(loaded, exported_model):
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
         loaded.signatures[request.model_spec.signature_name](**inputs)
         signatures.add(request.model_spec.signature_name)
-    assert signatures == {contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE}
+    assert signatures == set(loaded.signatures) == {
+        contract.PREDICT_SIGNATURE, contract.RECOMMEND_SIGNATURE, contract.MODEL_CARD_SIGNATURE,
+        contract.RECOMMEND_FROM_RATINGS_SIGNATURE,
+    }
 
 
 def test_only_stock_ops(exported_model):
@@ -141,12 +161,12 @@ def test_only_stock_ops(exported_model):
     assert exporter.non_stock_ops(exported_model / "1") == set()
 
 
-def test_recommend_at_max_k_returns_exactly_the_unrated_catalogue(loaded, exported_model, vocabulary):
+def test_recommend_at_max_k_returns_exactly_the_unrated_catalogue(loaded, exported_model, rated):
     card = json.loads((exported_model / "1" / contract.MODEL_CARD_FILE).read_text())
-    heaviest = max(vocabulary["rated"], key=lambda u: len(vocabulary["rated"][u]))
+    heaviest = max(rated, key=lambda u: len(rated[u]))
     out = _recommend(loaded, [heaviest], card["max_k"])
     assert np.all(np.isfinite(out[contract.SCORES]))
-    unrated = set(vocabulary["movie_ids"]) - set(vocabulary["rated"][heaviest])
+    unrated = set(card["vocabulary"]["movie_ids"]) - rated[heaviest]
     assert len(unrated) == card["max_k"]
     assert {m.decode() for m in out[contract.MOVIE_IDS][0]} == unrated
 
@@ -183,3 +203,55 @@ def test_killed_export_leaves_no_version(trained_run, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not [p for p in base.iterdir() if p.name.isdigit()]
+
+
+def _from_ratings(loaded, users, movies, ratings, k=10):
+    out = loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
+        user_id=tf.constant(users), k=tf.constant(k, tf.int32),
+        rated_movie_ids=tf.constant(np.array(movies, dtype=object).reshape(len(users), -1)),
+        ratings=tf.constant(np.array(ratings, np.float32).reshape(len(users), -1)),
+    )
+    return {key: value.numpy() for key, value in out.items()}
+
+
+def test_from_ratings_padding_duplicates_and_unknown_ids(loaded, features):
+    m = features.movie_ids[features.catalogue - 1][:4].tolist()
+    plain = _from_ratings(loaded, [""], [[m[0], m[1]]], [[5, 4]])
+    # Padding, an unknown id and a repeated movie change nothing.
+    noisy = _from_ratings(loaded, [""], [[m[0], "", "no-such-movie", m[1], m[0]]], [[5, 0, 3, 4, 5]])
+    assert noisy[contract.MOVIE_IDS].tolist() == plain[contract.MOVIE_IDS].tolist()
+    np.testing.assert_allclose(noisy[contract.SCORES], plain[contract.SCORES], atol=1e-5)
+    assert not {x.decode() for x in plain[contract.MOVIE_IDS][0]} & {m[0], m[1]}
+
+
+def test_from_ratings_batch_mixes_long_short_and_empty_rows(loaded, features):
+    m = features.movie_ids[features.catalogue - 1][:6].tolist()
+    rows = [[m[0], m[1], m[2], m[3], m[4]], [m[5], "", "", "", ""], ["", "", "", "", ""]]
+    ratings = [[5, 4, 3, 5, 2], [4, 0, 0, 0, 0], [0] * 5]
+    batch = _from_ratings(loaded, ["", "", ""], rows, ratings, k=8)
+    assert batch[contract.MOVIE_IDS].shape == (3, 8) and np.isfinite(batch[contract.SCORES]).all()
+    for i in range(3):  # each row answers as if it had been sent alone
+        given = [x for x in rows[i] if x]
+        alone = _from_ratings(loaded, [""], [given or [""]], [[r for r, x in zip(ratings[i], rows[i]) if x] or [0]], k=8)
+        assert batch[contract.MOVIE_IDS][i].tolist() == alone[contract.MOVIE_IDS][0].tolist()
+        assert not {x.decode() for x in batch[contract.MOVIE_IDS][i]} & set(given)
+
+
+def test_from_ratings_uses_the_ratings(loaded, features):
+    m = features.movie_ids[features.catalogue - 1][:3].tolist()
+    loved = _from_ratings(loaded, [""], [m], [[5, 5, 5]])
+    hated = _from_ratings(loaded, [""], [m], [[1, 1, 1]])
+    assert not np.allclose(loved[contract.SCORES], hated[contract.SCORES])
+
+
+@pytest.mark.parametrize("users, movies, ratings, message", [
+    ([""], [["1"]], [[7.0]], "ratings must be within 0.5-5"),
+    ([""], [["1", "2"]], [[4.0]], "must have the same shape"),
+    (["", ""], [["1"]], [[4.0]], "one row per user_id"),
+])
+def test_from_ratings_refuses_bad_requests(loaded, users, movies, ratings, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
+            user_id=tf.constant(users), k=tf.constant(5),
+            rated_movie_ids=tf.constant(np.array(movies, dtype=object)), ratings=tf.constant(np.array(ratings, np.float32)),
+        )

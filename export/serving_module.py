@@ -1,10 +1,12 @@
-"""The served graph: the trained model wrapped in the public signatures.
+"""The served graph: the trained recommender wrapped in the public signatures.
 
-Everything a request needs lives inside the SavedModel: the id lookups, the
-embeddings, the catalogue with titles, and each user's training history for
-excluding already-rated movies. Clients send raw string ids and nothing else,
-and the graph uses only core TensorFlow ops so the stock TF Serving binary can
-host it.
+Everything a request needs lives inside the SavedModel: the id → row lookups
+(hash tables over every user in ``u.user`` and movie in ``u.item``), the feature
+tables, the candidate embeddings, the catalogue with titles, and each user's
+training history (sparse) for excluding already-rated movies. Clients send raw
+string ids and nothing else, and the graph uses only core TensorFlow ops so the
+stock TF Serving binary can host it. The scoring itself is
+``train/recommender.py``: the same code the trainer evaluated.
 """
 
 from __future__ import annotations
@@ -13,36 +15,35 @@ import numpy as np
 import tensorflow as tf
 
 from common import contract
-from train.model import RatingModel
+from train.features import UNKNOWN, FeatureTables
+from train.recommender import Reference, TwoStage
+
+
+def _row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    """Raw id → row (index + 1); unknown ids → row 0."""
+    rows = np.arange(1, len(ids) + 1, dtype=np.int64)
+    initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)), tf.constant(rows))
+    return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN)
+
 
 class ServingModule(tf.Module):
-    def __init__(self, model: RatingModel, vocabulary: dict, model_card_json: str):
+    def __init__(self, recommender: Reference | TwoStage, features: FeatureTables, model_card_json: str):
         super().__init__()
-        self.model = model
-        user_ids: list[str] = vocabulary["user_ids"]
-        movie_ids: list[str] = vocabulary["movie_ids"]
-        self.catalogue_size = len(movie_ids)
-        longest_history = max((len(v) for v in vocabulary["rated"].values()), default=0)
-        # Every returned row holds only unrated movies, so k is capped at what
-        # the most prolific user has left to see.
-        self.max_k = self.catalogue_size - longest_history
-
-        # Row 0 is the out-of-vocabulary user (nothing rated), matching the
-        # StringLookup's OOV index.
-        user_index = {u: i + 1 for i, u in enumerate(user_ids)}
-        movie_index = {m: i for i, m in enumerate(movie_ids)}
-        if model.user_lookup.vocabulary_size() != len(user_ids) + 1:
-            raise ValueError("the user lookup's OOV index must be row 0 of the history table")
-        rated = np.zeros((len(user_ids) + 1, len(movie_ids)), dtype=bool)
-        for user, movies in vocabulary["rated"].items():
-            rated[user_index[user], [movie_index[m] for m in movies]] = True
-
-        self.catalogue_ids = tf.Variable(movie_ids, trainable=False, name="catalogue_ids")
-        self.catalogue_titles = tf.Variable(
-            [vocabulary["titles"][m] for m in movie_ids], trainable=False, name="catalogue_titles"
-        )
-        self.rated = tf.Variable(rated, trainable=False, name="rated_in_training")
+        self.recommender = recommender
+        self.catalogue_size = recommender.catalogue_size
+        self.max_k = recommender.max_k
+        self.user_rows = _row_table(features.user_ids)
+        self.movie_rows = _row_table(features.movie_ids)
+        self.movie_ids = tf.Variable(np.concatenate([[""], features.movie_ids]), trainable=False, name="movie_ids")
+        self.movie_titles = tf.Variable(np.concatenate([[""], features.movie_titles]), trainable=False, name="movie_titles")
         self.card = tf.Variable(model_card_json, trainable=False, name="model_card")
+        if isinstance(recommender, TwoStage):  # the reference model has no query encoder to feed ratings to
+            self.recommend_from_ratings = tf.function(self._recommend_from_ratings, input_signature=[
+                tf.TensorSpec([None], tf.string, name=contract.USER_ID),
+                tf.TensorSpec([], tf.int32, name=contract.K),
+                tf.TensorSpec([None, None], tf.string, name=contract.RATED_MOVIE_IDS),
+                tf.TensorSpec([None, None], tf.float32, name=contract.RATINGS),
+            ])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.USER_ID),
                                   tf.TensorSpec([None], tf.string, name=contract.MOVIE_ID)])
@@ -53,11 +54,11 @@ class ServingModule(tf.Module):
             message=f"{contract.USER_ID} and {contract.MOVIE_ID} must have the same length",
         )
         with tf.control_dependencies([check]):
-            user_embedding, movie_embedding, rating = self.model(
-                {"user_id": tf.identity(user_id), "movie_id": tf.identity(movie_id)}
+            rating, user_embedding, movie_embedding = self.recommender.predict(
+                self.user_rows.lookup(user_id), self.movie_rows.lookup(movie_id)
             )
         return {
-            contract.PREDICTED_RATING: tf.reshape(rating, [-1]),
+            contract.PREDICTED_RATING: rating,
             contract.USER_EMBEDDING: user_embedding,
             contract.MOVIE_EMBEDDING: movie_embedding,
         }
@@ -67,7 +68,7 @@ class ServingModule(tf.Module):
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         checks = [
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
-            # Scoring builds users × catalogue rows; bound the memory one request can take.
+            # Scoring builds users × catalogue scores; bound the memory one request can take.
             tf.debugging.assert_less_equal(
                 tf.shape(user_id)[0],
                 contract.MAX_RECOMMEND_USERS,
@@ -75,22 +76,47 @@ class ServingModule(tf.Module):
             ),
         ]
         with tf.control_dependencies(checks):
-            k = tf.minimum(k, self.max_k)
-        users = self.model.user_model(user_id)  # [B, D]
-        movies = self.model.movie_model(self.catalogue_ids)  # [M, D]
-        batch, size = tf.shape(users)[0], tf.shape(movies)[0]
-        # Score every (user, movie) pair with the same tower used in training.
-        pairs = tf.concat(
-            [tf.repeat(users, size, axis=0), tf.tile(movies, tf.stack([batch, 1]))], axis=1
-        )
-        scores = tf.reshape(self.model.rating_model(pairs), tf.stack([batch, size]))
-        seen = tf.gather(self.rated, self.model.user_lookup(user_id))
-        scores = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
-        best = tf.math.top_k(scores, k=k)
+            movies, scores = self.recommender.recommend(self.user_rows.lookup(user_id), k)
+        return self._recommendations(movies, scores)
+
+    def _recommend_from_ratings(self, user_id: tf.Tensor, k: tf.Tensor, rated_movie_ids: tf.Tensor,
+                               ratings: tf.Tensor) -> dict[str, tf.Tensor]:
+        given = tf.not_equal(rated_movie_ids, "")
+        in_range = (ratings >= contract.RATING_MIN) & (ratings <= contract.RATING_MAX)
+        checks = [
+            tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
+            tf.debugging.assert_less_equal(
+                tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS,
+                message=f"at most {contract.MAX_RECOMMEND_USERS} {contract.USER_ID}s per recommend request",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(rated_movie_ids), tf.shape(ratings),
+                message=f"{contract.RATED_MOVIE_IDS} and {contract.RATINGS} must have the same shape",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(user_id)[0], tf.shape(rated_movie_ids)[0],
+                message=f"{contract.RATED_MOVIE_IDS} must have one row per {contract.USER_ID}",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.shape(rated_movie_ids)[1], contract.MAX_RATED_MOVIES,
+                message=f"at most {contract.MAX_RATED_MOVIES} {contract.RATED_MOVIE_IDS} per user",
+            ),
+            tf.debugging.Assert(
+                tf.reduce_all(in_range | tf.logical_not(given)),
+                [f"{contract.RATINGS} must be within {contract.RATING_MIN:g}-{contract.RATING_MAX:g}"],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            movies, scores = self.recommender.recommend_from_ratings(
+                self.user_rows.lookup(user_id), self.movie_rows.lookup(rated_movie_ids), ratings, k
+            )
+        return self._recommendations(movies, scores)
+
+    def _recommendations(self, movies: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
         return {
-            contract.MOVIE_IDS: tf.gather(self.catalogue_ids, best.indices),
-            contract.MOVIE_TITLES: tf.gather(self.catalogue_titles, best.indices),
-            contract.SCORES: best.values,
+            contract.MOVIE_IDS: tf.gather(self.movie_ids, movies),
+            contract.MOVIE_TITLES: tf.gather(self.movie_titles, movies),
+            contract.SCORES: scores,
         }
 
     @tf.function(input_signature=[])
@@ -98,8 +124,11 @@ class ServingModule(tf.Module):
         return {contract.MODEL_CARD: tf.identity(self.card)}
 
     def signatures(self) -> dict:
-        return {
+        signatures = {
             contract.PREDICT_SIGNATURE: self.predict.get_concrete_function(),
             contract.RECOMMEND_SIGNATURE: self.recommend.get_concrete_function(),
             contract.MODEL_CARD_SIGNATURE: self.model_card.get_concrete_function(),
         }
+        if hasattr(self, "recommend_from_ratings"):
+            signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE] = self.recommend_from_ratings.get_concrete_function()
+        return signatures
