@@ -4,6 +4,7 @@
     with RecommenderClient("localhost:8500") as client:
         for rec in client.recommend(42, k=10):
             print(rec.movie_id, rec.title, rec.score)
+        new_user = client.recommend_from_ratings({50: 5, 172: 4, 181: 5}, k=10)
 
 The names below load on first use: TF Serving's protos import TensorFlow
 (seconds, plus native log lines on stderr), and ``python -m client`` wants to
@@ -27,6 +28,7 @@ _EXPORTS = {
     "MalformedResponse": "client.errors",
     "NotFound": "client.errors",
     "RecommenderError": "client.errors",
+    "SignatureNotFound": "client.errors",
     "Unavailable": "client.errors",
     "ModelMetadata": "client.protocol",
     "Recommendation": "client.protocol",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         MalformedResponse,
         NotFound,
         RecommenderError,
+        SignatureNotFound,
         Unavailable,
     )
     from client.protocol import ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus

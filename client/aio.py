@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 import grpc
@@ -21,7 +21,7 @@ from common.contract import MODEL_NAME
 from client import protocol
 from client.channel import RetryPolicy, channel_options, grpc_target
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
-from client.errors import from_rpc_error
+from client.errors import SignatureNotFound, from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 
@@ -77,6 +77,31 @@ class AsyncRecommenderClient:
         response = await self._call(self._predictions.Predict, request, timeout_s)
         rows = protocol.parse_recommend(response, len(users))
         return rows[0] if protocol.is_single(user_ids) else rows
+
+    @overload
+    async def recommend_from_ratings(
+        self, ratings: Mapping[Id, float], k: int = 10, *, user_id: Id | None = None, timeout_s: float | None = None
+    ) -> list[Recommendation]: ...
+    @overload
+    async def recommend_from_ratings(
+        self,
+        ratings: Sequence[Mapping[Id, float]],
+        k: int = 10,
+        *,
+        user_id: Sequence[Id | None] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[list[Recommendation]]: ...
+
+    async def recommend_from_ratings(self, ratings, k=10, *, user_id=None, timeout_s=None):
+        users, rows = protocol.ratings_batch(ratings, user_id)
+        k = protocol.validate_k(k)
+        request = protocol.recommend_from_ratings_request(self.model, self.version, users, rows, k)
+        try:
+            response = await self._call(self._predictions.Predict, request, timeout_s)
+        except SignatureNotFound as error:
+            raise protocol.explain_missing_signature(error, self.model, self.target) from error
+        recommendations = protocol.parse_recommend(response, len(users))
+        return recommendations[0] if isinstance(ratings, Mapping) else recommendations
 
     async def predict(
         self, user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id], *, timeout_s: float | None = None

@@ -71,8 +71,22 @@ def measure(calls: int = 2000) -> dict[str, float]:
 
         return call
 
+    def from_ratings_case(n_ratings: int, k: int) -> Callable[[], object]:
+        ratings = {str(m): float(m % 5 + 1) for m in range(1, n_ratings + 1)}
+        users, rows = protocol.ratings_batch(ratings, None)
+        payload = _canned(protocol.recommend_from_ratings_request(MODEL_NAME, None, users, rows, k))
+
+        def call() -> object:
+            users, rows = protocol.ratings_batch(ratings, None)
+            request = protocol.recommend_from_ratings_request(MODEL_NAME, None, users, rows, protocol.validate_k(k))
+            request.SerializeToString()
+            return protocol.parse_recommend(predict_pb2.PredictResponse.FromString(payload), len(users))
+
+        return call
+
     results["recommend 1 user, k=10"] = _time_us(recommend_case(1, 10), calls)
     results["recommend 8 users, k=10"] = _time_us(recommend_case(8, 10), calls // 4)
+    results["recommend_from_ratings 1 user, 20 ratings, k=10"] = _time_us(from_ratings_case(20, 10), calls)
     results["predict batch 1"] = _time_us(predict_case(1), calls)
     results["predict batch 50"] = _time_us(predict_case(50), calls // 4)
     return results

@@ -1,6 +1,7 @@
 """``python -m client``: query the recommender from a shell.
 
     python -m client [--target HOST:PORT] recommend --user 42 -k 10 [--json]
+    python -m client recommend --rated 50=5 --rated 172=4 --rated 181=5 -k 10 [--json]
     python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
     python -m client status | metadata | card
 
@@ -16,11 +17,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 
-from common.contract import MODEL_NAME
+from common.contract import MAX_RATED_MOVIES, MODEL_NAME, RATING_MAX, RATING_MIN
 
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
 from client.errors import DeadlineExceeded, RecommenderError, Unavailable
@@ -40,6 +42,37 @@ def recommendations_json(recs: Sequence[Recommendation]) -> str:
     return json.dumps([{"movie_id": r.movie_id, "title": r.title, "score": r.score} for r in recs], indent=2)
 
 
+def rated_movie(text: str) -> tuple[str, float]:
+    """``--rated MOVIE=RATING`` -> (movie id, rating); anything else is a usage error (exit 2)."""
+    movie, sep, value = text.partition("=")
+    movie = movie.strip()
+    if not sep or not movie or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected MOVIE=RATING, e.g. 50=4.5, got {text!r}")
+    try:
+        rating = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the rating must be a number, e.g. 50=4.5, got {text!r}") from None
+    if not (math.isfinite(rating) and RATING_MIN <= rating <= RATING_MAX):
+        raise argparse.ArgumentTypeError(f"the rating must be within {RATING_MIN:g}-{RATING_MAX:g}, got {text!r}")
+    return movie, rating
+
+
+class _RatedAction(argparse.Action):
+    """Collects repeated ``--rated`` into one {movie: rating}; a movie twice or too many is a usage error."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        rated = dict(getattr(namespace, self.dest) or {})
+        movie, rating = value
+        if movie in rated:
+            parser.error(
+                f"argument --rated: movie {movie} is given twice ({movie}={rated[movie]:g} and {movie}={rating:g})"
+            )
+        if len(rated) == MAX_RATED_MOVIES:
+            parser.error(f"argument --rated: at most {MAX_RATED_MOVIES} rated movies")
+        rated[movie] = rating
+        setattr(namespace, self.dest, rated)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default=DEFAULT_TARGET,
@@ -50,8 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline in seconds per call")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    rec = commands.add_parser("recommend", help="top-k unrated movies for a user")
-    rec.add_argument("--user", required=True, help="user id, e.g. 42")
+    rec = commands.add_parser("recommend", help="top-k unrated movies for a user, or for a new user's ratings")
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id, e.g. 42: excludes and learns from the user's training history")
+    who.add_argument("--rated", action=_RatedAction, type=rated_movie, metavar="MOVIE=RATING",
+                     help=f"a movie a new user rated, e.g. 50=5 (rating {RATING_MIN:g}-{RATING_MAX:g}; repeat for "
+                          "several): recommend from these ratings instead (the recommend_from_ratings signature, "
+                          "default-preset models only); unknown movie ids are ignored")
     rec.add_argument("-k", type=int, default=10, help="number of movies (default %(default)s)")
     rec.add_argument("--json", action="store_true", help="JSON list of {movie_id, title, score}")
 
@@ -73,7 +111,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
     if args.command == "recommend":
-        recs = client.recommend(args.user, k=args.k)
+        if args.rated is not None:
+            recs = client.recommend_from_ratings(args.rated, k=args.k)
+        else:
+            recs = client.recommend(args.user, k=args.k)
         return recommendations_json(recs) if args.json else recommendations_table(recs)
     if args.command == "predict":
         ratings = client.predict(args.user, args.movie)

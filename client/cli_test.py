@@ -104,3 +104,56 @@ def test_closed_pipe_ends_quietly():
     finally:
         os.close(write)
     assert (completed.returncode, completed.stderr) == (1, "")
+
+
+# --- recommend --rated (recommend_from_ratings), against the fake ------------
+
+
+def test_recommend_from_rated_movies_table_and_json(capsys):
+    with fake_server() as (target, behaviour):
+        rated = ["--rated", "50=5", "--rated", "52=4", "--rated", "tt-unknown=4.5"]
+        assert main(["--target", target, "recommend", *rated, "-k", "3"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["rank", "movie_id", "score", "title"] and len(lines) == 2 + 3
+        assert main(["--target", target, "recommend", *rated, "-k", "4", "--json"]) == 0
+        recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 4 and all(set(r) == {"movie_id", "title", "score"} for r in recs)
+    assert not {"50", "52"} & {r["movie_id"] for r in recs}
+    assert behaviour.last_request.model_spec.signature_name == "recommend_from_ratings"
+
+
+@pytest.mark.parametrize(
+    "rated, message",
+    [
+        (["--rated", "50"], "argument --rated: expected MOVIE=RATING, e.g. 50=4.5, got '50'"),
+        (["--rated", "=5"], "expected MOVIE=RATING"),
+        (["--rated", "50="], "expected MOVIE=RATING"),
+        (["--rated", "50=five"], "argument --rated: the rating must be a number"),
+        (["--rated", "50=0"], "argument --rated: the rating must be within 0.5-5, got '50=0'"),
+        (["--rated", "50=5.5"], "within 0.5-5"),
+        (["--rated", "50=nan"], "within 0.5-5"),
+        (["--rated", "50=5", "--rated", "50=4"], "argument --rated: movie 50 is given twice (50=5 and 50=4)"),
+        (["--user", "42", "--rated", "50=5"], "argument --rated: not allowed with argument --user"),
+        ([], "one of the arguments --user --rated is required"),
+    ],
+)
+def test_bad_rated_is_a_usage_error(capsys, rated, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["--target", "127.0.0.1:1", "recommend", *rated])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m client recommend") and message in err
+
+
+def test_rated_on_a_model_without_the_signature_exits_1(capsys):
+    with fake_server() as (target, behaviour):
+        behaviour.missing_signatures = {"recommend_from_ratings"}
+        assert main(["--target", target, "recommend", "--rated", "50=5"]) == 1
+        assert main(["--target", target, "recommend", "--rated", "50=5", "-k", "0"]) == 1
+    captured = capsys.readouterr()
+    first, second = captured.err.splitlines()
+    assert captured.out == ""
+    assert first.startswith(
+        "error: FAILED_PRECONDITION: the model 'movielens' served at "
+    ) and "has no 'recommend_from_ratings' signature: only models of the default (two-stage) preset" in first
+    assert second == "error: k must be a positive number of recommendations, got 0"

@@ -10,7 +10,7 @@ subclasses that keep the gRPC code and the server's message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import grpc
@@ -21,7 +21,7 @@ from common.contract import GRPC_PORT, MODEL_NAME
 
 from client import protocol
 from client.channel import RetryPolicy, channel_options, grpc_target
-from client.errors import from_rpc_error
+from client.errors import SignatureNotFound, from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
@@ -37,6 +37,7 @@ class RecommenderClient:
     ...     top = client.recommend(42, k=5)          # list[Recommendation]
     ...     many = client.recommend([1, 2], k=5)     # list[list[Recommendation]]
     ...     ratings = client.predict(42, [50, 172])  # np.ndarray float32, shape [2]
+    ...     new = client.recommend_from_ratings({50: 5, 172: 4, 181: 5}, k=5)  # a new user
 
     ``target`` is ``HOST:PORT`` or several comma-separated (``h1:8500,h2:8500``), which
     spreads calls over them with gRPC's round_robin policy (see client/channel.py).
@@ -100,6 +101,43 @@ class RecommenderClient:
         request = protocol.recommend_request(self.model, self.version, users, k)
         rows = protocol.parse_recommend(self._call(self._predictions.Predict, request, timeout_s), len(users))
         return rows[0] if protocol.is_single(user_ids) else rows
+
+    @overload
+    def recommend_from_ratings(
+        self, ratings: Mapping[Id, float], k: int = 10, *, user_id: Id | None = None, timeout_s: float | None = None
+    ) -> list[Recommendation]: ...
+    @overload
+    def recommend_from_ratings(
+        self,
+        ratings: Sequence[Mapping[Id, float]],
+        k: int = 10,
+        *,
+        user_id: Sequence[Id | None] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[list[Recommendation]]: ...
+
+    def recommend_from_ratings(self, ratings, k=10, *, user_id=None, timeout_s=None):
+        """Top-k for a user described by the movies they rated, ``{movie_id: rating}`` (0.5-5), best first.
+
+        For new users: their training history (if any) is not used, the given ratings replace
+        it, and the given movies are never recommended. ``user_id`` (optional) adds a known
+        user's profile; an unknown id is no profile. Unknown movie ids are ignored by the model.
+        One mapping -> one list; a sequence of mappings (a batch of users, with ``user_id``
+        None or one id-or-None per mapping) -> one list per mapping. Rows can be shorter than
+        ``k`` when k is very large (the model caps it, as for ``recommend``).
+
+        Raises ``SignatureNotFound`` (a ``FailedPrecondition``) when the served model has no
+        ``recommend_from_ratings`` signature: only default-preset models serve it.
+        """
+        users, rows = protocol.ratings_batch(ratings, user_id)
+        k = protocol.validate_k(k)
+        request = protocol.recommend_from_ratings_request(self.model, self.version, users, rows, k)
+        try:
+            response = self._call(self._predictions.Predict, request, timeout_s)
+        except SignatureNotFound as error:
+            raise protocol.explain_missing_signature(error, self.model, self.target) from error
+        recommendations = protocol.parse_recommend(response, len(users))
+        return recommendations[0] if isinstance(ratings, Mapping) else recommendations
 
     def predict(self, user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id], *, timeout_s: float | None = None) -> np.ndarray:
         """Predicted ratings (float32, one per pair). A single id on either side pairs with every id on the other."""

@@ -7,6 +7,8 @@ Serving names the missing model, version or signature.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 
@@ -20,7 +22,7 @@ class RecommenderError(Exception):
 
 
 class InvalidArgument(RecommenderError):
-    """The server rejected the request's inputs (bad shapes, k <= 0, unknown signature)."""
+    """The server rejected the request's inputs (bad shapes or dtypes, k <= 0, an in-graph assertion)."""
 
 
 class NotFound(RecommenderError):
@@ -29,6 +31,16 @@ class NotFound(RecommenderError):
 
 class FailedPrecondition(RecommenderError):
     """The server cannot run this request in its current configuration."""
+
+
+class SignatureNotFound(FailedPrecondition):
+    """The served model version has no signature of that name (TF Serving's FAILED_PRECONDITION
+    ``Serving signature key "NAME" not found.``), e.g. ``recommend_from_ratings`` on a model of a
+    reference preset. ``signature`` is the missing name."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, signature: str) -> None:
+        super().__init__(code, message)
+        self.signature = signature
 
 
 class Unavailable(RecommenderError):
@@ -59,6 +71,9 @@ _BY_CODE: dict[grpc.StatusCode, type[RecommenderError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
 }
 
+# TF Serving's words for a signature the loaded version lacks (servable's signature_def lookup).
+_MISSING_SIGNATURE = re.compile(r'Serving signature key "([^"]*)" not found')
+
 
 def from_rpc_error(error: grpc.RpcError) -> RecommenderError:
     """Translate a ``grpc.RpcError`` (sync or aio) into the matching subclass."""
@@ -66,5 +81,9 @@ def from_rpc_error(error: grpc.RpcError) -> RecommenderError:
     details = error.details() if hasattr(error, "details") else None
     if code is None:
         code = grpc.StatusCode.UNKNOWN
+    message = details or str(error)
+    missing = _MISSING_SIGNATURE.search(message) if code == grpc.StatusCode.FAILED_PRECONDITION else None
+    if missing:
+        return SignatureNotFound(code, message, missing.group(1))
     cls = _BY_CODE.get(code, RecommenderError)
-    return cls(code, details or str(error))
+    return cls(code, message)

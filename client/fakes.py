@@ -5,6 +5,16 @@ status-code mapping and the load test's response checks need a server that
 fails on cue (UNAVAILABLE twice, then OK), starts late, returns unsorted
 scores or leaves an output out. This fake speaks the same protos with canned,
 deterministic answers.
+
+``recommend_from_ratings`` follows the signature's contract (see README.md, "Export and
+the served API") with a toy scoring, so the client and CLI are tested without a model:
+inputs and dtypes checked, INVALID_ARGUMENT for what the model's in-graph asserts refuse
+(k <= 0, too many users or movies per row, shapes that disagree, a rating outside 0.5-5 on
+a non-padding entry), padding ("") and unknown movie ids ignored, a movie repeated in a
+row counted once (first occurrence), the given movies never returned, k capped at
+``max_k`` and at the catalogue size minus the row width, as the model does. A movie's
+score is the sum over the given movies of ``(rating - 3) / (1 + |movie - given|)``, plus a
+small profile term for a known user id; ties go to the lower movie id.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -31,6 +41,8 @@ from tensorflow_serving.apis import (
 
 from common.contract import (
     K,
+    MAX_RATED_MOVIES,
+    MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MODEL_CARD_SIGNATURE,
     MODEL_NAME,
@@ -40,20 +52,27 @@ from common.contract import (
     PREDICT_METHOD,
     PREDICT_SIGNATURE,
     PREDICTED_RATING,
+    RATED_MOVIE_IDS,
+    RATING_MAX,
+    RATING_MIN,
+    RATINGS,
+    RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     SCORES,
     USER_ID,
 )
 
-from client.tensors import string_vector, to_numpy
+from client.tensors import float_tensor, string_matrix, string_vector, to_numpy
 
 FAKE_VERSION = 1
+FAKE_SIGNATURES = (PREDICT_SIGNATURE, RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, MODEL_CARD_SIGNATURE)
 FAKE_CARD = {
     "model_name": MODEL_NAME,
     "version": FAKE_VERSION,
     "max_k": 100,
     "catalogue_size": 120,
     "vocabulary": {"user_ids": [str(u) for u in range(1, 31)], "movie_ids": [str(m) for m in range(1, 121)]},
+    "signatures": sorted(FAKE_SIGNATURES),
 }
 
 
@@ -64,28 +83,22 @@ class FakeBehaviour:
     fail_with: list[grpc.StatusCode] = field(default_factory=list)  # popped, one per call, before answering
     unsorted_scores: bool = False  # recommend returns scores ascending (a broken ranking)
     drop_outputs: set[str] = field(default_factory=set)  # Predict answers without these outputs (a broken export)
+    # Signatures the served model lacks (e.g. recommend_from_ratings on a reference-preset model):
+    # Predict answers FAILED_PRECONDITION as TF Serving does; metadata and the model card omit them.
+    missing_signatures: set[str] = field(default_factory=set)
     calls: int = 0
+    last_request: predict_pb2.PredictRequest | None = None  # the last Predict request received
 
 
-def _float_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in values.shape]
-        ),
-        tensor_content=np.ascontiguousarray(values, dtype="<f4").tobytes(),
-    )
+_float_tensor = float_tensor
 
 
-def _string_matrix(rows: list[list[str]]) -> tensor_pb2.TensorProto:
-    proto = string_vector([v for row in rows for v in row])
-    proto.tensor_shape.ClearField("dim")
-    proto.tensor_shape.dim.add(size=len(rows))
-    proto.tensor_shape.dim.add(size=len(rows[0]) if rows else 0)
-    return proto
+def _string_matrix(rows: list[list[str]], width: int | None = None) -> tensor_pb2.TensorProto:
+    """[len(rows), width] strings; width defaults to the first row's (0 for no rows)."""
+    return string_matrix(rows, (len(rows[0]) if rows else 0) if width is None else width)
 
 
-def _signature_map() -> get_model_metadata_pb2.SignatureDefMap:
+def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.SignatureDefMap:
     def info(dtype: int, dims: list[int]) -> meta_graph_pb2.TensorInfo:
         t = meta_graph_pb2.TensorInfo(dtype=dtype)
         for d in dims:
@@ -104,7 +117,79 @@ def _signature_map() -> get_model_metadata_pb2.SignatureDefMap:
     r.inputs[K].CopyFrom(info(types_pb2.DT_INT32, []))
     for key, dtype in ((MOVIE_IDS, types_pb2.DT_STRING), (MOVIE_TITLES, types_pb2.DT_STRING), (SCORES, types_pb2.DT_FLOAT)):
         r.outputs[key].CopyFrom(info(dtype, [-1, -1]))
+    f = sigs.signature_def[RECOMMEND_FROM_RATINGS_SIGNATURE]
+    f.CopyFrom(r)
+    f.inputs[RATED_MOVIE_IDS].CopyFrom(info(types_pb2.DT_STRING, [-1, -1]))
+    f.inputs[RATINGS].CopyFrom(info(types_pb2.DT_FLOAT, [-1, -1]))
+    c = sigs.signature_def[MODEL_CARD_SIGNATURE]
+    c.method_name = PREDICT_METHOD
+    c.outputs[MODEL_CARD].CopyFrom(info(types_pb2.DT_STRING, []))
+    for name in missing:
+        del sigs.signature_def[name]
     return sigs
+
+
+# recommend_from_ratings' inputs and their dtypes, as the signature declares them.
+_FROM_RATINGS_INPUTS = {
+    USER_ID: types_pb2.DT_STRING,
+    K: types_pb2.DT_INT32,
+    RATED_MOVIE_IDS: types_pb2.DT_STRING,
+    RATINGS: types_pb2.DT_FLOAT,
+}
+
+
+class _Refused(Exception):
+    """What the model's in-graph asserts would refuse: INVALID_ARGUMENT with this message."""
+
+
+def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[list[str]], np.ndarray]:
+    """(movie ids [users, k], scores [users, k]) by the toy scoring in the module docstring."""
+    sent = set(request.inputs)
+    if sent != set(_FROM_RATINGS_INPUTS):
+        raise _Refused(f"inputs must be {sorted(_FROM_RATINGS_INPUTS)}, got {sorted(sent)}")
+    for key, dtype in _FROM_RATINGS_INPUTS.items():
+        if request.inputs[key].dtype != dtype:
+            got = types_pb2.DataType.Name(request.inputs[key].dtype)
+            raise _Refused(f"input {key!r} has dtype {got} but the signature expects {types_pb2.DataType.Name(dtype)}")
+    users = to_numpy(request.inputs[USER_ID])
+    k = to_numpy(request.inputs[K])
+    rated = to_numpy(request.inputs[RATED_MOVIE_IDS])
+    ratings = to_numpy(request.inputs[RATINGS])
+    if users.ndim != 1 or k.ndim != 0 or rated.ndim != 2 or ratings.ndim != 2:
+        raise _Refused("expected user_id [-1], k [], rated_movie_ids [-1, -1], ratings [-1, -1]")
+    if int(k) <= 0:
+        raise _Refused(f"k must be positive, got {int(k)}")
+    if len(users) > MAX_RECOMMEND_USERS:
+        raise _Refused(f"at most {MAX_RECOMMEND_USERS} user_ids per recommend request")
+    if rated.shape != ratings.shape:
+        raise _Refused(f"{RATED_MOVIE_IDS} and {RATINGS} must have the same shape")
+    if rated.shape[0] != len(users):
+        raise _Refused(f"{RATED_MOVIE_IDS} must have one row per {USER_ID}")
+    if rated.shape[1] > MAX_RATED_MOVIES:
+        raise _Refused(f"at most {MAX_RATED_MOVIES} {RATED_MOVIE_IDS} per user")
+    given = rated != ""
+    if not ((ratings >= RATING_MIN) & (ratings <= RATING_MAX) | ~given).all():
+        raise _Refused(f"{RATINGS} must be within {RATING_MIN:g}-{RATING_MAX:g}")
+    catalogue = np.array([int(m) for m in FAKE_CARD["vocabulary"]["movie_ids"]])
+    in_catalogue = set(FAKE_CARD["vocabulary"]["movie_ids"])
+    known_users = set(FAKE_CARD["vocabulary"]["user_ids"])
+    k = max(0, min(int(k), FAKE_CARD["max_k"], len(catalogue) - rated.shape[1]))
+    ids, scores = [], np.zeros((len(users), k), np.float32)
+    for row, user in enumerate(users):
+        first: dict[int, float] = {}
+        for movie, rating in zip(rated[row], ratings[row]):
+            if movie in in_catalogue and int(movie) not in first:  # "" pads, unknown ids are ignored
+                first[int(movie)] = float(rating)
+        score = np.zeros(len(catalogue), np.float64)
+        for movie, rating in first.items():
+            score += (rating - 3.0) / (1.0 + np.abs(catalogue - movie))
+        if user in known_users:
+            score += 0.05 * ((int(user) + catalogue) % 5)
+        score[np.isin(catalogue, list(first))] = -np.inf
+        best = np.lexsort((catalogue, -score))[:k]  # descending score, then ascending id
+        ids.append([str(m) for m in catalogue[best]])
+        scores[row] = score[best]
+    return ids, scores
 
 
 class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
@@ -126,8 +211,11 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         self._maybe_fail(context)
+        self.behaviour.last_request = request
         self._check_model(request.model_spec, context)
         signature = request.model_spec.signature_name or PREDICT_SIGNATURE
+        if signature in self.behaviour.missing_signatures:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
         response = predict_pb2.PredictResponse()
         response.model_spec.name = MODEL_NAME
         response.model_spec.version.value = FAKE_VERSION
@@ -149,18 +237,32 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             if self.behaviour.unsorted_scores:
                 scores = scores[:, ::-1].copy()
             ids = [[str(i + 1) for i in range(k)] for _ in users]
-            response.outputs[MOVIE_IDS].CopyFrom(_string_matrix(ids))
-            response.outputs[MOVIE_TITLES].CopyFrom(_string_matrix([[f"Movie {m}" for m in row] for row in ids]))
-            response.outputs[SCORES].CopyFrom(_float_tensor(scores))
+            self._recommendations(response, ids, scores)
+        elif signature == RECOMMEND_FROM_RATINGS_SIGNATURE:
+            try:
+                ids, scores = _recommend_from_ratings(request)
+            except _Refused as refused:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
+            if self.behaviour.unsorted_scores:
+                ids, scores = [row[::-1] for row in ids], scores[:, ::-1].copy()
+            self._recommendations(response, ids, scores)
         elif signature == MODEL_CARD_SIGNATURE:
-            card = string_vector([json.dumps(FAKE_CARD)])
+            served = sorted(set(FAKE_SIGNATURES) - self.behaviour.missing_signatures)
+            card = string_vector([json.dumps({**FAKE_CARD, "signatures": served})])
             card.tensor_shape.ClearField("dim")
             response.outputs[MODEL_CARD].CopyFrom(card)
         else:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f'Serving signature key "{signature}" not found.')
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
         for key in self.behaviour.drop_outputs & set(response.outputs):
             del response.outputs[key]
         return response
+
+    @staticmethod
+    def _recommendations(response: predict_pb2.PredictResponse, ids: list[list[str]], scores: np.ndarray) -> None:
+        width = scores.shape[1]
+        response.outputs[MOVIE_IDS].CopyFrom(_string_matrix(ids, width))
+        response.outputs[MOVIE_TITLES].CopyFrom(_string_matrix([[f"Movie {m}" for m in row] for row in ids], width))
+        response.outputs[SCORES].CopyFrom(_float_tensor(scores))
 
     def GetModelMetadata(self, request, context):
         self._maybe_fail(context)
@@ -168,7 +270,7 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = MODEL_NAME
         response.model_spec.version.value = FAKE_VERSION
-        response.metadata["signature_def"].Pack(_signature_map())
+        response.metadata["signature_def"].Pack(_signature_map(self.behaviour.missing_signatures))
         return response
 
     def GetModelStatus(self, request, context):

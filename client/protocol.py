@@ -8,7 +8,8 @@ drift apart in validation, parsing or what "ready" means.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, Union
 
@@ -24,6 +25,7 @@ from tensorflow_serving.apis import (
 
 from common.contract import (
     K,
+    MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MODEL_CARD_SIGNATURE,
@@ -32,16 +34,32 @@ from common.contract import (
     MOVIE_TITLES,
     PREDICT_SIGNATURE,
     PREDICTED_RATING,
+    RATED_MOVIE_IDS,
+    RATING_MAX,
+    RATING_MIN,
+    RATINGS,
+    RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     SCORES,
     USER_ID,
 )
 
-from client.errors import DeadlineExceeded, MalformedResponse, NotFound, Unavailable
-from client.tensors import decode_strings, int32_scalar, string_vector, tensor_shape, to_numpy
+from client.errors import DeadlineExceeded, MalformedResponse, NotFound, SignatureNotFound, Unavailable
+from client.tensors import (
+    decode_strings,
+    float_tensor,
+    int32_scalar,
+    string_matrix,
+    string_vector,
+    tensor_shape,
+    to_numpy,
+)
 
 Id = Union[str, int]
 """A MovieLens id: ``42`` and ``"42"`` are the same id (the model's vocabulary is strings)."""
+
+RatedMovies = list[tuple[str, float]]
+"""One user's ratings after validation: (movie id, rating) in the caller's order, no movie twice."""
 
 _SIGNATURE_DEF = "signature_def"
 _FLOAT_DTYPES = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
@@ -138,6 +156,75 @@ def pair_ids(user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id]) -> tuple
     return users, movies
 
 
+def validate_rating(value: object, field: str) -> float:
+    """A finite number within RATING_MIN..RATING_MAX (MovieLens' half-star scale), as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{field}: a rating must be a number, got {type(value).__name__} {value!r}")
+    rating = float(value)
+    if not math.isfinite(rating):
+        raise ValueError(f"{field}: a rating must be finite, got {rating}")
+    if not RATING_MIN <= rating <= RATING_MAX:
+        raise ValueError(f"{field}: a rating must be within {RATING_MIN:g}-{RATING_MAX:g}, got {value!r}")
+    return rating
+
+
+def normalize_ratings(ratings: Mapping[Id, float], field: str) -> RatedMovies:
+    """One user's ``{movie_id: rating}`` -> [(movie id string, rating)], checked before sending.
+
+    Unknown movie ids pass (the model ignores them); a movie spelled twice (``42`` and
+    ``"42"``) is refused, since it would be unclear which rating counts.
+    """
+    if not isinstance(ratings, Mapping):
+        raise TypeError(f"{field}: expected a mapping of movie id to rating, got {type(ratings).__name__}")
+    if not ratings:
+        raise ValueError(f"{field}: at least one rated movie is required, got an empty mapping")
+    if len(ratings) > MAX_RATED_MOVIES:
+        raise ValueError(f"{field}: at most {MAX_RATED_MOVIES} rated movies per user, got {len(ratings)}")
+    rated: dict[str, float] = {}
+    for movie, value in ratings.items():
+        movie_id = normalize_id(movie, f"{field}: movie id")
+        if movie_id in rated:
+            raise ValueError(f"{field}: movie {movie_id!r} is given twice")
+        rated[movie_id] = validate_rating(value, f"{field}[{movie_id!r}]")
+    return list(rated.items())
+
+
+def _profile_id(value: Id | None, field: str) -> str:
+    """A user id for the profile, or "" (no profile) for None."""
+    return "" if value is None else normalize_id(value, field)
+
+
+def ratings_batch(
+    ratings: Mapping[Id, float] | Sequence[Mapping[Id, float]], user_id: Id | Sequence[Id | None] | None
+) -> tuple[list[str], list[RatedMovies]]:
+    """(user ids, one validated row per user) for recommend_from_ratings.
+
+    One mapping is one user, with ``user_id`` one id or None; a sequence of mappings is a
+    batch, with ``user_id`` None (no profiles) or a sequence of ids or Nones, one per mapping.
+    """
+    if isinstance(ratings, Mapping):
+        if user_id is not None and not is_single(user_id):
+            raise TypeError(f"user_id: one id (or None) goes with one mapping of ratings, got {type(user_id).__name__}")
+        return [_profile_id(user_id, "user_id")], [normalize_ratings(ratings, "ratings")]
+    if not isinstance(ratings, Sequence) or isinstance(ratings, (str, bytes)):
+        raise TypeError(
+            f"ratings: expected a mapping of movie id to rating, or a sequence of them, got {type(ratings).__name__}"
+        )
+    if len(ratings) == 0:
+        raise ValueError("ratings: at least one user's ratings are required, got an empty sequence")
+    if len(ratings) > MAX_RECOMMEND_USERS:
+        raise ValueError(f"ratings: at most {MAX_RECOMMEND_USERS} users per call, got {len(ratings)}")
+    if user_id is None:
+        users = [""] * len(ratings)
+    elif is_single(user_id) or not isinstance(user_id, Sequence):
+        raise TypeError("user_id: a sequence of ratings takes a sequence of user ids (or Nones), one per user")
+    elif len(user_id) != len(ratings):
+        raise ValueError(f"user_id: expected one id (or None) per user, got {len(user_id)} for {len(ratings)} users")
+    else:
+        users = [_profile_id(u, f"user_id[{i}]") for i, u in enumerate(user_id)]
+    return users, [normalize_ratings(r, f"ratings[{i}]") for i, r in enumerate(ratings)]
+
+
 # --- client options and readiness -------------------------------------------
 
 
@@ -201,6 +288,29 @@ def recommend_request(model: str, version: int | None, users: list[str], k: int)
     request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_SIGNATURE))
     request.inputs[USER_ID].CopyFrom(string_vector(users))
     request.inputs[K].CopyFrom(int32_scalar(k))
+    return request
+
+
+def recommend_from_ratings_request(
+    model: str, version: int | None, users: list[str], rows: list[RatedMovies], k: int
+) -> predict_pb2.PredictRequest:
+    """Rows padded to the longest with "" (movie) and 0.0 (rating), which the model ignores."""
+    if len(users) > MAX_RECOMMEND_USERS:
+        raise ValueError(f"ratings: at most {MAX_RECOMMEND_USERS} users per call, got {len(users)}")
+    if len(rows) != len(users):
+        raise ValueError(f"ratings: one row per user: got {len(rows)} rows for {len(users)} users")
+    width = max((len(row) for row in rows), default=0)
+    if width > MAX_RATED_MOVIES:
+        raise ValueError(f"ratings: at most {MAX_RATED_MOVIES} rated movies per user, got {width}")
+    movie_ids = [[movie for movie, _ in row] + [""] * (width - len(row)) for row in rows]
+    values = np.zeros((len(rows), width), dtype=np.float32)
+    for i, row in enumerate(rows):
+        values[i, : len(row)] = [rating for _, rating in row]
+    request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_FROM_RATINGS_SIGNATURE))
+    request.inputs[USER_ID].CopyFrom(string_vector(users))
+    request.inputs[K].CopyFrom(int32_scalar(k))
+    request.inputs[RATED_MOVIE_IDS].CopyFrom(string_matrix(movie_ids, width))
+    request.inputs[RATINGS].CopyFrom(float_tensor(values))
     return request
 
 
@@ -270,6 +380,19 @@ def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list
         [Recommendation(ids[i], titles[i], scores[i]) for i in range(row * k, (row + 1) * k)]
         for row in range(n_users)
     ]
+
+
+def explain_missing_signature(error: SignatureNotFound, model: str, target: str) -> SignatureNotFound:
+    """A model without ``recommend_from_ratings``: say which models have it and what to do instead."""
+    if error.signature != RECOMMEND_FROM_RATINGS_SIGNATURE:
+        return error
+    return SignatureNotFound(
+        error.code,
+        f"the model {model!r} served at {target} has no {RECOMMEND_FROM_RATINGS_SIGNATURE!r} signature: only "
+        "models of the default (two-stage) preset serve it, not those of the reference presets (basic, tuned). "
+        f"Serve a default-preset export, or recommend for a known user id instead (server: {error.message})",
+        error.signature,
+    )
 
 
 def parse_model_card(response: predict_pb2.PredictResponse) -> dict:

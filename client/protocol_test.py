@@ -8,14 +8,20 @@ from tensorflow_serving.apis import predict_pb2
 from client import protocol
 from client.errors import MalformedResponse, RecommenderError
 from client.fakes import _float_tensor, _string_matrix
-from client.tensors import string_vector
+from client.tensors import string_vector, to_numpy
+from tensorflow.core.framework import types_pb2
 from common.contract import (
     K,
+    MAX_RATED_MOVIES,
+    MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MOVIE_IDS,
     MOVIE_TITLES,
     PREDICT_SIGNATURE,
     PREDICTED_RATING,
+    RATED_MOVIE_IDS,
+    RATINGS,
+    RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     SCORES,
     USER_ID,
@@ -164,3 +170,47 @@ def test_recommend_request_caps_users():
     recommend_request("movielens", None, ["1"] * MAX_RECOMMEND_USERS, 10)
     with pytest.raises(ValueError, match=f"at most {MAX_RECOMMEND_USERS} users"):
         recommend_request("movielens", None, ["1"] * (MAX_RECOMMEND_USERS + 1), 10)
+
+
+def test_ratings_batch_normalizes_ids_ratings_and_profiles():
+    assert protocol.ratings_batch({50: 5, "172 ": np.float32(4.5)}, None) == ([""], [[("50", 5.0), ("172", 4.5)]])
+    assert protocol.ratings_batch({50: 5}, np.int64(42)) == (["42"], [[("50", 5.0)]])
+    users, rows = protocol.ratings_batch([{1: 1}, {2: 2, 3: 3}], [None, "7"])
+    assert users == ["", "7"] and rows == [[("1", 1.0)], [("2", 2.0), ("3", 3.0)]]
+    assert protocol.ratings_batch(({1: 1},), None) == ([""], [[("1", 1.0)]])  # a tuple is a batch too
+
+
+def test_recommend_from_ratings_request_pads_to_the_longest_row():
+    rows = [[("50", 5.0)], [("1", 1.0), ("2", 2.5), ("3", 0.5)], []]
+    request = protocol.recommend_from_ratings_request("movielens", 4, ["", "42", ""], rows, 10)
+    assert request.model_spec.signature_name == RECOMMEND_FROM_RATINGS_SIGNATURE
+    assert request.model_spec.version.value == 4
+    assert set(request.inputs) == {USER_ID, K, RATED_MOVIE_IDS, RATINGS}
+    assert request.inputs[RATED_MOVIE_IDS].dtype == types_pb2.DT_STRING
+    assert request.inputs[RATINGS].dtype == types_pb2.DT_FLOAT
+    assert to_numpy(request.inputs[K]).shape == () and int(to_numpy(request.inputs[K])) == 10
+    assert to_numpy(request.inputs[RATED_MOVIE_IDS]).tolist() == [["50", "", ""], ["1", "2", "3"], ["", "", ""]]
+    assert to_numpy(request.inputs[RATINGS]).tolist() == [[5.0, 0.0, 0.0], [1.0, 2.5, 0.5], [0.0, 0.0, 0.0]]
+
+
+def test_recommend_from_ratings_request_caps_users_and_width():
+    most = MAX_RECOMMEND_USERS
+    protocol.recommend_from_ratings_request("movielens", None, [""] * most, [[("1", 5.0)]] * most, 1)
+    with pytest.raises(ValueError, match=f"at most {MAX_RECOMMEND_USERS} users"):
+        protocol.recommend_from_ratings_request("movielens", None, [""] * 101, [[("1", 5.0)]] * 101, 1)
+    with pytest.raises(ValueError, match=f"at most {MAX_RATED_MOVIES} rated movies"):
+        protocol.recommend_from_ratings_request("movielens", None, [""], [[("1", 5.0)] * (MAX_RATED_MOVIES + 1)], 1)
+    with pytest.raises(ValueError, match="one row per user"):
+        protocol.recommend_from_ratings_request("movielens", None, ["", ""], [[("1", 5.0)]], 1)
+
+
+def test_only_a_missing_recommend_from_ratings_gets_the_preset_hint():
+    from client.errors import SignatureNotFound
+
+    other = SignatureNotFound(grpc.StatusCode.FAILED_PRECONDITION, "x", RECOMMEND_SIGNATURE)
+    assert protocol.explain_missing_signature(other, "movielens", "h:1") is other
+    ours = SignatureNotFound(grpc.StatusCode.FAILED_PRECONDITION, "server words", RECOMMEND_FROM_RATINGS_SIGNATURE)
+    explained = protocol.explain_missing_signature(ours, "movielens", "h:1")
+    assert explained.signature == RECOMMEND_FROM_RATINGS_SIGNATURE and explained.code == ours.code
+    assert "served at h:1 has no 'recommend_from_ratings'" in explained.message
+    assert explained.message.endswith("(server: server words)")

@@ -42,6 +42,25 @@ def string_vector(values: Sequence[str]) -> tensor_pb2.TensorProto:
     )
 
 
+def string_matrix(rows: Sequence[Sequence[str]], width: int) -> tensor_pb2.TensorProto:
+    """A DT_STRING tensor of shape [len(rows), width]; each row must hold exactly ``width`` strings."""
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=_shape([len(rows), width]))
+    values = proto.string_val
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"string_matrix: a row of {len(row)} values in a matrix of width {width}")
+        values.extend(v.encode("utf-8") for v in row)
+    return proto
+
+
+def float_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
+    """A DT_FLOAT tensor of ``values``' shape, packed little-endian in ``tensor_content``."""
+    values = np.ascontiguousarray(values, dtype="<f4")
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(values.shape), tensor_content=values.tobytes()
+    )
+
+
 def int32_scalar(value: int) -> tensor_pb2.TensorProto:
     """A DT_INT32 tensor of shape [] (rank 0)."""
     return tensor_pb2.TensorProto(

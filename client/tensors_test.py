@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from client.tensors import decode_strings, int32_scalar, string_vector, to_numpy
+from client.tensors import decode_strings, float_tensor, int32_scalar, string_matrix, string_vector, to_numpy
 
 
 def test_string_vector_round_trip_with_unicode():
@@ -60,3 +60,18 @@ def test_unsupported_dtype_and_decode_strings_type_check():
         to_numpy(tensor_pb2.TensorProto(dtype=types_pb2.DT_BOOL, bool_val=[True]))
     with pytest.raises(ValueError, match="expected a DT_STRING"):
         decode_strings(int32_scalar(1))
+
+
+def test_string_matrix_and_float_tensor_match_tensorflow():
+    import tensorflow as tf
+
+    strings = string_matrix([["50", "Amélie"], ["", "7"]], 2)
+    assert [d.size for d in strings.tensor_shape.dim] == [2, 2]
+    assert tf.make_ndarray(strings).tolist() == [[b"50", "Amélie".encode()], [b"", b"7"]]
+    assert to_numpy(string_matrix([], 0)).shape == (0, 0)
+    with pytest.raises(ValueError, match="a row of 1 values in a matrix of width 2"):
+        string_matrix([["1"]], 2)
+    values = np.array([[5.0, 0.5], [4.25, 0.0]])  # float64 in, DT_FLOAT out
+    floats = float_tensor(values)
+    assert floats.dtype == types_pb2.DT_FLOAT
+    np.testing.assert_array_equal(tf.make_ndarray(floats), values.astype(np.float32))

@@ -8,7 +8,7 @@ are unit-tested on their own), so wrong answers show up as Locust failures.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -34,6 +34,15 @@ def check_recommendations(rows: Sequence[Sequence[Recommendation]], n_users: int
             raise CheckFailed("duplicate movie ids in one user's recommendations")
         if not all(r.movie_id and r.title for r in row):
             raise CheckFailed("empty movie id or title in recommendations")
+
+
+def check_excluded(rows: Sequence[Sequence[Recommendation]], given: Sequence[Collection[str]]) -> None:
+    """recommend_from_ratings: no row recommends a movie its user just rated."""
+    if len(rows) != len(given):
+        raise CheckFailed(f"expected {len(given)} rows of recommendations, got {len(rows)}")
+    for row, rated in zip(rows, given):
+        if any(r.movie_id in rated for r in row):
+            raise CheckFailed("a movie the user rated was recommended back")
 
 
 def check_ratings(ratings: np.ndarray, n_pairs: int) -> None:

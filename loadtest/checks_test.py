@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from client.protocol import Recommendation
-from loadtest.checks import CheckFailed, check_ratings, check_recommendations
+from loadtest.checks import CheckFailed, check_excluded, check_ratings, check_recommendations
 
 
 def _row(scores, ids=None):
@@ -39,3 +39,12 @@ def test_ratings():
         check_ratings(np.array([3.5], np.float32), 2)
     with pytest.raises(CheckFailed, match="non-finite"):
         check_ratings(np.array([np.nan, 1.0], np.float32), 2)
+
+
+def test_given_movies_must_not_come_back():
+    rows = [_row([3.0, 2.0], ids=["7", "8"]), _row([1.0], ids=["9"])]
+    check_excluded(rows, [{"1": 5.0, "2": 4.0}, {"7": 1.0}])  # dicts of ratings work as sets of ids
+    with pytest.raises(CheckFailed, match="a movie the user rated was recommended back"):
+        check_excluded(rows, [{"8"}, set()])
+    with pytest.raises(CheckFailed, match="expected 1 rows"):
+        check_excluded(rows, [{"1"}])

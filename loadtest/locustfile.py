@@ -2,13 +2,20 @@
 
 Each task is one line of business logic; timing, response checks and Locust's
 ``request`` event live once in ``GrpcUser.call``. Requests are named after the
-signature they hit (``recommend``, ``serving_default``), so Locust's table reads
-as the API's. Ids are sampled from the served model's vocabulary, read once from its
-``model_card`` signature, so a Locust container needs no access to the model
-files.
+signature they hit (``recommend``, ``recommend_from_ratings``, ``serving_default``),
+so Locust's table reads as the API's. Ids are sampled from the served model's
+vocabulary, read once from its ``model_card`` signature, so a Locust container needs
+no access to the model files.
 
 Users:
-- ``RecommenderUser``: recommend : predict = 3 : 1 (the default mix).
+- ``RecommenderUser`` (the default mix): recommend : recommend_from_ratings : predict
+  = 3 : 1 : 1. Known users asking for their list are the bulk of a recommender's
+  traffic; people who signed up since the model was trained get theirs from the 3-20
+  movies they have rated so far (whole stars): a steady minority. One from-ratings call
+  per predict call keeps recommend : predict at the 3 : 1 of earlier runs, so those
+  figures stay comparable. A model without the ``recommend_from_ratings`` signature (the
+  reference presets: its model card's ``signatures`` lacks it) skips that task without
+  a request, leaving recommend : predict = 3 : 1.
 - ``PredictUser``: predict only; the signature TF Serving's batching can serve
   (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
   "Server-side batching, and why it is off").
@@ -31,7 +38,6 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
@@ -43,11 +49,14 @@ from locust.exception import StopUser  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
-from common.contract import PREDICT_SIGNATURE, RECOMMEND_SIGNATURE  # noqa: E402
-from loadtest.checks import check_ratings, check_recommendations  # noqa: E402
+from common.contract import (  # noqa: E402
+    PREDICT_SIGNATURE,
+    RECOMMEND_FROM_RATINGS_SIGNATURE,
+    RECOMMEND_SIGNATURE,
+)
+from loadtest.checks import check_excluded, check_ratings, check_recommendations  # noqa: E402
+from loadtest.traffic import ServedModel, fallback, sample_ratings, served_from_card  # noqa: E402
 
-MOVIELENS_USERS = [str(u) for u in range(1, 944)]
-MOVIELENS_MOVIES = [str(m) for m in range(1, 1683)]
 K = int(os.environ.get("LOADTEST_K", "10"))
 _batch = os.environ.get("LOADTEST_PREDICT_BATCH", "1-50").split("-")
 PREDICT_BATCH = (int(_batch[0]), int(_batch[-1]))
@@ -84,15 +93,6 @@ if SAMPLES_DIR:
     events.test_stop.add_listener(_write_samples)
 
 
-@dataclass(frozen=True)
-class ServedModel:
-    """What the load needs to know about the served model, from its model card."""
-
-    user_ids: list[str]
-    movie_ids: list[str]
-    k: int  # recommendations per user to expect: LOADTEST_K, capped by the server at max_k
-
-
 _served: ServedModel | None = None
 _served_lock = gevent.lock.Semaphore()
 
@@ -112,12 +112,8 @@ def _read_model_card(client: RecommenderClient, host: str) -> ServedModel:
     except RecommenderError:
         # Server down or odd: fall back to MovieLens 100K's ids and let the timed requests
         # report the problem as failures.
-        return ServedModel(MOVIELENS_USERS, MOVIELENS_MOVIES, K)
-    missing = sorted({"vocabulary", "max_k"} - set(card))
-    if missing:
-        raise RuntimeError(f"the model served at {host} has no {', '.join(missing)} in its model card: re-export it")
-    vocabulary = card["vocabulary"]
-    return ServedModel(vocabulary["user_ids"], vocabulary["movie_ids"], min(K, card["max_k"]))
+        return fallback(K)
+    return served_from_card(card, K, host)
 
 
 class GrpcUser(User):
@@ -171,6 +167,20 @@ class GrpcUser(User):
         k = self.served.k
         self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, k))
 
+    def recommend_from_ratings(self) -> None:
+        if not self.served.from_ratings:
+            return  # no request: Locust picks the next task at once
+        ratings = sample_ratings(self.served.movie_ids)
+        k = self.served.k
+
+        def check(rows) -> None:
+            check_recommendations(rows, 1, k)
+            check_excluded(rows, [ratings])
+
+        self.call(
+            RECOMMEND_FROM_RATINGS_SIGNATURE, lambda: [self.client.recommend_from_ratings(ratings, k=K)], check
+        )
+
     def predict(self) -> None:
         n = random.randint(*PREDICT_BATCH)
         users = random.choices(self.served.user_ids, k=n)
@@ -179,13 +189,17 @@ class GrpcUser(User):
 
 
 class RecommenderUser(GrpcUser):
-    """The default mix: three recommend calls for each predict call."""
+    """The default mix: recommend : recommend_from_ratings : predict = 3 : 1 : 1 (why: module docstring)."""
 
     abstract = USER_CLASS != "RecommenderUser"
 
     @task(3)
     def recommend_task(self) -> None:
         self.recommend()
+
+    @task(1)
+    def recommend_from_ratings_task(self) -> None:
+        self.recommend_from_ratings()
 
     @task(1)
     def predict_task(self) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from client.fakes import FakeBehaviour, fake_server
-from common.contract import MOVIE_TITLES, PREDICT_SIGNATURE, RECOMMEND_SIGNATURE
+from client import RecommenderClient
+from common.contract import MOVIE_TITLES, PREDICT_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, RECOMMEND_SIGNATURE
 from loadtest import runner
 from loadtest.runner import LoadTest, gate, main, run_load_test
 from loadtest.summary import summarize
@@ -27,7 +28,10 @@ def test_short_load_test_against_local_server(local_server, tmp_path, capsys):
     assert code == 0, printed
     summary = json.loads((out / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["failures"] == 0 and summary["requests"] > 0
-    assert set(summary["by_name"]) == {RECOMMEND_SIGNATURE, PREDICT_SIGNATURE}
+    with RecommenderClient(local_server.grpc_target, timeout_s=30) as client:
+        served = set(client.model_card().get("signatures", []))
+    expected = {RECOMMEND_SIGNATURE, PREDICT_SIGNATURE} | ({RECOMMEND_FROM_RATINGS_SIGNATURE} & served)
+    assert set(summary["by_name"]) == expected
     assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
     # Our raw counts agree with Locust's own statistics to within the last in-flight requests.
     assert abs(summary["locust_counts"]["Aggregated"]["requests"] - summary["requests"]) <= 4 * 2
@@ -65,6 +69,15 @@ def test_k_above_the_models_max_k_expects_max_k_results(tmp_path):
             LoadTest(host=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s", env={"LOADTEST_K": "150"})
         )
     assert summary["by_name"][RECOMMEND_SIGNATURE]["requests"] > 0 and summary["failures"] == 0
+    assert summary["by_name"][RECOMMEND_FROM_RATINGS_SIGNATURE]["requests"] > 0
+
+
+def test_the_default_mix_skips_from_ratings_on_a_model_without_it(tmp_path):
+    with fake_server(behaviour=FakeBehaviour(missing_signatures={RECOMMEND_FROM_RATINGS_SIGNATURE})) as (target, _):
+        summary = run_load_test(LoadTest(host=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s"))
+    assert set(summary["by_name"]) == {RECOMMEND_SIGNATURE, PREDICT_SIGNATURE}
+    assert summary["failures"] == 0 and summary["locust_exceptions"] == 0
+    assert all(s["requests"] > 0 for s in summary["by_name"].values())
 
 
 RAISING_LOCUSTFILE = """
