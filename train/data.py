@@ -16,7 +16,9 @@ result), with no Python work per rating. The vectorised checks are exactly as
 strict as the line rules; when they find something wrong, the first bad line is
 handed to the line-by-line validator (``_reject_*``), which names the problem.
 The first error in file order is the one reported, as a line-by-line reader
-would report it.
+would report it. Two rules exist because values are now numpy columns:
+integers longer than 18 digits are "too large" (everything fits an int64), and
+a NUL character in u.user/u.item is refused (numpy strings would drop it).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
 # Integers longer than this are refused: every value then fits in an int64.
 MAX_DIGITS = 18
 AGE_MAX = np.iinfo(np.int32).max
-# u.data is read in blocks of about this many bytes (cut at a line end).
-CHUNK_BYTES = 1 << 24
+# u.data is read in blocks of about this many bytes (cut at a line end): ~350k lines, ~100 MB of temporaries.
+CHUNK_BYTES = 1 << 23
 
 
 class DataError(ValueError):
@@ -80,21 +82,30 @@ class _Indexed:
         return self.ids[order], order
 
     @functools.cached_property
-    def _by_int(self) -> tuple[np.ndarray, np.ndarray]:
+    def _by_int(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         values = self.ids.astype(np.int64)  # the ids are canonical decimal integers (checked at load)
         order = np.argsort(values, kind="stable")
-        return values[order], order
+        table = None
+        if len(values) and 0 <= values[order[0]] and values[order[-1]] < 4 * len(values) + 1024:
+            # Dense ids (MovieLens numbers them 1…n): a direct id → row table beats binary search.
+            table = np.full(int(values[order[-1]]) + 1, -1, np.int32)
+            table[values[order[::-1]]] = order[::-1]  # the first row wins if an id repeats
+        return values[order], order, table
 
     def index(self, ids) -> np.ndarray:
-        """The int32 row of each id (``-1`` if unknown): binary search, no per-id Python work.
+        """The int32 row of each id (``-1`` if unknown), with no per-id Python work.
 
-        ``ids`` are str ids (a str, a sequence or a numpy array); an integer array is looked up
-        by value, which is what the loader does with parsed ``u.data`` columns.
+        ``ids`` are str ids (a str, a sequence or a numpy array), found by binary search in the
+        sorted ids. An integer array is looked up by value (the loader's parsed ``u.data``
+        columns): through a direct table when the ids are dense, as MovieLens' 1…n are.
         """
         query = np.asarray(ids)
         if query.dtype.kind in "iu":
-            keys, order = self._by_int
+            keys, order, table = self._by_int
             query = query.astype(np.int64, copy=False)
+            if table is not None:
+                inside = (query >= 0) & (query < len(table))
+                return np.where(inside, table[np.where(inside, query, 0)], -1).astype(np.int32)
         else:
             keys, order = self._by_str
             if query.dtype.kind != "U":
@@ -200,6 +211,12 @@ def _int(path: Path, number: int, name: str, value: str) -> int:
     return int(value)
 
 
+def _check_no_nul(path: Path, number: int, line: str) -> None:
+    # numpy strings cannot hold a trailing NUL: refuse it rather than lose it.
+    if "\x00" in line:
+        raise DataError(path, number, "NUL character")
+
+
 def _unexplained(path: Path, number: int) -> DataError:
     # The vectorised checks and the line rules disagree: a bug here, not in the data.
     return DataError(path, number, "malformed line (rejected by the vectorised check, but no line rule names why)")
@@ -214,6 +231,7 @@ def _reject_user_line(path: Path, number: int, line: str) -> None:
         raise DataError(path, number, f"gender {fields[2]!r} is not M or F")
     if age > AGE_MAX:
         raise DataError(path, number, f"age {age} is too large")
+    _check_no_nul(path, number, line)
     raise _unexplained(path, number)
 
 
@@ -224,6 +242,7 @@ def _reject_movie_line(path: Path, number: int, line: str) -> None:
     flags = [_int(path, number, "genre flag", f) for f in fields[5:]]
     if any(f not in (0, 1) for f in flags):
         raise DataError(path, number, "genre flags must be 0 or 1")
+    _check_no_nul(path, number, line)
     raise _unexplained(path, number)
 
 
@@ -269,8 +288,10 @@ def _first(bad: np.ndarray) -> int | None:
 
 def _first_repeat(keys: np.ndarray) -> tuple[int, int] | None:
     """(row, earlier row) of the first row whose key already occurred, in row order; O(n log n)."""
-    if len(keys) < 2 or not (np.diff(np.sort(keys)) == 0).any():
+    ordered = np.sort(keys)
+    if not (ordered[1:] == ordered[:-1]).any():
         return None  # the common case costs one sort
+    del ordered
     order = np.argsort(keys, kind="stable")  # equal keys keep row order
     ordered = keys[order]
     repeats = order[1:][ordered[1:] == ordered[:-1]]
@@ -435,14 +456,6 @@ def read_movies(path: Path) -> Movies:
 
 # --- tab-separated integer files (u.data, u1.base, …) ----------------------------------------
 
-# Byte classes of an integer TSV file: digit, tab, newline, anything else.
-_DIGIT, _TAB, _NEWLINE, _OTHER = 0, 1, 2, 3
-_TSV_CLASS = np.full(256, _OTHER, np.uint8)
-_TSV_CLASS[ord("0") : ord("9") + 1] = _DIGIT
-_TSV_CLASS[ord("\t")] = _TAB
-_TSV_CLASS[ord("\n")] = _NEWLINE
-
-
 @dataclasses.dataclass
 class _Block:
     """Some whole lines of an integer TSV file, parsed as far as the first malformed one."""
@@ -460,34 +473,34 @@ class _Block:
 
 def _parse_block(data: bytes, first_line: int, n_fields: int) -> _Block:
     buf = np.frombuffer(data, np.uint8)
-    kind = _TSV_CLASS[buf]
-    ends = np.flatnonzero(kind == _NEWLINE)
+    newline = buf == ord("\n")
+    sep = newline | (buf == ord("\t"))
+    ends = np.flatnonzero(newline)
     n_good = len(ends)
-    other = np.flatnonzero(kind == _OTHER)
-    if len(other):
-        n_good = int(np.searchsorted(ends, other[0]))
-    seps = np.flatnonzero((kind == _TAB) | (kind == _NEWLINE))
-    line_ends_in_seps = np.flatnonzero(kind[seps] == _NEWLINE)
-    wrong = _first(np.diff(line_ends_in_seps, prepend=-1) != n_fields)
+    other = (buf - np.uint8(ord("0")) > 9) & ~sep  # not a digit, tab or newline (uint8 wraps below "0")
+    if other.any():
+        n_good = int(np.searchsorted(ends, np.argmax(other)))
+    seps = np.flatnonzero(sep)
+    fields_per_line = np.diff(np.flatnonzero(newline[seps]), prepend=-1)
+    wrong = _first(fields_per_line != n_fields)
     if wrong is not None:
         n_good = min(n_good, wrong)
-    stops = seps[: n_good * n_fields].reshape(n_good, n_fields)  # a field ends at its separator
+    stops = seps[: n_good * n_fields]  # a field ends at its separator
     starts = np.empty_like(stops)
-    starts.flat[1:] = stops.flat[:-1] + 1
-    starts.flat[:1] = 0
+    starts[1:] = stops[:-1] + 1
+    starts[:1] = 0
     length = stops - starts
     bad = (length == 0) | (length > MAX_DIGITS) | ((buf[starts] == ord("0")) & (length > 1))
-    wrong = _first(bad.any(axis=1))
+    wrong = _first(bad.reshape(n_good, n_fields).any(axis=1))
     if wrong is not None:
         n_good = wrong
-    columns = []
-    for j in range(n_fields):
-        stop, size = stops[:n_good, j], length[:n_good, j]
-        values = np.zeros(n_good, np.int64)
-        for k in range(int(size.max(initial=0))):  # right to left: digit k is worth 10**k
-            digit = buf[np.maximum(stop - 1 - k, 0)].astype(np.int64) - ord("0")
-            values += np.where(k < size, digit * 10**k, 0)
-        columns.append(values)
+    # Every field of the good lines is now a canonical integer of at most MAX_DIGITS digits, so
+    # numpy's C text reader converts them exactly (whitespace-separated: tabs and newlines).
+    good = data[: int(ends[n_good - 1]) + 1] if n_good else b""
+    values = np.fromstring(good, dtype=np.int64, sep=" ")
+    if len(values) != n_good * n_fields:
+        raise AssertionError(f"read {len(values)} integers from {n_good} checked lines")
+    columns = list(values.reshape(n_good, n_fields).T)
     return _Block(first_line, data, ends, columns, n_good)
 
 
@@ -530,13 +543,14 @@ def read_ratings(path: Path, movies: Movies, users: Users) -> Ratings:
         user, movie = users.index(user_id), movies.index(movie_id)
         bad = _first((rating < 1) | (rating > 5) | (user < 0) | (movie < 0))
         n = block.n_good if bad is None else bad
-        parts.append((user[:n], movie[:n], rating[:n].astype(np.float32), timestamp[:n]))
+        parts.append((user[:n], movie[:n], rating[:n].astype(np.float32), timestamp[:n].copy()))
         if n < len(block.ends):
             failed = block.first_line + n, block.line(n)
             break
     if not parts:
         parts.append((np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
     user, movie, rating, timestamp = (np.concatenate(column) for column in zip(*parts))
+    del parts  # the blocks' copies
     repeat = _first_repeat(_pair_key(user, movie, len(movies)))
     if repeat is not None:  # every row read comes before the failed line
         row, first = repeat

@@ -60,8 +60,14 @@ def test_index_follows_file_order_not_sorted_order():
         occupation=np.array(["x"] * 3), zip_code=np.array(["1"] * 3),
     )
     assert list(users.index(["100", "30", "4", "5"])) == [2, 0, 1, -1]
-    assert list(users.index(np.array([4, 100]))) == [1, 2]
+    assert list(users.index(np.array([4, 100, 101, -4, 0]))) == [1, 2, -1, -1, -1]
     assert len(users) == 3
+    sparse = data.Movies(  # ids far apart: binary search instead of a direct table
+        ids=np.array(["5", "1000000", "70000"]), titles=np.array(["a", "b", "c"]), year=np.zeros(3, np.int32),
+        genres=np.zeros((3, data.NUM_GENRES), np.uint8),
+    )
+    assert list(sparse.index(np.array([70000, 5, 1000000, 6, 2000000, -1]))) == [2, 0, 1, -1, -1, -1]
+    assert list(sparse.index(["1000000", "7"])) == [1, -1]
 
 
 def test_genre_names():
@@ -129,6 +135,9 @@ BAD_LINES = [
     ("u.user", 6, "6|30|M|writer|12345\r", "carriage return"),
     ("u.user", 7, "7|30|M|writer", "expected 5 '|'-separated fields, found 4"),
     ("u.user", 8, "8|99999999999|M|writer|12345", "age 99999999999 is too large"),
+    ("u.user", 9, "9|30|M|writer|12345\x00", "NUL character"),
+    ("u.user", 10, "1\x000|30|M|writer|12345", "user id '1\\x000' is not an integer"),
+    ("u.item", 7, "7|Nul\x00 (1995)|01-Jan-1995||u" + "|0" * 19, "NUL character"),
     ("u.data", 12, "07\t2\t3\t874724710", "user id '07' is not an integer"),
     ("u.data", 13, "1\t2\t3\t874724710\r", "carriage return"),
 ]
@@ -347,4 +356,73 @@ def test_random_corruptions_match_the_line_reader(fixture_dir, tmp_path, monkeyp
     else:
         with pytest.raises(data.DataError) as e:
             data.load(directory)
+        assert str(e.value) == expected
+
+
+def _reference_table_error(path: Path, what: str) -> str | None:
+    """The line rules of u.user / u.item, line by line, as an independent oracle."""
+    raw = path.read_bytes().decode("latin-1")
+    if raw and not raw.endswith("\n"):
+        return f"{path}:{raw.count(chr(10)) + 1}: truncated line: the file does not end with a newline"
+    seen = set()
+    for number, line in enumerate(raw.split("\n")[:-1], start=1):
+        where = f"{path}:{number}: "
+        if not line.strip():
+            return where + "empty line"
+        if "\r" in line:
+            return where + "carriage return: the files use Unix line endings"
+        fields = line.split("|")
+        expected = 5 if what == "user" else 24
+        if len(fields) != expected:
+            return where + f"expected {expected} '|'-separated fields, found {len(fields)}"
+        names = ["user id", "age"] if what == "user" else ["movie id"] + ["genre flag"] * 19
+        values = fields[:2] if what == "user" else fields[:1] + fields[5:]
+        for name, value in zip(names, values):
+            if not re.fullmatch(r"0|[1-9][0-9]*", value):
+                return where + f"{name} {value!r} is not an integer"
+            if len(value) > 18:
+                return where + f"{name} {value!r} is too large (more than 18 digits)"
+        if what == "user" and fields[2] not in ("M", "F"):
+            return where + f"gender {fields[2]!r} is not M or F"
+        if what == "user" and int(fields[1]) > 2**31 - 1:
+            return where + f"age {int(fields[1])} is too large"
+        if what == "movie" and any(int(f) not in (0, 1) for f in fields[5:]):
+            return where + "genre flags must be 0 or 1"
+        if "\x00" in line:
+            return where + "NUL character"
+        if fields[0] in seen:
+            return where + f"duplicate {what} id {fields[0]}"
+        seen.add(fields[0])
+    return None
+
+
+_TABLE_EDITS = ["", "|", "||", "\r", "\x00", " ", "0", "+", "x", "\n", "é", "2", "9" * 19, "M", "F", "1"]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_table_corruptions_match_the_line_reader(fixture_dir, tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    what = ("user", "movie")[seed % 2]
+    directory = _copy(fixture_dir, tmp_path)
+    path = directory / ("u.user" if what == "user" else "u.item")
+    raw = bytearray(path.read_bytes())
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.75:  # insert or replace a few bytes before the last newline
+            at = int(rng.integers(0, len(raw)))
+            span = int(rng.integers(0, 3))
+            raw[at : at + span] = _TABLE_EDITS[rng.integers(len(_TABLE_EDITS))].encode("latin-1")
+        else:  # give a later line an earlier line's id
+            lines = bytes(raw).split(b"\n")
+            i, j = sorted(rng.choice(len(lines) - 1, 2, replace=False))
+            lines[j] = lines[i].split(b"|")[0] + b"|" + lines[j].split(b"|", 1)[-1]
+            raw = bytearray(b"\n".join(lines))
+    path.write_bytes(bytes(raw))
+    read = data.read_users if what == "user" else data.read_movies
+    expected = _reference_table_error(path, what)
+    if expected is None:
+        table = read(path)
+        assert list(table.ids) == [line.split("|")[0] for line in _lines(path)]
+    else:
+        with pytest.raises(data.DataError) as e:
+            read(path)
         assert str(e.value) == expected

@@ -55,7 +55,7 @@ def make(name: str, movielens: MovieLens, seed: int = 42) -> Split:
         base_file, test_file = (movielens.data_dir / f for f in fold_files(name))
         base = read_pairs(base_file, movielens)
         test = read_pairs(test_file, movielens)
-        overlap = np.intersect1d(base, test)
+        overlap = np.intersect1d(base, test, assume_unique=True)  # read_pairs refuses repeated lines
         if len(overlap):
             first = overlap[0]
             user = movielens.users.ids[movielens.ratings.user[first]]
