@@ -11,7 +11,7 @@ REPLICAS ?= 2
 # `make serve-replicas` runs): load-test that server or Envoy instead.
 LOADTEST_HOST ?=
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench test test-replicas conformance clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench evaluate test test-replicas conformance clean
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The default preset (two-stage) on MovieLens' u1 fold: every user has a training history.
+SPLIT ?= u1
 train: setup
-	$(PY) -m train --preset tuned --split seed-temporal --run-name $(RUN)
+	$(PY) -m train --preset two-stage --split $(SPLIT) --run-name $(RUN)
 
 export: setup
 	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
@@ -49,6 +51,11 @@ ifeq ($(LOADTEST_HOST),)
 else
 	$(PY) -m loadtest --host $(LOADTEST_HOST) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
 endif
+
+# The default preset on u1…u5 and seed-temporal, each exported and measured through its
+# signatures next to the baselines: EVALUATION.md + evaluation.png (about 10 minutes).
+evaluate: setup
+	$(PY) -m export.evaluation_report --out EVALUATION.md
 
 bench: setup
 	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md

@@ -1,4 +1,4 @@
-"""python -m train --preset tuned --split seed-temporal --run-name NAME [--epochs N ...]"""
+"""python -m train --run-name NAME [--preset two-stage|basic|tuned] [--split u1|…|seed-temporal] [--epochs N ...]"""
 
 from __future__ import annotations
 
@@ -37,12 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = metrics["rows"]
+    rows, base = metrics["rows"], metrics["baselines"]
+    ease = base["ease"].get("recall_at_10")
     print(
-        f"{args.run_name}: preset={config.preset} split={config.split} epochs={config.epochs} "
-        f"rows={rows['train']}/{rows['val']}/{rows['test']} "
-        f"RMSE train={metrics['train_rmse']:.4f} val={metrics['val_rmse']:.4f} test={metrics['test_rmse']:.4f} "
-        f"(global-mean baseline {metrics['baseline_global_mean_test_rmse']:.4f}) fit={metrics['fit_seconds']:.1f}s"
+        f"{args.run_name}: preset={config.preset} split={config.split} "
+        f"rows={rows['train']}/{rows['val']}/{rows['test']} fit={metrics['fit_seconds']:.1f}s\n"
+        f"  test Recall@10 {metrics['recall_at_10']:.4f}  NDCG@10 {metrics['ndcg_at_10']:.4f}  "
+        f"coverage@10 {metrics['coverage_at_10']}  (popularity {base['popularity']['recall_at_10']:.4f} / "
+        f"{base['popularity']['ndcg_at_10']:.4f}, EASE {'skipped' if ease is None else f'{ease:.4f} / ' + format(base['ease']['ndcg_at_10'], '.4f')})\n"
+        f"  RMSE train {metrics['train_rmse']:.4f}  val {metrics['val_rmse']:.4f}  test {metrics['test_rmse']:.4f}  "
+        f"(global mean {metrics['baseline_global_mean_test_rmse']:.4f})"
     )
     return 0
 

@@ -40,6 +40,7 @@ class FeatureTables:
     history_indptr: np.ndarray  # int64 [n_user_rows + 1]: training ratings per user row (CSR)
     history_movies: np.ndarray  # int32 [n_train]: movie rows, sorted within each user
     history_ratings: np.ndarray  # float32 [n_train]: the ratings, aligned with history_movies
+    history_times: np.ndarray  # int64 [n_train]: when each was rated, aligned with history_movies
     movie_count: np.ndarray  # int64 [n_movie_rows]: training ratings per movie
     user_ids: np.ndarray  # str [n_user_rows - 1]: the raw id of each known user row
     movie_ids: np.ndarray  # str [n_movie_rows - 1]
@@ -123,6 +124,7 @@ def build(movielens: MovieLens, train_rows: np.ndarray) -> FeatureTables:
         history_indptr=history.indptr,
         history_movies=history.indices,
         history_ratings=ratings.rating[train_rows][order].astype(np.float32),
+        history_times=ratings.timestamp[train_rows][order].astype(np.int64),
         movie_count=np.bincount(movie_rows, minlength=n_movie_rows).astype(np.int64),
         user_ids=users.ids.astype(str),
         movie_ids=movies.ids.astype(str),

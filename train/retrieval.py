@@ -120,18 +120,24 @@ class RetrievalModel(tfrs.models.Model):
         low_rating_weight: float,
         full_softmax_max_movies: int,
         seed: int,
-        short_history_share: float = 0.0,
+        causal_history_share: float = 0.0,
     ):
         super().__init__()
         self.query_tower = QueryTower(features, dim, name="query_tower")
         self.candidate_tower = CandidateTower(features, dim, name="candidate_tower")
         self.history_sample = history_sample
-        self.short_history_share = short_history_share
+        self.causal_history_share = causal_history_share
         self.low_rating_weight = low_rating_weight
         self.seed = seed
         self.indptr = tf.constant(features.history_indptr)
         self.history_movies = tf.constant(features.history_movies)
         self.history_ratings = tf.constant(features.history_ratings)
+        # Training samples from each user's history in time order, so a prefix is "what they had rated before".
+        in_time_order = np.lexsort((features.history_times, features.history.row_ids()))
+        self.timeline_movies = tf.constant(features.history_movies[in_time_order])
+        self.timeline_ratings = tf.constant(features.history_ratings[in_time_order])
+        self._timeline_keys = features.history.row_ids()[in_time_order].astype(np.int64) * 2**32 + features.history_times[in_time_order]
+        self._timeline_starts = features.history_indptr
         catalogue = features.catalogue
         self.catalogue = tf.constant(catalogue)
         position = np.full(features.n_movie_rows, -1, np.int32)
@@ -142,24 +148,31 @@ class RetrievalModel(tfrs.models.Model):
         self.sampling_probability = tf.constant(frequency.astype(np.float32))
         self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
 
-    def sampled_history(self, user_rows: tf.Tensor, target: tf.Tensor):
-        """``history_sample`` entries per user, uniformly with replacement, the target movie masked out."""
+    def ratings_before(self, user_rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """How many of each user's training ratings came strictly before ``timestamps`` (numpy, vectorised)."""
+        keys = np.asarray(user_rows, np.int64) * 2**32 + np.asarray(timestamps, np.int64)
+        return (np.searchsorted(self._timeline_keys, keys, side="left") - self._timeline_starts[user_rows]).astype(np.int64)
+
+    def sampled_history(self, user_rows: tf.Tensor, target: tf.Tensor, before: tf.Tensor):
+        """``history_sample`` entries per user, uniformly with replacement, the target movie masked out.
+
+        A ``causal_history_share`` of the examples draw only from what the user
+        had rated before the target (nothing, for their first rating): next-item
+        prediction, which is what a new user with a handful of ratings asks for.
+        The rest draw from the whole history.
+        """
         starts = tf.gather(self.indptr, user_rows)
         lengths = tf.gather(self.indptr, user_rows + 1) - starts
-        shape = tf.stack([tf.shape(user_rows)[0], self.history_sample])
-        draws = tf.random.uniform(shape, seed=self.seed)
+        batch = tf.shape(user_rows)[0]
+        if self.causal_history_share:
+            causal = tf.random.uniform([batch], seed=self.seed) < self.causal_history_share
+            lengths = tf.where(causal, tf.cast(before, lengths.dtype), lengths)
+        draws = tf.random.uniform(tf.stack([batch, self.history_sample]), seed=self.seed)
         offsets = tf.cast(draws * tf.cast(lengths[:, None], tf.float32), tf.int64)
         positions = starts[:, None] + tf.minimum(offsets, tf.maximum(lengths[:, None] - 1, 0))
-        movies = tf.cast(tf.gather(self.history_movies, positions), tf.int64)
-        ratings = tf.gather(self.history_ratings, positions)
+        movies = tf.cast(tf.gather(self.timeline_movies, positions), tf.int64)
+        ratings = tf.gather(self.timeline_ratings, positions)
         mask = (lengths[:, None] > 0) & tf.not_equal(movies, tf.cast(target, tf.int64)[:, None])
-        if self.short_history_share:
-            # Some examples see only a few of their history entries, as a new user
-            # describing themselves with a handful of ratings would.
-            short = tf.random.uniform(shape[:1], seed=self.seed) < self.short_history_share
-            keep = tf.random.uniform(shape[:1], 1, self.history_sample + 1, dtype=tf.int32, seed=self.seed)
-            keep = tf.where(short, keep, self.history_sample)
-            mask &= tf.range(self.history_sample)[None, :] < keep[:, None]
         return movies, ratings, mask
 
     def query(self, user_rows: tf.Tensor) -> tf.Tensor:
@@ -173,7 +186,7 @@ class RetrievalModel(tfrs.models.Model):
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_rows, movie_rows = features["user"], features["movie"]
         weights = tf.where(features["rating"] >= 4.0, 1.0, self.low_rating_weight)
-        query = self.query_tower(user_rows, *self.sampled_history(user_rows, movie_rows))
+        query = self.query_tower(user_rows, *self.sampled_history(user_rows, movie_rows, features["before"]))
         if self.full_softmax:
             embeddings, bias = self.candidates()
             logits = tf.matmul(query, embeddings, transpose_b=True) + bias

@@ -37,12 +37,30 @@ def test_sampled_history_never_shows_the_target(features):
     model = _model(features)
     users = np.repeat(np.flatnonzero(features.history.lengths() > 0), 3)
     targets = np.array([features.history.row(u)[0] for u in users], np.int64)
-    movies, _, mask = (t.numpy() for t in model.sampled_history(tf.constant(users, tf.int64), tf.constant(targets)))
+    before = np.zeros(len(users), np.int64)  # unused: causal_history_share is 0
+    movies, _, mask = (t.numpy() for t in model.sampled_history(tf.constant(users, tf.int64), tf.constant(targets), tf.constant(before)))
     assert movies.shape == (len(users), 16)
     assert not (mask & (movies == targets[:, None])).any()
     assert mask.any(axis=1).mean() > 0.9  # the rest of each history is still there
     for i, user in enumerate(users):
         assert np.isin(movies[i], features.history.row(user)).all()
+
+
+def test_causal_history_holds_only_earlier_ratings(features):
+    model = RetrievalModel(features, dim=8, history_sample=16, low_rating_weight=0.3,
+                           full_softmax_max_movies=10_000, seed=1, causal_history_share=1.0)
+    row_ids = features.history.row_ids().astype(np.int64)
+    users, targets, times = row_ids, features.history_movies.astype(np.int64), features.history_times
+    before = model.ratings_before(users, times)
+    # Brute force: earlier ratings of the same user.
+    for i in range(0, len(users), 37):
+        same = row_ids == users[i]
+        assert before[i] == np.sum(same & (features.history_times < times[i]))
+    movies, _, mask = (t.numpy() for t in model.sampled_history(tf.constant(users), tf.constant(targets), tf.constant(before)))
+    time_of = {(u, m): t for u, m, t in zip(row_ids, features.history_movies, features.history_times)}
+    for i in range(len(users)):
+        assert mask[i].any() == (before[i] > 0)
+        assert all(time_of[users[i], m] < times[i] for m in movies[i][mask[i]])
 
 
 def test_rating_levels_are_half_stars():
@@ -55,10 +73,12 @@ def test_both_losses_train(features, fixture_dir, full_softmax_max_movies):
     movielens = data.load(fixture_dir)
     model = _model(features, full_softmax_max_movies)
     assert model.full_softmax == (full_softmax_max_movies > 1)
+    users = movielens.ratings.user.astype(np.int64) + 1
     batch = {
-        "user": tf.constant(movielens.ratings.user.astype(np.int64) + 1),
+        "user": tf.constant(users),
         "movie": tf.constant(movielens.ratings.movie.astype(np.int64) + 1),
         "rating": tf.constant(movielens.ratings.rating),
+        "before": tf.constant(model.ratings_before(users, movielens.ratings.timestamp)),
     }
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(128)

@@ -58,8 +58,8 @@ class Rows:
     def __add__(self, other: "Rows") -> "Rows":
         return Rows(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
-    def dataset(self, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices({"user": self.user, "movie": self.movie, "rating": self.rating})
+    def dataset(self, batch_size: int, shuffle_seed: int | None = None, **extra: np.ndarray) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices({"user": self.user, "movie": self.movie, "rating": self.rating, **extra})
         if shuffle_seed is not None:
             ds = ds.cache().shuffle(len(self.user), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
@@ -97,7 +97,7 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
     return {
         "retrieval": RetrievalModel(
             features, config.retrieval_dim, config.history_sample, config.low_rating_weight,
-            config.full_softmax_max_movies, config.seed, config.short_history_share,
+            config.full_softmax_max_movies, config.seed, config.causal_history_share,
         ),
         "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean),
     }
@@ -175,8 +175,9 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
     if "retrieval" in models:
         started = time.perf_counter()
         models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
+        before = models["retrieval"].ratings_before(train.user, train.timestamp)
         models["retrieval"].fit(
-            train.dataset(config.retrieval_batch_size, shuffle_seed=config.seed),
+            train.dataset(config.retrieval_batch_size, shuffle_seed=config.seed, before=before),
             epochs=config.retrieval_epochs, verbose=verbose,
         )
         fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
