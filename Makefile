@@ -11,7 +11,7 @@ REPLICAS ?= 2
 # `make serve-replicas` runs): load-test that server or Envoy instead.
 LOADTEST_HOST ?=
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench evaluate test test-replicas conformance clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas conformance clean
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -56,6 +56,11 @@ endif
 # signatures next to the baselines: EVALUATION.md + evaluation.png (about 10 minutes).
 evaluate: setup
 	$(PY) -m export.evaluation_report --out EVALUATION.md
+
+# Synthetic 100K, 1M and 5M ratings: train 1 epoch + export time, peak RSS, SavedModel size,
+# recommend latency, into BENCHMARKS.md's scale section (about 15 minutes; not part of make test).
+bench-scale: setup
+	$(PY) -m export.scale_bench --sizes 100K 1M 5M --out BENCHMARKS.md
 
 bench: setup
 	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md

@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +26,13 @@ from common.quiet import native_stderr_silenced
 from common.contract import (
     K,
     MODEL_BASE_PATH,
+    MODEL_CARD,
+    MODEL_CARD_SIGNATURE,
     MOVIE_ID,
     PREDICT_SIGNATURE,
+    RATED_MOVIE_IDS,
+    RATINGS,
+    RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     REPORTS_DIR,
     USER_ID,
@@ -66,10 +72,19 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
         signatures = tf.saved_model.load(str(version_dir)).signatures
     predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
     user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant(10, tf.int32)
-    return {
+    rows = {
         "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
         "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
     }
+    if RECOMMEND_FROM_RATINGS_SIGNATURE in signatures:  # default-preset models only
+        card = json.loads(signatures[MODEL_CARD_SIGNATURE]()[MODEL_CARD].numpy())
+        rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
+        ratings = tf.constant([[float(1 + i % 5) for i in range(rated.shape[1])]])
+        from_ratings = signatures[RECOMMEND_FROM_RATINGS_SIGNATURE]
+        rows["recommend_from_ratings 20 ratings k=10"] = _percentiles_ms(
+            lambda: from_ratings(**{USER_ID: tf.constant([""]), K: k, RATED_MOVIE_IDS: rated, RATINGS: ratings}), calls
+        )
+    return rows
 
 
 def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
@@ -111,6 +126,16 @@ def _locust_minus_loop(one_user: dict, loop: dict, names: dict[str, str]) -> str
     return ", ".join(parts) or "not measured (no successful Locust requests)"
 
 
+def keep_scale_section(path: Path, text: str) -> str:
+    """``make bench-scale`` writes its table between markers in the same file; a new bench keeps it."""
+    from export.scale_bench import END, START
+
+    old = path.read_text() if path.exists() else ""
+    if START in old and END in old:
+        return text.rstrip("\n") + "\n\n" + old[old.index(START) : old.index(END) + len(END)] + "\n"
+    return text
+
+
 def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
     fl, loop, one, c_off, c_on, mix = (
         results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix")
@@ -144,6 +169,8 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "|---|---:|---:|",
         *(f"| {n} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for n, v in fl.items()),
         "",
+        *([f"A new user's 20 ratings cost {fl['recommend_from_ratings 20 ratings k=10']['p50_ms'] / fl['recommend k=10']['p50_ms']:.2f}× "
+           "a known user's `recommend` (p50).", ""] if "recommend_from_ratings 20 ratings k=10" in fl else []),
         "## (b) gRPC, one user",
         "",
         f"Sequential calls over gRPC to the local server: Locust with 1 user for {args.one_user_time} "
@@ -268,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as server:
         results["predict_on"] = _load(server, "predict-batching-on", args.reports, args.load_time, USERS, "PredictUser", "1")
     text = render(results, machine, args, time.monotonic() - started)
-    args.out.write_text(text)
+    args.out.write_text(keep_scale_section(args.out, text))
     print(text)
     print(f"wrote {args.out}")
     return 0
