@@ -47,6 +47,7 @@ class TrainConfig:
     # ML-100K 0.5 lifted recommend_from_ratings for new users (seed-temporal) from 0.234 to 0.265 Recall@10
     # but cost u1 Recall@10 0.430 -> 0.400, so it is off by default.
     causal_history_share: float = 0.0
+    history_shrinkage: float = 10.0  # the history mean divides by count + this: short histories lean on the profile
     low_rating_weight: float = 0.3  # loss weight of a rating below 4 (relevant = rating >= 4)
     full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
     candidates: int = 100  # retrieved movies the ranking stage re-scores
@@ -71,20 +72,62 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# One line per field for ``python -m train --help``; each flag's help adds the value under every preset.
+FIELD_HELP: dict[str, str] = {
+    "preset": "named set of values for the flags below; a flag given explicitly overrides it",
+    "split": "which rows train, validate and test: seed-temporal (by timestamp) or MovieLens' u1...u5 folds",
+    "model": "reference: the blog's rating model; two-stage: retrieval + ranking",
+    "embedding_dim": "embedding width of the rating model (reference) or of the ranking stage (two-stage)",
+    "layer_sizes": "widths of the dense layers, e.g. 256 64",
+    "l2": "L2 penalty: on the dense kernels (reference), on every ranking weight (two-stage)",
+    "learning_rate": "learning rate of Adagrad (reference) or of Adam for the ranking stage (two-stage)",
+    "epochs": "epochs of the rating model; two-stage ranking: at most, keeping the best validation epoch",
+    "batch_size": "examples per step of the rating or ranking model",
+    "seed": "seed of the validation hold-out, initialisation and shuffling",
+    "retrieval_dim": "two-stage only: width of the retrieval embeddings",
+    "retrieval_epochs": "two-stage only: retrieval epochs",
+    "retrieval_learning_rate": "two-stage only: retrieval learning rate (Adam)",
+    "retrieval_batch_size": "two-stage only: retrieval examples per step",
+    "history_sample": "two-stage only: history entries sampled per training example",
+    "causal_history_share": "two-stage only: share of examples that see only what the user rated before the target",
+    "history_shrinkage": "two-stage only: the history mean divides by count + this, so short histories lean on the profile",
+    "low_rating_weight": "two-stage only: retrieval loss weight of a rating below 4",
+    "full_softmax_max_movies": "two-stage only: larger catalogues train retrieval with in-batch sampled softmax",
+    "candidates": "two-stage only: retrieved movies the ranking stage re-scores",
+}
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _preset_values(name: str, default) -> str:
+    """``two-stage: 30, basic: 3, tuned: 50``, or ``every preset: 42`` when they agree."""
+    order = [DEFAULT_PRESET, *sorted(p for p in PRESETS if p != DEFAULT_PRESET)]
+    values = {preset: _shown(PRESETS[preset].get(name, default)) for preset in order}
+    if len(set(values.values())) == 1:
+        return f"every preset: {next(iter(values.values()))}"
+    return ", ".join(f"{preset}: {value}" for preset, value in values.items())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per config field; unset flags fall back to the preset, then the defaults."""
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
+        described = FIELD_HELP.get(field.name, field.name.replace("_", " ")).replace("%", "%%")
         if field.name == "preset":
-            parser.add_argument(flag, choices=sorted(PRESETS), default=DEFAULT_PRESET)
-        elif field.name == "model":
-            parser.add_argument(flag, choices=(REFERENCE, TWO_STAGE), default=None)
+            parser.add_argument(flag, choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                                help=f"{described} (default {DEFAULT_PRESET})")
+            continue
+        kwargs = {"default": None, "help": f"{described} ({_preset_values(field.name, field.default)})"}
+        if field.name == "model":
+            parser.add_argument(flag, choices=(REFERENCE, TWO_STAGE), **kwargs)
         elif field.name == "split":
-            parser.add_argument(flag, choices=splits.NAMES, default=None)
+            parser.add_argument(flag, choices=splits.NAMES, **kwargs)
         elif field.name == "layer_sizes":
-            parser.add_argument(flag, type=int, nargs="+", default=None, metavar="N")
+            parser.add_argument(flag, type=int, nargs="+", metavar="N", **kwargs)
         else:
-            parser.add_argument(flag, type=type(field.default), default=None)
+            parser.add_argument(flag, type=type(field.default), metavar=field.name.split("_")[-1].upper(), **kwargs)
 
 
 def from_arguments(args: argparse.Namespace) -> TrainConfig:

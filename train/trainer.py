@@ -97,7 +97,7 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
     return {
         "retrieval": RetrievalModel(
             features, config.retrieval_dim, config.history_sample, config.low_rating_weight,
-            config.full_softmax_max_movies, config.seed, config.causal_history_share,
+            config.full_softmax_max_movies, config.seed, config.causal_history_share, config.history_shrinkage,
         ),
         "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean),
     }
@@ -144,8 +144,13 @@ def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k:
     return np.concatenate(out) if out else np.empty((0, k), np.int64)
 
 
-def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) -> dict:
-    """Trains, evaluates and writes ``run_dir``; returns the metrics."""
+def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None) -> dict:
+    """Trains, evaluates and writes ``run_dir``; returns the metrics.
+
+    ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
+    returns extra callbacks for the fit of each stage (retrieval, ranking or rating).
+    """
+    extra = progress or (lambda stage: [])
     started_run = time.perf_counter()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -178,7 +183,7 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
         before = models["retrieval"].ratings_before(train.user, train.timestamp)
         models["retrieval"].fit(
             train.dataset(config.retrieval_batch_size, shuffle_seed=config.seed, before=before),
-            epochs=config.retrieval_epochs, verbose=verbose,
+            epochs=config.retrieval_epochs, verbose=verbose, callbacks=extra("retrieval"),
         )
         fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
     rating_model = models.get("ranking", models.get("rating"))
@@ -194,7 +199,7 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2) ->
     history = rating_model.fit(
         train.dataset(config.batch_size, shuffle_seed=config.seed),
         epochs=config.epochs, validation_data=val.dataset(config.batch_size),
-        callbacks=callbacks, verbose=verbose,
+        callbacks=callbacks + extra("rating" if config.model == REFERENCE else "ranking"), verbose=verbose,
     )
     fit_seconds["rating" if config.model == REFERENCE else "ranking"] = round(time.perf_counter() - started, 2)
 
