@@ -8,8 +8,9 @@ PORT ?= 8500
 REST_PORT ?= 8501
 REPLICAS ?= 2
 # Empty: `make loadtest` serves the newest model itself. HOST:PORT (e.g. localhost:8500 while
-# `make serve-replicas` runs): load-test that server or Envoy instead.
+# `make serve-replicas` runs): load-test that server or Envoy instead (LOADTEST_HOST: the old name).
 LOADTEST_HOST ?=
+LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
 .PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas conformance clean
 
@@ -46,10 +47,10 @@ query: setup
 	$(PY) -m client --target localhost:$(PORT) recommend --user 42 -k 10
 
 loadtest: setup
-ifeq ($(LOADTEST_HOST),)
+ifeq ($(LOADTEST_TARGET),)
 	$(PY) -m loadtest.local --model-base-path $(MODEL_BASE_PATH) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
 else
-	$(PY) -m loadtest --host $(LOADTEST_HOST) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
+	$(PY) -m loadtest --target $(LOADTEST_TARGET) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
 endif
 
 # The default preset on u1…u5 and seed-temporal, each exported and measured through its

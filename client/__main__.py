@@ -1,18 +1,13 @@
 """Entry point of ``python -m client`` (see client/cli.py)."""
 
-import os
 import sys
 
-# gRPC core's INFO lines (e.g. GOAWAY on a server restart) are not for CLI users.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-from common.quiet import native_stderr_silenced  # noqa: E402
+from common import cli
 
 try:
-    with native_stderr_silenced():
-        from client.cli import main  # imports TensorFlow via TF Serving's protos
+    from client.cli import main  # imports TensorFlow via TF Serving's protos (quietly: common/quiet.py)
 except KeyboardInterrupt:  # Ctrl-C during that seconds-long import; main() handles the rest alike
     print("interrupted", file=sys.stderr)
-    sys.exit(130)
+    sys.exit(cli.EXIT_INTERRUPTED)
 
 sys.exit(main())

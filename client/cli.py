@@ -1,6 +1,6 @@
 """``python -m client``: query the recommender from a shell.
 
-    python -m client [--target HOST:PORT] recommend --user 42 -k 10 [--json]
+    python -m client [--target HOST:PORT] recommend --user 42 [--user 7 ...] -k 10 [--json]
     python -m client recommend --rated 50=5 --rated 172=4 --rated 181=5 -k 10 [--json]
     python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
     python -m client status | metadata | card
@@ -9,7 +9,9 @@ Tables for people, ``--json`` for scripts. Never a traceback; exit codes:
 0 done; 1 the call failed (server down, bad input, unknown model), one line on
 stderr; 2 bad command line (argparse's usage message); 130 interrupted (Ctrl-C).
 Output cut short by a closed pipe (``| head``) ends quietly with 1, as Python's
-documentation recommends.
+documentation recommends. Several users (``--user 1 2`` or ``--user 1 --user 2``)
+are one ``recommend`` call, as in the API: a table per user, or with ``--json`` a
+list of ``{"user_id", "recommendations"}`` (one user alone keeps the plain list).
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from common.contract import MAX_RATED_MOVIES, MODEL_NAME, RATING_MAX, RATING_MIN
+from common import cli
+from common.contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
 
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
 from client.errors import DeadlineExceeded, RecommenderError, Unavailable
 from client.protocol import Recommendation
 from client.table import format_table
 
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+EXIT_ERROR = cli.EXIT_FAILED
+EXIT_INTERRUPTED = cli.EXIT_INTERRUPTED  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 
 
 def recommendations_table(recs: Sequence[Recommendation]) -> str:
@@ -57,6 +60,16 @@ def rated_movie(text: str) -> tuple[str, float]:
     return movie, rating
 
 
+class _UsersAction(argparse.Action):
+    """``--user 1 2`` and ``--user 1 --user 2`` add up; more than the API's per-call limit is a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        users = list(getattr(namespace, self.dest) or []) + list(values)
+        if len(users) > MAX_RECOMMEND_USERS:
+            parser.error(f"argument --user: at most {MAX_RECOMMEND_USERS} users per call")
+        setattr(namespace, self.dest, users)
+
+
 class _RatedAction(argparse.Action):
     """Collects repeated ``--rated`` into one {movie: rating}; a movie twice or too many is a usage error."""
 
@@ -74,24 +87,29 @@ class _RatedAction(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m client", description=cli.plain(__doc__))
     parser.add_argument("--target", default=DEFAULT_TARGET,
                         help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
                              "(default %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default %(default)s)")
     parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline in seconds per call")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help="deadline in seconds per call (default %(default)s)")
+    cli.add_verbose(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="top-k unrated movies for a user, or for a new user's ratings")
     who = rec.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="user id, e.g. 42: excludes and learns from the user's training history")
+    who.add_argument("--user", nargs="+", action=_UsersAction, metavar="USER",
+                     help="user id, e.g. 42, or several (--user 1 2, or --user repeated; one call, at most "
+                          f"{MAX_RECOMMEND_USERS}): excludes and learns from each user's training history")
     who.add_argument("--rated", action=_RatedAction, type=rated_movie, metavar="MOVIE=RATING",
                      help=f"a movie a new user rated, e.g. 50=5 (rating {RATING_MIN:g}-{RATING_MAX:g}; repeat for "
                           "several): recommend from these ratings instead (the recommend_from_ratings signature, "
                           "default-preset models only); unknown movie ids are ignored")
     rec.add_argument("-k", type=int, default=10, help="number of movies (default %(default)s)")
-    rec.add_argument("--json", action="store_true", help="JSON list of {movie_id, title, score}")
+    rec.add_argument("--json", action="store_true",
+                     help="JSON list of {movie_id, title, score}; several users: a list of {user_id, recommendations}")
 
     pred = commands.add_parser("predict", help="predicted ratings for a user and movies")
     pred.add_argument("--user", required=True, help="user id")
@@ -103,9 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         ("metadata", "served signatures (GetModelMetadata)"),
     ):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--json", action="store_true")
+        sub.add_argument("--json", action="store_true", help="JSON instead of a table")
     card = commands.add_parser("card", help="the model card (JSON; the vocabulary shown as counts)")
     card.add_argument("--json", action="store_true", help="the whole card, vocabulary lists included")
+    for sub in commands.choices.values():  # --verbose after the command works too
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=cli.VERBOSE_HELP)
     return parser
 
 
@@ -113,8 +133,18 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
     if args.command == "recommend":
         if args.rated is not None:
             recs = client.recommend_from_ratings(args.rated, k=args.k)
+        elif len(args.user) > 1:
+            rows = client.recommend(args.user, k=args.k)
+            if args.json:
+                return json.dumps([
+                    {"user_id": user, "recommendations": [
+                        {"movie_id": r.movie_id, "title": r.title, "score": r.score} for r in recs
+                    ]}
+                    for user, recs in zip(args.user, rows)
+                ], indent=2)
+            return "\n\n".join(f"user {user}\n{recommendations_table(recs)}" for user, recs in zip(args.user, rows))
         else:
-            recs = client.recommend(args.user, k=args.k)
+            recs = client.recommend(args.user[0], k=args.k)
         return recommendations_json(recs) if args.json else recommendations_table(recs)
     if args.command == "predict":
         ratings = client.predict(args.user, args.movie)
@@ -167,6 +197,7 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    cli.apply_verbose(args)
     try:
         with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
             print(_run(args, client))

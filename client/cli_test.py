@@ -106,6 +106,30 @@ def test_closed_pipe_ends_quietly():
     assert (completed.returncode, completed.stderr) == (1, "")
 
 
+# --- several users in one recommend call, against the fake -------------------
+
+
+def test_several_users_are_one_call_a_table_each_and_json(capsys):
+    with fake_server() as (target, behaviour):
+        assert main(["--target", target, "recommend", "--user", "1", "2", "--user", "3", "-k", "2"]) == 0
+        assert behaviour.calls == 1
+        assert list(behaviour.last_request.inputs["user_id"].string_val) == [b"1", b"2", b"3"]
+        blocks = capsys.readouterr().out.split("\n\n")
+        assert [b.splitlines()[0] for b in blocks] == ["user 1", "user 2", "user 3"]
+        assert all(len(b.splitlines()) == 1 + 2 + 2 for b in blocks)
+        assert main(["--target", target, "recommend", "--user", "1", "2", "-k", "2", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+    assert [r["user_id"] for r in rows] == ["1", "2"] and all(len(r["recommendations"]) == 2 for r in rows)
+    assert set(rows[0]["recommendations"][0]) == {"movie_id", "title", "score"}
+
+
+def test_more_users_than_one_call_takes_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--target", "127.0.0.1:1", "recommend", "--user", *map(str, range(1, 102))])
+    assert exited.value.code == 2
+    assert "argument --user: at most 100 users per call" in capsys.readouterr().err
+
+
 # --- recommend --rated (recommend_from_ratings), against the fake ------------
 
 

@@ -4,14 +4,28 @@ TF Serving watches a base path and loads integer-named version directories.
 A half-written version would be picked up mid-write, so the export builds the
 whole version in a hidden sibling directory, verifies it by reloading it, and
 only then renames it into place (a rename within one filesystem is atomic).
+
+A killed export leaves its staging directory behind (``.N-xxxxxxxx``); the next
+export into the same base path removes it. The rule: an exporter holds an
+exclusive ``flock`` on its staging directory from creation to rename, and the
+kernel drops that lock when the process dies, however it dies. A staging
+directory whose lock can be taken therefore belongs to no live export (on this
+host) and is removed; a locked one is a running export and is left alone, as is
+any directory on a filesystem without ``flock``. No age threshold is involved,
+so a slow export is never mistaken for an abandoned one.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
+import os
+import re
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +43,61 @@ FORBIDDEN_OPS = {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
 TOLERANCE = 1e-5
 
 
+# The exporter's hidden staging directories: ".<version>-<mkdtemp suffix>" and ".<version>-replaced".
+STAGING_NAME = re.compile(r"^\.\d+-.+")
+
+
 class ExportError(RuntimeError):
     pass
+
+
+def _lock(directory: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``directory``; None if it is locked or flock is unsupported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live export (EWOULDBLOCK), or no flock on this filesystem
+        os.close(fd)
+        return None
+    return fd
+
+
+def locked_staging_dir(base_path: Path, version: int) -> tuple[Path, int | None]:
+    """A new hidden staging directory and the descriptor that holds its lock for this export's lifetime."""
+    while True:
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_path))
+        try:
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # another export's cleanup removed it before we could lock it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks only while another export's cleanup holds it
+        except OSError:  # no flock on this filesystem: export unlocked (cleanups skip it too)
+            os.close(fd)
+            return staging, None
+        if staging.exists() and os.path.samestat(os.fstat(fd), os.stat(staging)):
+            return staging, fd
+        os.close(fd)  # a cleanup removed it between mkdtemp and flock: take a new one
+
+
+def remove_abandoned_staging(base_path: Path) -> list[Path]:
+    """Removes staging directories of exports that no longer run (see the module's docstring)."""
+    removed = []
+    for path in sorted(base_path.iterdir()) if base_path.is_dir() else []:
+        if not STAGING_NAME.match(path.name) or path.is_symlink() or not path.is_dir():
+            continue
+        fd = _lock(path)
+        if fd is None:
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+        removed.append(path)
+    return removed
 
 
 def next_version(base_path: Path) -> int:
@@ -174,8 +241,16 @@ def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     return f"verified: max |reloaded - in-memory| over every output = {diff:.1e}\n" + signature_table(loaded)
 
 
-def export_run(run_dir: Path, base_path: Path, version: int | None = None, force: bool = False) -> Path:
-    """Exports ``run_dir`` to ``base_path/<version>``; returns the version directory."""
+def export_run(
+    run_dir: Path, base_path: Path, version: int | None = None, force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Exports ``run_dir`` to ``base_path/<version>``; returns the version directory.
+
+    ``progress`` (e.g. ``print``) is told each step as it starts.
+    """
+    step = progress or (lambda message: None)
+    started = time.perf_counter()
     run_dir, base_path = Path(run_dir), Path(base_path)
     if not (run_dir / trainer.METRICS_FILE).exists():
         raise ExportError(f"{run_dir} is not a finished training run (no {trainer.METRICS_FILE})")
@@ -186,7 +261,10 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
     target = base_path / str(version)
     if target.exists() and not force:
         raise ExportError(f"{target} exists; pass --force to replace it")
+    for path in remove_abandoned_staging(base_path):
+        step(f"removed {path}, left by an export that no longer runs")
 
+    step(f"loading the run {run_dir} ...")
     recommender, _, features = trainer.load_recommender(run_dir)
     module = ServingModule(recommender, features, model_card_json="")
     vocabulary = served_vocabulary(features)
@@ -196,13 +274,17 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
 
     # Hidden names (leading dot) are not integer versions, so a server polling
     # the base path ignores the directory until the rename.
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=base_path))
+    staging, lock = locked_staging_dir(base_path, version)
     try:
+        step(f"writing the SavedModel into {staging} ...")
         tf.saved_model.save(module, str(staging), signatures=module.signatures())
+        step("writing the warmup requests and the model card ...")
         write_warmup(staging / contract.WARMUP_FILE, samples)
         (staging / contract.MODEL_CARD_FILE).write_text(json.dumps(card, indent=2))
+        step("verifying: reloading it and running every signature against the in-memory model ...")
         report = verify(staging, module, samples)
         staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+        step(f"renaming {staging.name} -> {target.name}" + (" (replacing it)" if target.exists() else ""))
         # --force: move the old version aside first, so the version number is
         # never missing while a server polls (TF Serving would unload it).
         replaced = staging.with_name(f".{version}-replaced") if target.exists() else None
@@ -210,8 +292,10 @@ def export_run(run_dir: Path, base_path: Path, version: int | None = None, force
             target.rename(replaced)
         staging.rename(target)
         if replaced:
-            shutil.rmtree(replaced)
+            shutil.rmtree(replaced, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"exported {run_dir} -> {target}\n{report}")
+        if lock is not None:
+            os.close(lock)
+    print(f"exported {run_dir} -> {target} in {time.perf_counter() - started:.1f} s\n{report}")
     return target

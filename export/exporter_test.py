@@ -179,30 +179,56 @@ def test_too_many_recommend_users_fails(loaded):
 
 def test_versions_and_force(trained_run, tmp_path):
     base = tmp_path / "movielens"
-    (base / ".2-staging-leftover").mkdir(parents=True)
+    (base / ".2-staging-leftover").mkdir(parents=True)  # no export holds its lock: abandoned
     assert exporter.export_run(trained_run, base).name == "1"
+    assert not (base / ".2-staging-leftover").exists()
     assert exporter.export_run(trained_run, base).name == "2"
     with pytest.raises(exporter.ExportError, match="exists; pass --force"):
         exporter.export_run(trained_run, base, version=2)
     assert exporter.export_run(trained_run, base, version=2, force=True).name == "2"
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
 
 
-def test_killed_export_leaves_no_version(trained_run, tmp_path):
+def test_cleanup_removes_only_staging_dirs_no_export_holds(tmp_path):
+    import fcntl
+
+    abandoned, live, version, other = (tmp_path / n for n in (".3-abandoned", ".4-live", "3", ".cache"))
+    for path in (abandoned, live, version, other):
+        (path / "variables").mkdir(parents=True)
+    held = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running export holds its staging directory
+        assert exporter.remove_abandoned_staging(tmp_path) == [abandoned]
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".4-live", ".cache", "3"]
+    assert exporter.remove_abandoned_staging(tmp_path) == [live]  # its exporter is gone now
+
+
+def test_killed_export_leaves_no_version_and_the_next_export_cleans_up(trained_run, tmp_path):
     base = tmp_path / "movielens"
     base.mkdir()
-    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "export", "--run", str(trained_run), "--model-base-path", str(base)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not any(p.name.startswith(".") for p in base.iterdir()):
+
+    def writing() -> list[Path]:
+        # A staging directory with something in it: tf.saved_model.save has started writing.
+        return [p for p in base.iterdir() if p.name.startswith(".") and p.is_dir() and any(p.iterdir())]
+
+    while not writing():
         assert proc.poll() is None, "export finished before it could be interrupted"
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not [p for p in base.iterdir() if p.name.isdigit()]
+    assert proc.returncode == -signal.SIGKILL  # killed mid-write, not finished
+    left = [p.name for p in base.iterdir()]
+    assert left and not [name for name in left if name.isdigit()], left
+    assert exporter.export_run(trained_run, base).name == "1"
+    assert [p.name for p in base.iterdir()] == ["1"]
 
 
 def _from_ratings(loaded, users, movies, ratings, k=10):

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from common import cli
 from common.quiet import native_stderr_silenced
 from common.contract import (
     K,
@@ -104,8 +105,8 @@ def _cpu_s(pid: int) -> float:
 
 def _load(server, name: str, out: Path, run_time: str, users: int, user_class: str, batch: str) -> dict:
     test = LoadTest(
-        host=server.grpc_target, out=out / name, users=users, spawn_rate=users, run_time=run_time,
-        user_class=user_class, env={"LOADTEST_PREDICT_BATCH": batch},
+        target=server.grpc_target, out=out / name, users=users, spawn_rate=users, run_time=run_time,
+        user_class=user_class, predict_batch=batch,
     )  # fmt: skip
     cpu_before = _cpu_s(server.process.pid)
     print(f"   load: {name} ({user_class} x{users}, {run_time}, predict batch {batch}) ...", flush=True)
@@ -124,6 +125,12 @@ def _locust_minus_loop(one_user: dict, loop: dict, names: dict[str, str]) -> str
         if one_user["by_name"].get(name, {}).get("p50_ms") is not None
     ]
     return ", ".join(parts) or "not measured (no successful Locust requests)"
+
+
+def tensorflow_devices() -> str:
+    """What TensorFlow itself can use here (the server runs on the same devices), read from the machine."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"TensorFlow {tf.__version__} " + (f"using {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else "on the CPU only")
 
 
 def keep_scale_section(path: Path, text: str) -> str:
@@ -151,7 +158,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         f"One run of `make bench` on {dt.date.today().isoformat()} ({elapsed_s / 60:.1f} min), model "
         f"`{args.model_base_path}/{results['version']}`.",
         "",
-        f"**Machine:** {machine.describe()}, Python {machine.python}, TensorFlow {tf.__version__}, no GPU. "
+        f"**Machine:** {machine.describe()}, Python {machine.python}, {tensorflow_devices()}. "
         f"**Locust and the server run on the same {machine.cores} cores**: every load figure below is measured "
         "with the load generator competing with the server for CPU, so throughput is a lower bound for a "
         "dedicated server and latency under load includes that contention. "
@@ -245,14 +252,14 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "make bench    # = .venv/bin/python -m loadtest.bench --model-base-path models/movielens --out BENCHMARKS.md",
         "# single pieces:",
         ".venv/bin/python -m client.bench",
-        "LOADTEST_PREDICT_BATCH=1 .venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s "
+        ".venv/bin/python -m loadtest.local --predict-batch 1 --users 32 --spawn-rate 32 --run-time 30s "
         "--user-class PredictUser --out reports/predict-off",
-        "LOADTEST_PREDICT_BATCH=1 .venv/bin/python -m loadtest.local --enable-batching --users 32 --spawn-rate 32 "
+        ".venv/bin/python -m loadtest.local --enable-batching --predict-batch 1 --users 32 --spawn-rate 32 "
         "--run-time 30s --user-class PredictUser --out reports/predict-on",
         ".venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s --out reports/mix",
         "```",
         "",
-        "(b) and (c) use `LOADTEST_PREDICT_BATCH=1`. Raw summaries and Locust's HTML reports of this run: "
+        "(b) and (c) use `--predict-batch 1`. Raw summaries and Locust's HTML reports of this run: "
         f"`{args.reports}/*/`.",
         "",
     ]
@@ -260,14 +267,16 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=cli.plain(__doc__))
     parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH))
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--reports", type=Path, default=Path(REPORTS_DIR) / "bench")
     parser.add_argument("--calls", type=int, default=1000, help="calls per in-process / client-loop measurement")
     parser.add_argument("--one-user-time", default="15s")
     parser.add_argument("--load-time", default="30s")
+    cli.add_verbose(parser)
     args = parser.parse_args(argv)
+    cli.apply_verbose(args)
     from serving.testing import start_local_server
 
     started = time.monotonic()

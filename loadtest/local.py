@@ -8,15 +8,17 @@ serving the newest integer version under ``--model-base-path``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from common import cli
 from common.contract import MODEL_BASE_PATH
 from common.versions import list_versions
 
-from loadtest.runner import EXIT_RUN_FAILED, add_arguments, load_test, run_and_report
+from loadtest.runner import add_arguments, load_test, run_and_report
 
 BATCHING_CONFIG = Path(__file__).resolve().parent.parent / "serving" / "batching.config"
 # The export's warmup file replays `recommend` (scalar k), which a batching session rejects,
@@ -36,33 +38,42 @@ def newest_version(model_base_path: Path) -> int:
     return max(versions)
 
 
+@cli.interruptible
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH))
+    parser = argparse.ArgumentParser(prog="python -m loadtest.local", description=cli.plain(__doc__))
+    parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH),
+                        help="integer version folders; the newest is served (default %(default)s)")
     parser.add_argument("--enable-batching", action="store_true", help="serve with serving/batching.config (predict-only load)")
-    add_arguments(parser, host_required=False)
+    add_arguments(parser, target=False)
     args = parser.parse_args(argv)
+    cli.apply_verbose(args)
+    try:
+        test = load_test(args, NOT_STARTED_YET)
+    except ValueError as error:  # a bad setting: a usage error, reported before the server starts
+        return cli.fail(str(error), cli.EXIT_USAGE)
     try:
         version = newest_version(args.model_base_path)
-        test = load_test(args, NOT_STARTED_YET)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    except FileNotFoundError as error:
+        return cli.fail(str(error))
     from serving.testing import start_local_server
 
     print(f"starting the local server on {args.model_base_path}/{version} ...", flush=True)
     if args.enable_batching:
         print("batching on: model warmup off (the warmup file replays recommend, which batching rejects); "
               "recommend calls will fail, use --user-class PredictUser", flush=True)
-    with start_local_server(
-        args.model_base_path,
-        enable_batching=args.enable_batching,
-        batching_parameters_file=BATCHING_CONFIG if args.enable_batching else None,
-        extra_args=BATCHING_EXTRA_ARGS if args.enable_batching else (),
-        startup_timeout=120,
-    ) as server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(start_local_server(
+                args.model_base_path,
+                enable_batching=args.enable_batching,
+                batching_parameters_file=BATCHING_CONFIG if args.enable_batching else None,
+                extra_args=BATCHING_EXTRA_ARGS if args.enable_batching else (),
+                startup_timeout=120,
+            ))  # fmt: skip
+        except RuntimeError as error:  # it did not start; the message ends with its log
+            return cli.fail(f"the local server did not start: {error}")
         print(f"serving at {server.grpc_target}; load test for {args.run_time} ...", flush=True)
-        return run_and_report(replace(test, host=server.grpc_target), args.max_p99_ms, args.max_fail_ratio)
+        return run_and_report(replace(test, target=server.grpc_target), args.max_p99_ms, args.max_fail_ratio)
 
 
 if __name__ == "__main__":

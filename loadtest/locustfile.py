@@ -19,7 +19,8 @@ Users:
 - ``PredictUser``: predict only; the signature TF Serving's batching can serve
   (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
   "Server-side batching, and why it is off").
-Knobs (environment): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
+Knobs (environment; ``python -m loadtest`` sets them from ``--user-class``, ``-k`` and
+``--predict-batch``): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
 capped at the model's max_k), LOADTEST_PREDICT_BATCH ("1-50" or "1"), LOADTEST_SAMPLES_DIR
 (write raw per-request timings there for exact percentiles; unset, none are kept).
 """

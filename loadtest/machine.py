@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -19,9 +21,16 @@ class Machine:
     cpu_model: str
     ram_gib: float
     python: str
+    gpus: tuple[str, ...] = field(default=())  # NVIDIA GPUs the machine has (driver or nvidia-smi), by model
 
     def describe(self) -> str:
-        return f"{self.cores} cores ({self.cpu_model}), {self.ram_gib:.0f} GiB RAM"
+        return f"{self.cores} cores ({self.cpu_model}), {self.ram_gib:.0f} GiB RAM, {self.gpu_text()}"
+
+    def gpu_text(self) -> str:
+        if not self.gpus:
+            return "no GPU"
+        names = sorted(set(self.gpus))
+        return f"{len(self.gpus)} GPU{'s' if len(self.gpus) > 1 else ''} ({', '.join(names)})"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,9 +56,33 @@ def _ram_gib() -> float:
     return float("nan")
 
 
+def _gpus() -> tuple[str, ...]:
+    """NVIDIA GPUs as the kernel driver lists them, else as nvidia-smi does; () when neither knows one."""
+    models = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    models.append(line.split(":", 1)[1].strip())
+        except OSError:
+            pass
+    if models:
+        return tuple(models)
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            return tuple(line.strip() for line in out.splitlines() if line.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return ()
+
+
 def this_machine() -> Machine:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return Machine(cores=cores, cpu_model=_cpu_model(), ram_gib=_ram_gib(), python=platform.python_version())
+    return Machine(cores=cores, cpu_model=_cpu_model(), ram_gib=_ram_gib(), python=platform.python_version(),
+                   gpus=_gpus())
 
 
 SHARED_CORES_NOTE = "the load generator and the server run on the same machine and share these cores"

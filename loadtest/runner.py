@@ -1,6 +1,6 @@
-"""``python -m loadtest``: run Locust headless against a gRPC host and report.
+"""``python -m loadtest``: run Locust headless against a recommender's gRPC address and report.
 
-    python -m loadtest --host localhost:8500 --users 32 --spawn-rate 8 --run-time 30s --out reports/NAME
+    python -m loadtest --target localhost:8500 --users 32 --spawn-rate 8 --run-time 30s --out reports/NAME
 
 Writes Locust's CSV files and HTML report, plus ``summary.json`` (exact
 percentiles from raw timings, see loadtest/summary.py), prints a compact table
@@ -8,6 +8,9 @@ naming the machine, and with ``--max-p99-ms`` / ``--max-fail-ratio`` becomes a
 pass/fail gate (exit code 1 when a limit is broken). A run in which Locust's
 users raised, or Locust exited with an error the failed requests do not
 explain, exits 1 with or without limits: its numbers are missing requests.
+Exit codes: 0 passed; 1 failed (a broken limit, no request succeeded, the
+server cannot be reached, Locust recorded nothing); 2 a bad command line or
+setting; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common import cli
 from common.contract import GRPC_PORT, REPORTS_DIR
 
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
@@ -31,34 +35,55 @@ from loadtest.summary import load_samples, locust_counts, locust_exceptions, sum
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = ("RecommenderUser", "PredictUser")
-EXIT_GATE_FAILED = 1
-EXIT_RUN_FAILED = 2
+EXIT_GATE_FAILED = cli.EXIT_FAILED
+EXIT_RUN_FAILED = cli.EXIT_FAILED
+# The locustfile's knobs; the command line's defaults come from the same environment variables.
+DEFAULT_K = int(os.environ.get("LOADTEST_K", "10"))
+DEFAULT_PREDICT_BATCH = os.environ.get("LOADTEST_PREDICT_BATCH", "1-50")
+CONNECT_TIMEOUT_S = 10.0
 
 
 class LoadTestError(RuntimeError):
     """Locust did not produce any measurements (it crashed or could not start)."""
 
 
+def predict_batch_range(text: str) -> tuple[int, int]:
+    """``"1-50"`` -> (1, 50), ``"1"`` -> (1, 1); ValueError otherwise."""
+    parts = text.strip().split("-")
+    try:
+        low, high = int(parts[0]), int(parts[-1])
+    except ValueError:
+        low = high = 0
+    if len(parts) > 2 or not 1 <= low <= high:
+        raise ValueError(f"predict_batch must be N or N-M with 1 <= N <= M, got {text!r}")
+    return low, high
+
+
 @dataclass(frozen=True)
 class LoadTest:
-    host: str
+    target: str  # the server's gRPC HOST:PORT
     out: Path
     users: int = 32
     spawn_rate: float = 8
     run_time: str = "30s"
     processes: int = 1
     user_class: str = "RecommenderUser"
-    env: dict[str, str] = field(default_factory=dict)  # LOADTEST_* knobs for the locustfile
+    k: int = DEFAULT_K  # recommendations per recommend call (the server caps it at max_k)
+    predict_batch: str = DEFAULT_PREDICT_BATCH  # pairs per predict call: "N" or "N-M" (uniform)
+    env: dict[str, str] = field(default_factory=dict)  # more LOADTEST_* knobs for the locustfile
 
     def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        predict_batch_range(self.predict_batch)
         if self.users < 1 or self.spawn_rate <= 0:
             raise ValueError(f"users must be >= 1 and spawn_rate > 0, got {self.users} and {self.spawn_rate}")
         if self.processes == 0 or self.processes < -1:
             raise ValueError(f"processes must be >= 1 or -1 (one per core), got {self.processes}")
         if self.user_class not in USER_CLASSES:
             raise ValueError(f"user_class must be one of {USER_CLASSES}, got {self.user_class!r}")
-        if ":" not in self.host or "://" in self.host:
-            raise ValueError(f"host must be HOST:PORT of the gRPC API (no scheme), got {self.host!r}")
+        if ":" not in self.target or "://" in self.target:
+            raise ValueError(f"target must be HOST:PORT of the gRPC API (no scheme), got {self.target!r}")
 
 
 def locust_command(test: LoadTest) -> list[str]:
@@ -67,7 +92,7 @@ def locust_command(test: LoadTest) -> list[str]:
         "-f", str(LOCUSTFILE),
         test.user_class,
         "--headless",
-        "--host", test.host,
+        "--host", test.target,  # Locust's name for the address its users call
         "--users", str(test.users),
         "--spawn-rate", str(test.spawn_rate),
         "--run-time", test.run_time,
@@ -89,6 +114,8 @@ def run_load_test(test: LoadTest) -> dict:
     shutil.rmtree(samples_dir, ignore_errors=True)
     env = {
         **os.environ,
+        "LOADTEST_K": str(test.k),
+        "LOADTEST_PREDICT_BATCH": test.predict_batch,
         **test.env,
         "LOADTEST_SAMPLES_DIR": str(samples_dir),
         "LOADTEST_USER_CLASS": test.user_class,
@@ -126,7 +153,7 @@ def run_load_test(test: LoadTest) -> dict:
 
 def title(test: LoadTest) -> str:
     procs = "" if test.processes == 1 else f", {test.processes} load processes"
-    return f"{test.user_class} x{test.users} (spawn {test.spawn_rate:g}/s) for {test.run_time}{procs} -> {test.host}"
+    return f"{test.user_class} x{test.users} (spawn {test.spawn_rate:g}/s) for {test.run_time}{procs} -> {test.target}"
 
 
 def gate(summary: dict, max_p99_ms: float | None, max_fail_ratio: float | None) -> list[str]:
@@ -136,6 +163,8 @@ def gate(summary: dict, max_p99_ms: float | None, max_fail_ratio: float | None) 
     failures do not explain, fails whatever the limits: its numbers miss requests.
     """
     broken = _locust_problems(summary)
+    if summary["requests"] and summary["failures"] == summary["requests"]:
+        broken.append(f"every request failed ({summary['failures']} of {summary['requests']}; see locust_failures.csv)")
     if max_fail_ratio is not None:
         failures, requests = summary["failures"], summary["requests"]
         ratio = failures / requests if requests else 0.0
@@ -165,34 +194,61 @@ def _locust_problems(summary: dict) -> list[str]:
     return problems
 
 
-def add_arguments(parser: argparse.ArgumentParser, host_required: bool = True) -> None:
-    if host_required:
-        parser.add_argument("--host", required=True, help=f"gRPC HOST:PORT, e.g. localhost:{GRPC_PORT}")
+def add_arguments(parser: argparse.ArgumentParser, target: bool = True) -> None:
+    if target:
+        parser.add_argument("--target", help=f"the server's gRPC HOST:PORT, e.g. localhost:{GRPC_PORT} (required)")
+        parser.add_argument("--host", dest="target", help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--users", type=int, default=32, help="concurrent Locust users (default %(default)s)")
     parser.add_argument("--spawn-rate", type=float, default=8, help="users started per second (default %(default)s)")
     parser.add_argument("--run-time", default="30s", help="e.g. 30s, 2m (default %(default)s)")
     parser.add_argument("--processes", type=int, default=1, help="load-generating processes; -1 = one per core")
-    parser.add_argument("--user-class", choices=USER_CLASSES, default="RecommenderUser", help="task mix")
+    parser.add_argument("--user-class", choices=USER_CLASSES, default="RecommenderUser",
+                        help="task mix (default %(default)s)")
+    parser.add_argument("-k", "--k", type=int, default=DEFAULT_K,
+                        help="movies per recommend call, capped at the model's max_k (default %(default)s, "
+                             "from $LOADTEST_K if set)")
+    parser.add_argument("--predict-batch", default=DEFAULT_PREDICT_BATCH, metavar="N[-M]",
+                        help="pairs per predict call, uniform in N-M (default %(default)s, "
+                             "from $LOADTEST_PREDICT_BATCH if set)")
     parser.add_argument("--out", type=Path, default=Path(REPORTS_DIR) / "loadtest", help="report folder")
     parser.add_argument("--max-p99-ms", type=float, default=None, help="fail (exit 1) if overall p99 exceeds this")
     parser.add_argument("--max-fail-ratio", type=float, default=None, help="fail (exit 1) above this failure ratio")
+    cli.add_verbose(parser)
 
 
-def load_test(args: argparse.Namespace, host: str) -> LoadTest:
+def load_test(args: argparse.Namespace, target: str) -> LoadTest:
     """The LoadTest the command line asks for; ValueError names a bad value."""
     return LoadTest(
-        host=host, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
+        target=target, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
         run_time=args.run_time, processes=args.processes, user_class=args.user_class,
+        k=args.k, predict_batch=args.predict_batch,
     )  # fmt: skip
+
+
+def unreachable(target: str, timeout_s: float | None = None) -> str | None:
+    """Why no gRPC connection to ``target`` comes up within ``timeout_s``, or None when one does."""
+    import grpc
+
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        return f"cannot reach the recommender at {target} (no gRPC connection within {timeout_s:g}s)"
+    finally:
+        channel.close()
+    return None
 
 
 def run_and_report(test: LoadTest, max_p99_ms: float | None, max_fail_ratio: float | None) -> int:
     """Runs ``test``, prints the table and report paths, applies the gate; returns the exit code."""
+    problem = unreachable(test.target)
+    if problem:
+        return cli.fail(problem)
     try:
         summary = run_load_test(test)
     except LoadTestError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return cli.fail(str(error), EXIT_RUN_FAILED)
     print(summary_table(summary, this_machine(), title(test)))
     print(f"report: {summary['files']['html']}  summary: {test.out / 'summary.json'}")
     broken = gate(summary, max_p99_ms, max_fail_ratio)
@@ -201,12 +257,16 @@ def run_and_report(test: LoadTest, max_p99_ms: float | None, max_fail_ratio: flo
     return EXIT_GATE_FAILED if broken else 0
 
 
+@cli.interruptible
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest", description=cli.plain(__doc__))
     add_arguments(parser)
     args = parser.parse_args(argv)
+    cli.apply_verbose(args)
+    if not args.target:
+        parser.error("the following arguments are required: --target")
     try:
-        test = load_test(args, args.host)
+        test = load_test(args, args.target)
     except ValueError as error:
         parser.error(str(error))
     return run_and_report(test, args.max_p99_ms, args.max_fail_ratio)

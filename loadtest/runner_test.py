@@ -21,8 +21,8 @@ SUMMARY_KEYS = {"requests", "failures", "fail_ratio", "rps", "p50_ms", "p95_ms",
 def test_short_load_test_against_local_server(local_server, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(
-        ["--host", local_server.grpc_target, "--users", "4", "--spawn-rate", "4", "--run-time", "5s",
-         "--out", str(out), "--max-fail-ratio", "0"]
+        ["--target", local_server.grpc_target, "--users", "4", "--spawn-rate", "4", "--run-time", "5s",
+         "--out", str(out), "--max-fail-ratio", "0", "-k", "7", "--predict-batch", "2-3"]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -37,6 +37,7 @@ def test_short_load_test_against_local_server(local_server, tmp_path, capsys):
     assert abs(summary["locust_counts"]["Aggregated"]["requests"] - summary["requests"]) <= 4 * 2
     assert (out / "report.html").is_file() and (out / "locust_stats.csv").is_file()
     assert "share these cores" in printed
+    assert summary["config"]["k"] == 7 and summary["config"]["predict_batch"] == "2-3"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_short_load_test_against_local_server(local_server, tmp_path, capsys):
 def test_wrong_answers_count_as_failures_and_fail_the_gate(tmp_path, capsys, behaviour, message):
     with fake_server(behaviour=behaviour) as (target, _):
         code = main(
-            ["--host", target, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
+            ["--target", target, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
              "--out", str(tmp_path), "--max-fail-ratio", "0.01"]
         )  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -66,7 +67,7 @@ def test_wrong_answers_count_as_failures_and_fail_the_gate(tmp_path, capsys, beh
 def test_k_above_the_models_max_k_expects_max_k_results(tmp_path):
     with fake_server() as (target, _):
         summary = run_load_test(
-            LoadTest(host=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s", env={"LOADTEST_K": "150"})
+            LoadTest(target=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s", k=150)
         )
     assert summary["by_name"][RECOMMEND_SIGNATURE]["requests"] > 0 and summary["failures"] == 0
     assert summary["by_name"][RECOMMEND_FROM_RATINGS_SIGNATURE]["requests"] > 0
@@ -74,7 +75,7 @@ def test_k_above_the_models_max_k_expects_max_k_results(tmp_path):
 
 def test_the_default_mix_skips_from_ratings_on_a_model_without_it(tmp_path):
     with fake_server(behaviour=FakeBehaviour(missing_signatures={RECOMMEND_FROM_RATINGS_SIGNATURE})) as (target, _):
-        summary = run_load_test(LoadTest(host=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s"))
+        summary = run_load_test(LoadTest(target=target, out=tmp_path, users=2, spawn_rate=2, run_time="2s"))
     assert set(summary["by_name"]) == {RECOMMEND_SIGNATURE, PREDICT_SIGNATURE}
     assert summary["failures"] == 0 and summary["locust_exceptions"] == 0
     assert all(s["requests"] > 0 for s in summary["by_name"].values())
@@ -101,7 +102,7 @@ def test_users_that_raise_fail_the_run_without_limits(tmp_path, monkeypatch, cap
     locustfile.write_text(RAISING_LOCUSTFILE.format(repo=str(REPO_ROOT)))
     monkeypatch.setattr(runner, "LOCUSTFILE", locustfile)
     with fake_server() as (target, _):
-        code = main(
+        code = main(  # --host: the old name of --target, still accepted
             ["--host", target, "--users", "1", "--spawn-rate", "1", "--run-time", "2s",
              "--user-class", "PredictUser", "--out", str(tmp_path / "run")]
         )  # fmt: skip
@@ -132,7 +133,8 @@ def test_gate():
     assert gate(_summary(), 20, 0.05) == []
     assert gate(_summary(), 10, 0.01) == ["failure ratio 2.00% (2 of 100) > limit 1.00%", "p99 12.0 ms > limit 10 ms"]
     assert gate(_summary(failures=100, p99_ms=None), 10, None) == [
-        "no successful requests, so no p99 to hold to the limit of 10 ms"
+        "every request failed (100 of 100; see locust_failures.csv)",
+        "no successful requests, so no p99 to hold to the limit of 10 ms",
     ]
 
 
@@ -163,15 +165,18 @@ def test_gate_fails_on_what_locust_reports_beyond_the_counted_requests(values, p
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"host": "http://x:1"}, "no scheme"),
+        ({"target": "http://x:1"}, "no scheme"),
         ({"users": 0}, "users must be"),
         ({"processes": 0}, "processes"),
         ({"user_class": "Nobody"}, "user_class"),
+        ({"k": 0}, "k must be >= 1"),
+        ({"predict_batch": "5-2"}, "predict_batch must be N or N-M"),
+        ({"predict_batch": "x"}, "predict_batch must be N or N-M"),
     ],
 )
 def test_load_test_config_is_validated(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        LoadTest(**{"host": "127.0.0.1:1", "out": tmp_path, **kwargs})
+        LoadTest(**{"target": "127.0.0.1:1", "out": tmp_path, **kwargs})
 
 
 def test_no_measurements_is_an_error_not_an_empty_report(tmp_path):
@@ -179,4 +184,43 @@ def test_no_measurements_is_an_error_not_an_empty_report(tmp_path):
 
     # A run time Locust rejects: the run must fail loudly with Locust's own words.
     with pytest.raises(LoadTestError, match="recorded no requests"):
-        run_load_test(LoadTest(host="127.0.0.1:1", out=tmp_path, run_time="not-a-time"))
+        run_load_test(LoadTest(target="127.0.0.1:1", out=tmp_path, run_time="not-a-time"))
+
+
+# --- exit codes: 0 passed (above), 1 failed, 2 usage, 130 interrupted -----------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: --target"),
+        (["--target", "localhost:8500", "--users", "0"], "users must be >= 1"),
+        (["--target", "localhost:8500", "-k", "0"], "k must be >= 1"),
+        (["--target", "localhost:8500", "--predict-batch", "0"], "predict_batch must be N or N-M"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--out", str(tmp_path)])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_target_exits_1_in_one_line_without_starting_locust(tmp_path, monkeypatch, capsys):
+    from client.fakes import free_port
+
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(runner, "run_load_test", lambda test: pytest.fail("Locust started"))
+    target = f"127.0.0.1:{free_port()}"
+    assert main(["--target", target, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot reach the recommender at {target} (no gRPC connection within 1s)\n"
+
+
+def test_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
+    def interrupted(test, max_p99_ms, max_fail_ratio):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_and_report", interrupted)
+    assert main(["--target", "localhost:8500", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

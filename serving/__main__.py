@@ -9,6 +9,10 @@ from the container works here; each also accepts the dashed spelling
 (``--rest-api-port``). Flags TF Serving does not have (``--host``,
 ``--monitoring-port``, ``--grpc_max_message_size``, ``--drain_seconds``) exist
 because a local process, unlike a container, shares the host's network.
+
+Exit codes: 0 after a clean stop (SIGTERM or Ctrl-C is how a server is asked to
+stop, so a drained shutdown is success); 1 when it cannot start (a bad config
+file, a taken port); 2 for a bad command line.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import common  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from common import cli
 from common.contract import GRPC_PORT, MODEL_NAME, MONITORING_PORT, REST_PORT
 from serving.server import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -69,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
           help="max gRPC message size in bytes, both directions (default INT32_MAX, as TF Serving)")
     _flag(parser, "drain_seconds", type=float, default=30.0,
           help="on SIGTERM, how long in-flight requests may take to finish (default %(default)s)")
+    cli.add_verbose(parser)
     return parser
 
 
@@ -77,18 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.model_base_path or args.model_config_file):
         parser.error("give --model_base_path or --model_config_file")
+    cli.apply_verbose(args)
     configure_logging()
     options = ServerOptions(**{k: v for k, v in vars(args).items() if k in ServerOptions.__dataclass_fields__})
     try:
         server = LocalModelServer(options)
     except Exception as exc:  # config errors: one clear line, not a traceback
         print(f"serving: {exc}", file=sys.stderr)
-        return 2
+        return cli.EXIT_FAILED
     try:
         return server.serve_until_signalled()
     except StartupError as exc:  # a taken port: one clear line; start() has stopped what it started
         print(f"serving: {exc}", file=sys.stderr)
-        return 1
+        return cli.EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from common import cli
 from common.contract import GRPC_PORT, MODEL_BASE_PATH, MODEL_NAME, PROMETHEUS_PATH, REST_PORT
 from common.versions import list_versions
 
@@ -581,12 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, default=None, help="logs and rendered config (default: a temp folder)")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds (default %(default)s)")
     parser.add_argument("server_args", nargs="*", help=argparse.SUPPRESS)
+    cli.add_verbose(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cli.apply_verbose(args)  # the replicas inherit it
     if not list_versions(args.model_base_path):
         print(f"error: no exported model under {args.model_base_path}: expected integer version folders "
               "(run `make export`)", file=sys.stderr)

@@ -52,6 +52,14 @@ class VersionPolicy:
     num_versions: int = 1
     versions: frozenset[int] = frozenset()
 
+    def describe(self) -> str:
+        """For the startup log: "latest 1 version", "all versions", "specific versions 1, 3"."""
+        if self.kind == "all":
+            return "all versions"
+        if self.kind == "specific":
+            return "specific versions " + (", ".join(map(str, sorted(self.versions))) or "(none)")
+        return f"latest {self.num_versions} version{'s' if self.num_versions != 1 else ''}"
+
     def aspired(self, present: set[int]) -> set[int]:
         if self.kind == "all":
             return set(present)

@@ -191,3 +191,12 @@ def test_lookup_errors_match_tf_serving(base: Path):
             assert [(s.version, s.state) for s in statuses] == [(1, AVAILABLE)]
     finally:
         core.stop()
+
+
+def test_version_policy_reads_as_words_in_the_startup_log():
+    from serving.model_manager import VersionPolicy
+
+    assert VersionPolicy().describe() == "latest 1 version"
+    assert VersionPolicy("latest", num_versions=2).describe() == "latest 2 versions"
+    assert VersionPolicy("all").describe() == "all versions"
+    assert VersionPolicy("specific", versions=frozenset({3, 1})).describe() == "specific versions 1, 3"

@@ -134,8 +134,9 @@ class LocalModelServer:
             for source in model_sources(options)
         }
         for source in (m.source for m in managers.values()):
-            log.info("model %s: base path %s, policy %s, labels %s", source.name, source.base_path,
-                     source.policy, dict(source.labels) or "{}")
+            labels = ", ".join(f"{label}={version}" for label, version in sorted(dict(source.labels).items()))
+            log.info("model %s: base path %s, serving the %s%s", source.name, source.base_path,
+                     source.policy.describe(), f", labels {labels}" if labels else "")
         self.core = ServerCore(managers, options.file_system_poll_wait_seconds)
         self.grpc_server = None
         self.rest_server = None
@@ -164,17 +165,17 @@ class LocalModelServer:
             max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
         ))
         self.grpc_server.start()
-        log.info("Running gRPC ModelServer at %s:%d ...", options.host, grpc_port)
+        log.info("Running gRPC ModelServer at: %s:%d ...", options.host, grpc_port)
         if options.rest_api_port:
             self.rest_server = _listen("REST", options.host, options.rest_api_port, lambda: start_rest_server(
                 self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path
             ))
-            log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
+            log.info("Exporting HTTP/REST API at: %s:%d ...", options.host, options.rest_api_port)
         if options.monitoring_port:
             self.metrics_server = _listen("metrics", options.host, options.monitoring_port, lambda: (
                 start_metrics_server(self.metrics, options.host, options.monitoring_port, PROMETHEUS_PATH)
             ))
-            log.info("Prometheus metrics at http://%s:%d%s", options.host, options.monitoring_port, PROMETHEUS_PATH)
+            log.info("Prometheus metrics at: http://%s:%d%s", options.host, options.monitoring_port, PROMETHEUS_PATH)
         for manager in self.core.managers.values():
             self._on_versions_changed(manager)
 

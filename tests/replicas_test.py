@@ -118,7 +118,7 @@ class Load:
 
     def __init__(self, cluster: LocalCluster, out: Path):
         self.cluster = cluster
-        self.test = LoadTest(host=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{RUN_S}s")
+        self.test = LoadTest(target=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{RUN_S}s")
         self.summary: dict | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="locust", daemon=True)

@@ -1,4 +1,9 @@
-"""python -m train --run-name NAME [--preset two-stage|basic|tuned] [--split u1|…|seed-temporal] [--epochs N ...]"""
+"""python -m train --run-name NAME [--preset two-stage|basic|tuned] [--split u1|...|seed-temporal] [--epochs N ...]
+
+Trains one model on MovieLens 100K and writes runs/NAME/. Every flag not given
+comes from the preset. Exit codes: 0 done, 1 the data is missing or malformed,
+2 a bad command line, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +11,46 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import contract
-from common.quiet import native_stderr_silenced
+from common import cli, contract
 from train import config as train_config
 from train.data import DataError
 from train.download import DataUnavailable, locate
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train", description=cli.plain(__doc__.split("\n\n", 1)[1]),
+        usage="%(prog)s --run-name NAME [--preset PRESET] [--split SPLIT] [flags of the model ...]",
+    )
     parser.add_argument("--run-name", required=True, help=f"writes {contract.RUNS_DIR}/NAME/")
-    parser.add_argument("--runs-dir", default=contract.RUNS_DIR)
-    parser.add_argument("--data-dir", default=None, help="MovieLens 100K folder (else $MOVIELENS_DIR, the cache, download)")
-    train_config.add_arguments(parser)
-    args = parser.parse_args(argv)
+    parser.add_argument("--runs-dir", default=contract.RUNS_DIR, help="where runs are written (default %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="MovieLens 100K folder; it must hold u.data, u.item and u.user (default: "
+                             "$MOVIELENS_DIR, then the cache, then a download from GroupLens)")
+    cli.add_verbose(parser)
+    train_config.add_arguments(parser.add_argument_group("the model (each default: the preset's value)"))
+    return parser
+
+
+@cli.interruptible
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = cli.apply_verbose(args)
     config = train_config.from_arguments(args)
 
     try:
         data_dir = locate(args.data_dir)
     except DataUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    with native_stderr_silenced():  # TensorFlow's import-time C++ log lines
-        from train import trainer  # TensorFlow loads here, after the cheap checks
+        return cli.fail(str(e))
+    from train import progress, trainer  # TensorFlow loads here, after the cheap checks
 
     run_dir = Path(args.runs_dir) / args.run_name
     print(f"training {config.preset} on {config.split} from {data_dir} -> {run_dir}", flush=True)
     try:
-        metrics = trainer.run(config, data_dir, run_dir)
+        metrics = trainer.run(config, data_dir, run_dir, verbose=2 if verbose else 0,
+                              progress=None if verbose else progress.epoch_lines)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(str(e))
     rows, base = metrics["rows"], metrics["baselines"]
     ease = base["ease"].get("recall_at_10")
     print(
@@ -48,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  RMSE train {metrics['train_rmse']:.4f}  val {metrics['val_rmse']:.4f}  test {metrics['test_rmse']:.4f}  "
         f"(global mean {metrics['baseline_global_mean_test_rmse']:.4f})"
     )
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -102,11 +102,11 @@ def _shown(value) -> str:
 
 
 def _preset_values(name: str, default) -> str:
-    """``two-stage: 30, basic: 3, tuned: 50``, or ``every preset: 42`` when they agree."""
+    """``two-stage: 30, basic: 3, tuned: 50``, or ``default 42`` when every preset agrees."""
     order = [DEFAULT_PRESET, *sorted(p for p in PRESETS if p != DEFAULT_PRESET)]
     values = {preset: _shown(PRESETS[preset].get(name, default)) for preset in order}
     if len(set(values.values())) == 1:
-        return f"every preset: {next(iter(values.values()))}"
+        return f"default {next(iter(values.values()))}"
     return ", ".join(f"{preset}: {value}" for preset, value in values.items())
 
 

@@ -37,15 +37,30 @@ def has_files(directory: Path) -> bool:
     return all((directory / name).is_file() for name in REQUIRED_FILES)
 
 
+def missing_files(directory: Path) -> list[str]:
+    return [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+
+
 def locate(data_dir: str | Path | None = None, cache_dir: Path | None = None, url: str = URL, md5: str = MD5) -> Path:
     """Returns a directory holding u.data, u.item and u.user.
 
-    Looks in order at ``data_dir`` (``--data-dir``), ``$MOVIELENS_DIR`` and the
-    cache; downloads into the cache when none has the files.
+    An explicit ``data_dir`` (``--data-dir``) must hold them: otherwise DataUnavailable
+    names the directory and the missing files, and nothing else is tried. Without it,
+    looks at ``$MOVIELENS_DIR`` and the cache, and downloads into the cache when
+    neither has the files.
     """
+    if data_dir:
+        data_dir = Path(data_dir)
+        missing = missing_files(data_dir)
+        if missing:
+            state = "has no" if data_dir.is_dir() else "is not a directory: no" if data_dir.exists() else "does not exist: no"
+            raise DataUnavailable(
+                f"--data-dir {data_dir} {state} {', '.join(missing)} (MovieLens 100K needs {', '.join(REQUIRED_FILES)}; "
+                f"leave --data-dir out to try ${ENV_VAR}, the cache, then a download)"
+            )
+        return data_dir
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     candidates = [
-        ("--data-dir", data_dir),
         (f"${ENV_VAR}", os.environ.get(ENV_VAR)),
         ("cache", cache_dir / ZIP_MEMBER_DIR),
     ]
@@ -53,8 +68,9 @@ def locate(data_dir: str | Path | None = None, cache_dir: Path | None = None, ur
         if candidate and has_files(Path(candidate)):
             return Path(candidate)
         if candidate and label != "cache":
-            # Named explicitly but unusable: say so rather than silently downloading.
-            print(f"{label} {candidate} lacks {', '.join(REQUIRED_FILES)}; looking further", file=sys.stderr)
+            # Set but unusable: say so rather than silently downloading.
+            missing = ", ".join(missing_files(Path(candidate)))
+            print(f"{label} {candidate} lacks {missing}; looking further", file=sys.stderr)
     try:
         return download(cache_dir, url=url, md5=md5)
     except (OSError, ValueError) as e:

@@ -44,7 +44,6 @@ def test_order_data_dir_then_env_then_cache(fixture_dir, tmp_path, monkeypatch):
     shutil.copytree(fixture_dir, other)
     monkeypatch.setenv(download.ENV_VAR, str(fixture_dir))
     assert download.locate(other, cache_dir=tmp_path) == other
-    assert download.locate(tmp_path / "empty", cache_dir=tmp_path) == fixture_dir
     assert download.locate(None, cache_dir=tmp_path) == fixture_dir
     monkeypatch.delenv(download.ENV_VAR)
     cached = tmp_path / download.ZIP_MEMBER_DIR
@@ -78,3 +77,23 @@ def test_offline_error_lists_three_ways(tmp_path, monkeypatch):
         download.locate(None, cache_dir=tmp_path, url="http://127.0.0.1:9/ml-100k.zip")
     message = str(e.value)
     assert "--data-dir" in message and download.ENV_VAR in message and str(tmp_path) in message
+
+
+def test_an_explicit_data_dir_without_the_files_is_an_error_naming_them(fixture_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.ENV_VAR, str(fixture_dir))  # has the files, but was not asked for
+    with pytest.raises(download.DataUnavailable, match=f"--data-dir {tmp_path / 'missing'} does not exist: "
+                                                       "no u.data, u.item, u.user"):
+        download.locate(tmp_path / "missing", cache_dir=tmp_path)
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "u.item").write_text("")
+    with pytest.raises(download.DataUnavailable, match=r"--data-dir .*partial has no u\.data, u\.user \("):
+        download.locate(tmp_path / "partial", cache_dir=tmp_path)
+
+
+def test_an_unusable_movielens_dir_falls_through_with_a_note(fixture_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setenv(download.ENV_VAR, str(tmp_path / "empty"))
+    shutil.copytree(fixture_dir, tmp_path / download.ZIP_MEMBER_DIR)
+    assert download.locate(None, cache_dir=tmp_path) == tmp_path / download.ZIP_MEMBER_DIR
+    assert f"${download.ENV_VAR} {tmp_path / 'empty'} lacks u.data, u.item, u.user; looking further" in capsys.readouterr().err
