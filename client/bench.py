@@ -17,6 +17,7 @@ import grpc
 
 from client import protocol
 from client.fakes import FakeBehaviour, FakeServing
+from common import cli
 from common.contract import MODEL_NAME
 from tensorflow_serving.apis import predict_pb2
 
@@ -93,7 +94,7 @@ def measure(calls: int = 2000) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m client.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m client.bench", description=cli.plain(__doc__))
     parser.add_argument("--calls", type=int, default=2000, help="calls per repeat (default %(default)s)")
     args = parser.parse_args()
     results = measure(args.calls)
