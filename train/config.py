@@ -75,7 +75,8 @@ PRESETS: dict[str, dict] = {
 # One line per field for ``python -m train --help``; each flag's help adds the value under every preset.
 FIELD_HELP: dict[str, str] = {
     "preset": "named set of values for the flags below; a flag given explicitly overrides it",
-    "split": "which rows train, validate and test: seed-temporal (by timestamp) or MovieLens' u1...u5 folds",
+    "split": "which rows train, validate and test: seed-temporal (by timestamp), leave-last-out (each user's last "
+             "rating is test), random (80/10/10) or MovieLens 100K's u1...u5 folds",
     "model": "reference: the blog's rating model; two-stage: retrieval + ranking",
     "embedding_dim": "embedding width of the rating model (reference) or of the ranking stage (two-stage)",
     "layer_sizes": "widths of the dense layers, e.g. 256 64",

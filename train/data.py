@@ -1,5 +1,9 @@
 """Reads the original MovieLens 100K files into integer-indexed columns.
 
+``load`` reads any MovieLens layout (100K, 1M, the CSV sets), detected from the
+files present: ``train/layouts.py`` reads the others into the same tables with
+these rules and helpers.
+
 Ids become integer indices once, here: ``Ratings.user[i]`` is a row of
 ``Users`` and ``Ratings.movie[i]`` a row of ``Movies``, so nothing downstream
 compares string ids. The files come from GroupLens, not TFDS (see
@@ -118,13 +122,17 @@ class _Indexed:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Users(_Indexed):
-    """Row ``i`` describes user index ``i``, in ``u.user`` order."""
+    """Row ``i`` describes user index ``i``, in ``u.user`` order.
+
+    Demographics are optional: a layout without them (the CSV sets) has age 0,
+    and gender, occupation and zip code "" — the "unknown" of ``train/features.py``.
+    """
 
     ids: np.ndarray  # str ('<U…')
-    age: np.ndarray  # int32
-    gender: np.ndarray  # str, 'M' or 'F'
-    occupation: np.ndarray  # str
-    zip_code: np.ndarray  # str
+    age: np.ndarray  # int32, 0 if unknown
+    gender: np.ndarray  # str, 'M' or 'F', '' if unknown
+    occupation: np.ndarray  # str, '' if unknown
+    zip_code: np.ndarray  # str, '' if unknown
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -134,7 +142,8 @@ class Movies(_Indexed):
     ids: np.ndarray  # str ('<U…')
     titles: np.ndarray  # str (u.item is latin-1)
     year: np.ndarray  # int32 release year, 0 if unknown
-    genres: np.ndarray  # uint8 [n_movies, NUM_GENRES] multi-hot, in GENRES order
+    genres: np.ndarray  # uint8 [n_movies, len(genre_names)] multi-hot, in genre_names order
+    genre_names: tuple[str, ...] = GENRES  # the columns of genres (the other layouts: train/layouts.py)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,13 +161,14 @@ class Ratings:
 
 @dataclasses.dataclass
 class MovieLens:
-    """The three tables, where they were read from and the SHA-256 of each file read."""
+    """The three tables, where they were read from, the SHA-256 of each file read and the file layout."""
 
     ratings: Ratings
     movies: Movies
     users: Users
     data_dir: Path
     sha256: dict[str, str]
+    layout: str = "ml-100k"  # train/layouts.py: ml-100k, ml-1m or csv
 
     def __len__(self) -> int:
         return len(self.ratings)
@@ -506,6 +516,15 @@ def _parse_block(data: bytes, first_line: int, n_fields: int) -> _Block:
 
 def _read_int_tsv(path: Path, n_fields: int) -> Iterator[_Block]:
     """Yields the file's lines block by block (each holding whole lines), parsed."""
+    return read_blocks(path, lambda data, first_line: _parse_block(data, first_line, n_fields))
+
+
+def read_blocks(path: Path, parse, header: bytes | None = None) -> Iterator[_Block]:
+    """Yields ``parse(data, first_line)`` of the file's lines, a block of whole lines at a time.
+
+    A file that does not end with a newline is refused before any line is read. With a
+    ``header``, line 1 must be exactly it and the blocks start at line 2.
+    """
     chunk_bytes = CHUNK_BYTES
     try:
         f = path.open("rb")
@@ -519,14 +538,20 @@ def _read_int_tsv(path: Path, n_fields: int) -> Iterator[_Block]:
                 f.seek(0)
                 raise _truncated(path, sum(block.count(b"\n") for block in iter(lambda: f.read(chunk_bytes), b"")))
         f.seek(0)
-        carry = b""
         first_line = 1
+        if header is not None:
+            found = f.readline()
+            if found != header + b"\n":
+                shown = found.rstrip(b"\n").decode("latin-1")
+                raise DataError(path, 1, f"expected the header {header.decode()!r}, found {shown!r}")
+            first_line = 2
+        carry = b""
         while block := f.read(chunk_bytes):
             cut = block.rfind(b"\n") + 1
             if cut == 0:  # no line ends in this block: keep it for the next
                 carry += block
                 continue
-            parsed = _parse_block(carry + block[:cut], first_line, n_fields)
+            parsed = parse(carry + block[:cut], first_line)
             carry = block[cut:]
             yield parsed
             first_line += len(parsed.ends)
@@ -637,6 +662,13 @@ def verify_checksums(data_dir: Path, names=REQUIRED_FILES) -> dict[str, str]:
 
 
 def load(data_dir: Path | str) -> MovieLens:
+    """Reads a MovieLens folder of any layout (100K, 1M or the CSV sets), detected from its files."""
+    from train import layouts  # it builds on this module's readers
+
+    return layouts.load(data_dir)
+
+
+def load_100k(data_dir: Path | str) -> MovieLens:
     data_dir = Path(data_dir)
     digests = verify_checksums(data_dir)
     movies = read_movies(data_dir / MOVIES_FILE)

@@ -85,7 +85,10 @@ class FeatureTables:
 
 
 def age_bucket(age: np.ndarray) -> np.ndarray:
-    return (np.searchsorted(AGE_BUCKETS, bucketize_age(np.asarray(age)), side="left") + 1).astype(np.int32)
+    """1 + the index of the age group; an age of 0 (no demographics, e.g. the CSV sets) is unknown."""
+    age = np.asarray(age)
+    bucket = np.searchsorted(AGE_BUCKETS, bucketize_age(age), side="left") + 1
+    return np.where(age > 0, bucket, UNKNOWN).astype(np.int32)
 
 
 def year_bucket(year: np.ndarray) -> np.ndarray:
@@ -101,7 +104,11 @@ def _with_unknown_row(values: np.ndarray) -> np.ndarray:
 def build(movielens: MovieLens, train_rows: np.ndarray) -> FeatureTables:
     """Feature tables for all users and movies, with histories from ``train_rows`` only."""
     users, movies, ratings = movielens.users, movielens.movies, movielens.ratings
-    occupations, occupation = np.unique(users.occupation, return_inverse=True)
+    # An empty occupation or gender (a layout without demographics) is the unknown value 0.
+    known_occupation = users.occupation != ""
+    occupations, known_index = np.unique(users.occupation[known_occupation], return_inverse=True)
+    occupation = np.full(len(users), -1, np.int64)
+    occupation[known_occupation] = known_index.reshape(-1)
     gender = np.zeros(len(users), np.int32)
     for value, name in enumerate(GENDERS, start=1):
         gender[users.gender == name] = value

@@ -145,3 +145,74 @@ def test_read_pairs_returns_int64_rows_in_file_order(fixture_dir, tmp_path):
     assert rows.dtype == np.int64 and list(rows) == [5, 0, 899, 17]
     (directory / "empty").write_text("")
     assert data.read_pairs(directory / "empty", ml).shape == (0,)
+
+
+# --- leave-last-out and random: every layout -------------------------------------------------
+
+
+def _partition(split, n):
+    everything = np.concatenate([split.train, split.val, split.test])
+    assert len(everything) == n and np.array_equal(np.sort(everything), np.arange(n))
+    for part in (split.train, split.val, split.test):
+        assert part.dtype == np.int64 and np.array_equal(part, np.sort(part))
+
+
+def test_leave_last_out_small():
+    user = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 0])
+    time = np.array([5, 1, 9, 3, 4, 7, 7, 2, 8, 3])
+    train, val, test = splits.leave_last_out(user, time)
+    # user 0: times 5, 1, 9, 3 -> latest row 2 (9), then row 0 (5); user 1 has 2 ratings: all train;
+    # user 2: latest row 8 (8), then the tie at 7 goes to the later row (6).
+    assert list(test) == [2, 8] and list(val) == [0, 6] and list(train) == [1, 3, 4, 5, 7, 9]
+
+
+def test_leave_last_out_latest_rating_is_test(fixture_dir):
+    ml = data.load(fixture_dir)
+    split = splits.make(splits.LEAVE_LAST_OUT, ml)
+    _partition(split, len(ml))
+    r = ml.ratings
+    counts = np.bincount(r.user, minlength=len(ml.users))
+    eligible = np.flatnonzero(counts >= splits.LEAVE_LAST_OUT_MIN_RATINGS)
+    assert sorted(r.user[split.test]) == sorted(r.user[split.val]) == list(eligible)  # one each per user
+    for row in split.test:
+        mine = r.user == r.user[row]
+        assert r.timestamp[row] == r.timestamp[mine].max()
+    for row in split.val:
+        mine = np.flatnonzero(r.user == r.user[row])
+        assert r.timestamp[row] <= r.timestamp[np.intersect1d(mine, split.test)][0]
+        assert r.timestamp[row] >= r.timestamp[np.intersect1d(mine, split.train)].max()
+    assert np.array_equal(split.test, splits.make(splits.LEAVE_LAST_OUT, ml).test)
+
+
+def test_leave_last_out_keeps_short_histories_in_train():
+    train, val, test = splits.leave_last_out(np.array([0, 0, 1, 2, 2, 2]), np.array([1, 2, 3, 4, 5, 6]))
+    assert list(train) == [0, 1, 2, 3] and list(val) == [4] and list(test) == [5]
+    empty = splits.leave_last_out(np.zeros(0, np.int32), np.zeros(0, np.int64))
+    assert all(len(part) == 0 for part in empty)
+
+
+def test_random_split_is_seeded_80_10_10(fixture_dir):
+    ml = data.load(fixture_dir)
+    split = splits.make(splits.RANDOM, ml, seed=3)
+    _partition(split, len(ml))
+    assert split.rows() == {"train": 720, "val": 90, "test": 90}
+    assert np.array_equal(split.test, splits.make(splits.RANDOM, ml, seed=3).test)
+    assert not np.array_equal(split.test, splits.make(splits.RANDOM, ml, seed=4).test)
+    train, val, test = splits.random_split(7, seed=0)
+    assert (len(train), len(val), len(test)) == (6, 1, 0)
+
+
+def test_leave_last_out_on_ml100k(movielens_dir):
+    split = splits.make(splits.LEAVE_LAST_OUT, data.load(movielens_dir))
+    assert split.rows() == {"train": 100_000 - 2 * 943, "val": 943, "test": 943}  # every user rated >= 20
+
+
+def test_folds_are_100k_only(tmp_path):
+    from train.layout_fixture import write_csv_fixture
+
+    ml = data.load(write_csv_fixture(tmp_path / "csv"))
+    with pytest.raises(data.DataError, match=r"split u2 is one of MovieLens 100K's own fold files .* csv layout, which has none: "
+                                             r"use seed-temporal, leave-last-out or random"):
+        splits.make("u2", ml)
+    for name in (splits.SEED_TEMPORAL, splits.LEAVE_LAST_OUT, splits.RANDOM):
+        _partition(splits.make(name, ml), len(ml))
