@@ -14,7 +14,7 @@ from pathlib import Path
 from common import cli, contract
 from train import config as train_config
 from train.data import DataError
-from train.download import DataUnavailable, locate
+from train.download import DATASETS, DataUnavailable, locate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-name", required=True, help=f"writes {contract.RUNS_DIR}/NAME/")
     parser.add_argument("--runs-dir", default=contract.RUNS_DIR, help="where runs are written (default %(default)s)")
     parser.add_argument("--data-dir", default=None,
-                        help="MovieLens 100K folder; it must hold u.data, u.item and u.user (default: "
+                        help="MovieLens folder; it must hold a whole layout: 100K u.data, u.item, u.user; 1M "
+                             "ratings.dat, movies.dat, users.dat; 20M/25M/32M/latest ratings.csv, movies.csv (default: "
                              "$MOVIELENS_DIR, then the cache, then a download from GroupLens)")
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="which MovieLens set: looked for in $MOVIELENS_DIR (if it is that set's layout) and the "
+                             "cache, else downloaded and checked against GroupLens' MD5 (default: ml-100k, or "
+                             "whatever layout --data-dir or $MOVIELENS_DIR holds)")
     cli.add_verbose(parser)
     train_config.add_arguments(parser.add_argument_group("the model (each default: the preset's value)"))
     return parser
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     config = train_config.from_arguments(args)
 
     try:
-        data_dir = locate(args.data_dir)
+        data_dir = locate(args.data_dir, dataset=args.dataset)
     except DataUnavailable as e:
         return cli.fail(str(e))
     from train import progress, trainer  # TensorFlow loads here, after the cheap checks
