@@ -32,6 +32,7 @@ from client.errors import FailedPrecondition
 from client.fakes import fake_server, free_port
 from client.tensors import to_numpy
 from common.contract import (
+    K,
     MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
     MODEL_CARD_SIGNATURE,
@@ -249,8 +250,10 @@ def test_from_ratings_one_user_excludes_the_given_movies(fake):
     sent = behaviour.last_request
     assert sent.model_spec.signature_name == RECOMMEND_FROM_RATINGS_SIGNATURE
     assert to_numpy(sent.inputs[USER_ID]).tolist() == [""]  # no profile
-    assert to_numpy(sent.inputs[RATED_MOVIE_IDS]).tolist() == [["10", "40", "70"]]
-    assert to_numpy(sent.inputs[RATINGS]).tolist() == [[5.0, 4.5, 1.0]]
+    # The leading "" is what TF Serving's batcher would pad this tensor with (its first element).
+    assert to_numpy(sent.inputs[RATED_MOVIE_IDS]).tolist() == [["", "10", "40", "70"]]
+    assert to_numpy(sent.inputs[RATINGS]).tolist() == [[0.0, 5.0, 4.5, 1.0]]
+    assert to_numpy(sent.inputs[K]).tolist() == [5]  # one k per user
 
 
 def test_from_ratings_batch_pads_short_rows_and_matches_single_calls(fake):
@@ -270,7 +273,7 @@ def test_from_ratings_batch_pads_short_rows_and_matches_single_calls(fake):
     movies = to_numpy(sent.inputs[RATED_MOVIE_IDS])
     ratings = to_numpy(sent.inputs[RATINGS])
     assert movies.shape == ratings.shape == (3, 20)
-    assert movies[0].tolist() == ["50"] + [""] * 19 and ratings[0].tolist() == [4.0] + [0.0] * 19
+    assert movies[0].tolist() == ["", "50"] + [""] * 18 and ratings[0].tolist() == [0.0, 4.0] + [0.0] * 18
     assert to_numpy(sent.inputs[USER_ID]).tolist() == ["", "3", "4"]
     assert not set(map(str, long)) & set(_ids(rows[1]))
 
@@ -341,7 +344,7 @@ def test_from_ratings_limits_are_inclusive(fake):
         rows = client.recommend_from_ratings([{1: 5}] * MAX_RECOMMEND_USERS, k=2)
         assert len(rows) == MAX_RECOMMEND_USERS
         client.recommend_from_ratings({m: 3 for m in range(1, MAX_RATED_MOVIES + 1)}, k=2)
-    assert to_numpy(behaviour.last_request.inputs[RATINGS]).shape == (1, MAX_RATED_MOVIES)
+    assert to_numpy(behaviour.last_request.inputs[RATINGS]).shape == (1, MAX_RATED_MOVIES + 1)  # and the leading ""
 
 
 def test_from_ratings_on_a_model_without_the_signature_says_so(fake):
@@ -424,7 +427,7 @@ def test_metadata_lists_the_contract_signatures(served):
     assert meta.model == MODEL_NAME and meta.version >= 1
     assert {PREDICT_SIGNATURE, RECOMMEND_SIGNATURE} <= set(meta.signatures)
     recommend = meta.signatures[RECOMMEND_SIGNATURE]
-    assert recommend.inputs["k"].dtype == "DT_INT32" and recommend.inputs["k"].shape == ()
+    assert recommend.inputs["k"].dtype == "DT_INT32" and recommend.inputs["k"].shape == (-1,)
     assert recommend.outputs["scores"].dtype == "DT_FLOAT"
 
 

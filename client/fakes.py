@@ -12,7 +12,8 @@ inputs and dtypes checked, INVALID_ARGUMENT for what the model's in-graph assert
 (k <= 0, too many users or movies per row, shapes that disagree, a rating outside 0.5-5 on
 a non-padding entry), padding ("") and unknown movie ids ignored, a movie repeated in a
 row counted once (first occurrence), the given movies never returned, k capped at
-``max_k`` and at the catalogue size minus the row width, as the model does. A movie's
+``max_k`` and at the catalogue size minus the row's given movies, as the model does; rows
+padded past their own k with id "" and score -inf, as the model pads. A movie's
 score is the sum over the given movies of ``(rating - 3) / (1 + |movie - given|)``, plus a
 small profile term for a known user id; ties go to the lower movie id.
 """
@@ -41,9 +42,11 @@ from tensorflow_serving.apis import (
 
 from common.contract import (
     K,
+    K_PER_USER_MESSAGE,
     MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
     MODEL_CARD,
+    MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
     MODEL_NAME,
     MOVIE_ID,
@@ -114,7 +117,7 @@ def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.Si
     r = sigs.signature_def[RECOMMEND_SIGNATURE]
     r.method_name = PREDICT_METHOD
     r.inputs[USER_ID].CopyFrom(info(types_pb2.DT_STRING, [-1]))
-    r.inputs[K].CopyFrom(info(types_pb2.DT_INT32, []))
+    r.inputs[K].CopyFrom(info(types_pb2.DT_INT32, [-1]))
     for key, dtype in ((MOVIE_IDS, types_pb2.DT_STRING), (MOVIE_TITLES, types_pb2.DT_STRING), (SCORES, types_pb2.DT_FLOAT)):
         r.outputs[key].CopyFrom(info(dtype, [-1, -1]))
     f = sigs.signature_def[RECOMMEND_FROM_RATINGS_SIGNATURE]
@@ -123,7 +126,8 @@ def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.Si
     f.inputs[RATINGS].CopyFrom(info(types_pb2.DT_FLOAT, [-1, -1]))
     c = sigs.signature_def[MODEL_CARD_SIGNATURE]
     c.method_name = PREDICT_METHOD
-    c.outputs[MODEL_CARD].CopyFrom(info(types_pb2.DT_STRING, []))
+    c.inputs[MODEL_CARD_REQUEST].CopyFrom(info(types_pb2.DT_INT32, [-1]))
+    c.outputs[MODEL_CARD].CopyFrom(info(types_pb2.DT_STRING, [-1]))
     for name in missing:
         del sigs.signature_def[name]
     return sigs
@@ -155,17 +159,19 @@ def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[l
     k = to_numpy(request.inputs[K])
     rated = to_numpy(request.inputs[RATED_MOVIE_IDS])
     ratings = to_numpy(request.inputs[RATINGS])
-    if users.ndim != 1 or k.ndim != 0 or rated.ndim != 2 or ratings.ndim != 2:
-        raise _Refused("expected user_id [-1], k [], rated_movie_ids [-1, -1], ratings [-1, -1]")
-    if int(k) <= 0:
-        raise _Refused(f"k must be positive, got {int(k)}")
+    if users.ndim != 1 or k.ndim != 1 or rated.ndim != 2 or ratings.ndim != 2:
+        raise _Refused("expected user_id [-1], k [-1], rated_movie_ids [-1, -1], ratings [-1, -1]")
+    if len(k) != len(users):
+        raise _Refused(K_PER_USER_MESSAGE)
+    if (k <= 0).any():
+        raise _Refused(f"k must be positive, got {k.tolist()}")
     if len(users) > MAX_RECOMMEND_USERS:
         raise _Refused(f"at most {MAX_RECOMMEND_USERS} user_ids per recommend request")
     if rated.shape != ratings.shape:
         raise _Refused(f"{RATED_MOVIE_IDS} and {RATINGS} must have the same shape")
     if rated.shape[0] != len(users):
         raise _Refused(f"{RATED_MOVIE_IDS} must have one row per {USER_ID}")
-    if rated.shape[1] > MAX_RATED_MOVIES:
+    if rated.shape[1] > MAX_RATED_MOVIES + 1 or (rated != "").sum(axis=1).max(initial=0) > MAX_RATED_MOVIES:
         raise _Refused(f"at most {MAX_RATED_MOVIES} {RATED_MOVIE_IDS} per user")
     given = rated != ""
     if not ((ratings >= RATING_MIN) & (ratings <= RATING_MAX) | ~given).all():
@@ -173,8 +179,9 @@ def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[l
     catalogue = np.array([int(m) for m in FAKE_CARD["vocabulary"]["movie_ids"]])
     in_catalogue = set(FAKE_CARD["vocabulary"]["movie_ids"])
     known_users = set(FAKE_CARD["vocabulary"]["user_ids"])
-    k = max(0, min(int(k), FAKE_CARD["max_k"], len(catalogue) - rated.shape[1]))
-    ids, scores = [], np.zeros((len(users), k), np.float32)
+    k = np.maximum(0, np.minimum(np.minimum(k, FAKE_CARD["max_k"]), len(catalogue) - (rated != "").sum(axis=1)))
+    width = int(k.max(initial=0))
+    ids, scores = [], np.full((len(users), width), -np.inf, np.float32)
     for row, user in enumerate(users):
         first: dict[int, float] = {}
         for movie, rating in zip(rated[row], ratings[row]):
@@ -186,9 +193,9 @@ def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[l
         if user in known_users:
             score += 0.05 * ((int(user) + catalogue) % 5)
         score[np.isin(catalogue, list(first))] = -np.inf
-        best = np.lexsort((catalogue, -score))[:k]  # descending score, then ascending id
-        ids.append([str(m) for m in catalogue[best]])
-        scores[row] = score[best]
+        best = np.lexsort((catalogue, -score))[: k[row]]  # descending score, then ascending id
+        ids.append([str(m) for m in catalogue[best]] + [""] * (width - k[row]))  # padded as the model pads
+        scores[row, : k[row]] = score[best]
     return ids, scores
 
 
@@ -229,14 +236,20 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             response.outputs[PREDICTED_RATING].CopyFrom(_float_tensor(ratings))
         elif signature == RECOMMEND_SIGNATURE:
             users = to_numpy(request.inputs[USER_ID])
-            k = int(to_numpy(request.inputs[K]))
-            if k <= 0:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"k must be positive, got {k}")
-            k = min(k, FAKE_CARD["max_k"])
-            scores = np.tile(np.linspace(5.0, 1.0, k, dtype=np.float32), (len(users), 1))
-            if self.behaviour.unsorted_scores:
-                scores = scores[:, ::-1].copy()
-            ids = [[str(i + 1) for i in range(k)] for _ in users]
+            k = to_numpy(request.inputs[K])
+            if k.ndim != 1 or len(k) != len(users):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, K_PER_USER_MESSAGE)
+            if (k <= 0).any():
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"k must be positive, got {k.tolist()}")
+            k = np.minimum(k, FAKE_CARD["max_k"])
+            width = int(k.max(initial=0))
+            scores = np.full((len(users), width), -np.inf, np.float32)
+            ids = []
+            for row, own in enumerate(k):
+                scores[row, :own] = np.linspace(5.0, 1.0, own, dtype=np.float32)
+                if self.behaviour.unsorted_scores:
+                    scores[row, :own] = scores[row, :own][::-1]
+                ids.append([str(i + 1) for i in range(own)] + [""] * (width - own))
             self._recommendations(response, ids, scores)
         elif signature == RECOMMEND_FROM_RATINGS_SIGNATURE:
             try:
@@ -244,12 +257,16 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             except _Refused as refused:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
             if self.behaviour.unsorted_scores:
-                ids, scores = [row[::-1] for row in ids], scores[:, ::-1].copy()
+                real = [sum(1 for m in row if m) for row in ids]
+                ids = [row[:n][::-1] + row[n:] for row, n in zip(ids, real)]
+                scores = scores.copy()
+                for i, n in enumerate(real):
+                    scores[i, :n] = scores[i, :n][::-1]
             self._recommendations(response, ids, scores)
         elif signature == MODEL_CARD_SIGNATURE:
             served = sorted(set(FAKE_SIGNATURES) - self.behaviour.missing_signatures)
-            card = string_vector([json.dumps({**FAKE_CARD, "signatures": served})])
-            card.tensor_shape.ClearField("dim")
+            rows = len(to_numpy(request.inputs[MODEL_CARD_REQUEST])) if MODEL_CARD_REQUEST in request.inputs else 0
+            card = string_vector([json.dumps({**FAKE_CARD, "signatures": served})] * rows)
             response.outputs[MODEL_CARD].CopyFrom(card)
         else:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')

@@ -28,6 +28,7 @@ from common.contract import (
     MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
     MODEL_CARD,
+    MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
     MOVIE_ID,
     MOVIE_IDS,
@@ -48,7 +49,7 @@ from client.errors import DeadlineExceeded, MalformedResponse, NotFound, Signatu
 from client.tensors import (
     decode_strings,
     float_tensor,
-    int32_scalar,
+    int32_vector,
     string_matrix,
     string_vector,
     tensor_shape,
@@ -287,35 +288,45 @@ def recommend_request(model: str, version: int | None, users: list[str], k: int)
         raise ValueError(f"user_ids: at most {MAX_RECOMMEND_USERS} users per recommend call, got {len(users)}")
     request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_SIGNATURE))
     request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K].CopyFrom(int32_scalar(k))
+    request.inputs[K].CopyFrom(int32_vector([k] * len(users)))  # one k per user: a batch dimension
     return request
 
 
 def recommend_from_ratings_request(
     model: str, version: int | None, users: list[str], rows: list[RatedMovies], k: int
 ) -> predict_pb2.PredictRequest:
-    """Rows padded to the longest with "" (movie) and 0.0 (rating), which the model ignores."""
+    """Rows padded to the longest with "" (movie) and 0.0 (rating), which the model ignores.
+
+    The first row starts with an extra ``""`` (rating 0.0): TF Serving's batcher,
+    when it merges requests of different widths (``pad_variable_length_inputs``),
+    pads each request's tensor with that tensor's first element, and the model
+    must see the padding as "no movie", not as the first user's first movie.
+    """
     if len(users) > MAX_RECOMMEND_USERS:
         raise ValueError(f"ratings: at most {MAX_RECOMMEND_USERS} users per call, got {len(users)}")
     if len(rows) != len(users):
         raise ValueError(f"ratings: one row per user: got {len(rows)} rows for {len(users)} users")
+    longest = max((len(row) for row in rows), default=0)
+    if longest > MAX_RATED_MOVIES:
+        raise ValueError(f"ratings: at most {MAX_RATED_MOVIES} rated movies per user, got {longest}")
+    rows = [[("", 0.0), *rows[0]], *rows[1:]] if rows else rows
     width = max((len(row) for row in rows), default=0)
-    if width > MAX_RATED_MOVIES:
-        raise ValueError(f"ratings: at most {MAX_RATED_MOVIES} rated movies per user, got {width}")
     movie_ids = [[movie for movie, _ in row] + [""] * (width - len(row)) for row in rows]
     values = np.zeros((len(rows), width), dtype=np.float32)
     for i, row in enumerate(rows):
         values[i, : len(row)] = [rating for _, rating in row]
     request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_FROM_RATINGS_SIGNATURE))
     request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K].CopyFrom(int32_scalar(k))
+    request.inputs[K].CopyFrom(int32_vector([k] * len(users)))
     request.inputs[RATED_MOVIE_IDS].CopyFrom(string_matrix(movie_ids, width))
     request.inputs[RATINGS].CopyFrom(float_tensor(values))
     return request
 
 
 def model_card_request(model: str, version: int | None) -> predict_pb2.PredictRequest:
-    return predict_pb2.PredictRequest(model_spec=model_spec(model, version, MODEL_CARD_SIGNATURE))
+    request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, MODEL_CARD_SIGNATURE))
+    request.inputs[MODEL_CARD_REQUEST].CopyFrom(int32_vector([0]))  # one card back
+    return request
 
 
 def metadata_request(model: str, version: int | None) -> get_model_metadata_pb2.GetModelMetadataRequest:
@@ -376,8 +387,10 @@ def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list
         raise MalformedResponse(
             f"recommend outputs of shape [{n_users}, {k}] hold {len(ids)} ids, {len(titles)} titles, {len(scores)} scores"
         )
+    # Outputs are [users, K] with K the largest k in the (possibly server-merged)
+    # batch; a row's entries past its own k are padding: id "", score -inf.
     return [
-        [Recommendation(ids[i], titles[i], scores[i]) for i in range(row * k, (row + 1) * k)]
+        [Recommendation(ids[i], titles[i], scores[i]) for i in range(row * k, (row + 1) * k) if ids[i]]
         for row in range(n_users)
     ]
 

@@ -15,6 +15,8 @@ from common.contract import (
     MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
     MODEL_CARD,
+    MODEL_CARD_REQUEST,
+    MODEL_CARD_SIGNATURE,
     MOVIE_IDS,
     MOVIE_TITLES,
     PREDICT_SIGNATURE,
@@ -67,6 +69,9 @@ def test_requests_name_the_contract_signatures_and_inputs():
     rec = protocol.recommend_request("movielens", 3, ["1", "2"], 10)
     assert rec.model_spec.signature_name == RECOMMEND_SIGNATURE and rec.model_spec.version.value == 3
     assert set(rec.inputs) == {USER_ID, K}
+    assert to_numpy(rec.inputs[K]).tolist() == [10, 10]  # one k per user: a batch dimension
+    card = protocol.model_card_request("movielens", None)
+    assert card.model_spec.signature_name == MODEL_CARD_SIGNATURE and to_numpy(card.inputs[MODEL_CARD_REQUEST]).tolist() == [0]
     pred = protocol.predict_request("movielens", None, ["1"], ["2"])
     assert pred.model_spec.signature_name == PREDICT_SIGNATURE and not pred.model_spec.HasField("version")
     assert list(pred.output_filter) == [PREDICTED_RATING]
@@ -87,6 +92,14 @@ def test_parse_recommend_rows_in_order():
         [protocol.Recommendation("5", "A", 2.0), protocol.Recommendation("9", "B", 1.0)],
         [protocol.Recommendation("7", "C", 4.0), protocol.Recommendation("1", "D", 3.0)],
     ]
+
+
+def test_parse_recommend_drops_the_padding_past_each_rows_k():
+    """[users, K] with K the largest k of the (possibly server-merged) batch; padding is id "", score -inf."""
+    inf = float("-inf")
+    response = _recommend_response([["5", "9", ""], ["7", "1", "3"]], [["A", "B", ""], ["C", "D", "E"]], [[2.0, 1.0, inf], [4.0, 3.0, 2.0]])
+    rows = protocol.parse_recommend(response, 2)
+    assert [[r.movie_id for r in row] for row in rows] == [["5", "9"], ["7", "1", "3"]]
 
 
 def test_parse_recommend_rejects_mismatched_shapes_and_missing_outputs():
@@ -188,9 +201,10 @@ def test_recommend_from_ratings_request_pads_to_the_longest_row():
     assert set(request.inputs) == {USER_ID, K, RATED_MOVIE_IDS, RATINGS}
     assert request.inputs[RATED_MOVIE_IDS].dtype == types_pb2.DT_STRING
     assert request.inputs[RATINGS].dtype == types_pb2.DT_FLOAT
-    assert to_numpy(request.inputs[K]).shape == () and int(to_numpy(request.inputs[K])) == 10
-    assert to_numpy(request.inputs[RATED_MOVIE_IDS]).tolist() == [["50", "", ""], ["1", "2", "3"], ["", "", ""]]
-    assert to_numpy(request.inputs[RATINGS]).tolist() == [[5.0, 0.0, 0.0], [1.0, 2.5, 0.5], [0.0, 0.0, 0.0]]
+    assert to_numpy(request.inputs[K]).tolist() == [10, 10, 10]  # one k per user
+    # "" first: TF Serving's batcher pads a merged tensor with its first element, which the model ignores.
+    assert to_numpy(request.inputs[RATED_MOVIE_IDS]).tolist() == [["", "50", ""], ["1", "2", "3"], ["", "", ""]]
+    assert to_numpy(request.inputs[RATINGS]).tolist() == [[0.0, 5.0, 0.0], [1.0, 2.5, 0.5], [0.0, 0.0, 0.0]]
 
 
 def test_recommend_from_ratings_request_caps_users_and_width():

@@ -68,6 +68,13 @@ def int32_scalar(value: int) -> tensor_pb2.TensorProto:
     )
 
 
+def int32_vector(values: Sequence[int]) -> tensor_pb2.TensorProto:
+    """A DT_INT32 tensor of shape [len(values)]."""
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT32, tensor_shape=_shape([len(values)]), int_val=[int(v) for v in values]
+    )
+
+
 def tensor_shape(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise ValueError("tensor has unknown rank; a served output always has a known shape")

@@ -55,7 +55,7 @@ def test_signature_contract(loaded):
         contract.MOVIE_EMBEDDING: (tf.float32, [None, contract.EMBEDDING_DIM]),
     }
     ins, outs = _spec(loaded.signatures[contract.RECOMMEND_SIGNATURE])
-    assert ins == {contract.USER_ID: (tf.string, [None]), contract.K: (tf.int32, [])}
+    assert ins == {contract.USER_ID: (tf.string, [None]), contract.K: (tf.int32, [None])}
     assert outs == {
         contract.MOVIE_IDS: (tf.string, [None, None]),
         contract.MOVIE_TITLES: (tf.string, [None, None]),
@@ -73,7 +73,7 @@ def test_saved_model_cli_lists_signatures(exported_model):
 
 
 def _recommend(loaded, users, k):
-    out = loaded.signatures[contract.RECOMMEND_SIGNATURE](user_id=tf.constant(users), k=tf.constant(k, tf.int32))
+    out = loaded.signatures[contract.RECOMMEND_SIGNATURE](user_id=tf.constant(users), k=tf.constant(np.broadcast_to(np.int32(k), [len(users)])))
     return {key: value.numpy() for key, value in out.items()}
 
 
@@ -127,11 +127,14 @@ def test_oov_and_empty_batch(loaded):
     assert empty[contract.PREDICTED_RATING].shape == (0,)
     assert empty[contract.USER_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
     assert empty[contract.MOVIE_EMBEDDING].shape == (0, contract.EMBEDDING_DIM)
-    assert _recommend(loaded, np.array([], dtype=object), 5)[contract.SCORES].shape == (0, 5)
+    # K = the largest k of the batch: none, so [0, 0].
+    assert _recommend(loaded, np.array([], dtype=object), 5)[contract.SCORES].shape == (0, 0)
 
 
 def test_model_card(loaded, exported_model, rated, features):
-    card = json.loads(loaded.signatures[contract.MODEL_CARD_SIGNATURE]()[contract.MODEL_CARD].numpy())
+    cards = loaded.signatures[contract.MODEL_CARD_SIGNATURE](request=tf.constant([0, 0]))[contract.MODEL_CARD].numpy()
+    assert cards.shape == (2,) and cards[0] == cards[1]  # one copy per row: batchable
+    card = json.loads(cards[0])
     assert set(card["vocabulary"]["user_ids"]) == set(rated)
     assert card["vocabulary"]["movie_ids"] == features.movie_ids[features.catalogue - 1].tolist()
     assert {"recall_at_10", "ndcg_at_10", "coverage_at_10", "baselines"} <= set(card["metrics"])
@@ -233,7 +236,7 @@ def test_killed_export_leaves_no_version_and_the_next_export_cleans_up(trained_r
 
 def _from_ratings(loaded, users, movies, ratings, k=10):
     out = loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
-        user_id=tf.constant(users), k=tf.constant(k, tf.int32),
+        user_id=tf.constant(users), k=tf.constant([k] * len(users), tf.int32),
         rated_movie_ids=tf.constant(np.array(movies, dtype=object).reshape(len(users), -1)),
         ratings=tf.constant(np.array(ratings, np.float32).reshape(len(users), -1)),
     )
@@ -278,6 +281,6 @@ def test_from_ratings_uses_the_ratings(loaded, features):
 def test_from_ratings_refuses_bad_requests(loaded, users, movies, ratings, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
-            user_id=tf.constant(users), k=tf.constant(5),
+            user_id=tf.constant(users), k=tf.constant([5] * len(users)),
             rated_movie_ids=tf.constant(np.array(movies, dtype=object)), ratings=tf.constant(np.array(ratings, np.float32)),
         )

@@ -64,7 +64,7 @@ def measure_one(data_dir: Path, work: Path) -> dict:
     card = json.loads((version / contract.MODEL_CARD_FILE).read_text())
     users = card["vocabulary"]["user_ids"]
     rng = np.random.default_rng(0)
-    k = tf.constant(10, tf.int32)
+    k = tf.constant([10], tf.int32)  # one k per user
     for user in users[:20]:  # warm up
         recommend(user_id=tf.constant([user]), k=k)
     timings = []

@@ -26,6 +26,10 @@ def _row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN)
 
 
+def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Operation:
+    return tf.debugging.assert_equal(tf.shape(k)[0], tf.shape(user_id)[0], message=contract.K_PER_USER_MESSAGE)
+
+
 class ServingModule(tf.Module):
     def __init__(self, recommender: Reference | TwoStage, features: FeatureTables, model_card_json: str):
         super().__init__()
@@ -40,7 +44,7 @@ class ServingModule(tf.Module):
         if isinstance(recommender, TwoStage):  # the reference model has no query encoder to feed ratings to
             self.recommend_from_ratings = tf.function(self._recommend_from_ratings, input_signature=[
                 tf.TensorSpec([None], tf.string, name=contract.USER_ID),
-                tf.TensorSpec([], tf.int32, name=contract.K),
+                tf.TensorSpec([None], tf.int32, name=contract.K),
                 tf.TensorSpec([None, None], tf.string, name=contract.RATED_MOVIE_IDS),
                 tf.TensorSpec([None, None], tf.float32, name=contract.RATINGS),
             ])
@@ -64,9 +68,10 @@ class ServingModule(tf.Module):
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.USER_ID),
-                                  tf.TensorSpec([], tf.int32, name=contract.K)])
+                                  tf.TensorSpec([None], tf.int32, name=contract.K)])
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         checks = [
+            _one_k_per_user(user_id, k),
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
             # Scoring builds users × catalogue scores; bound the memory one request can take.
             tf.debugging.assert_less_equal(
@@ -84,6 +89,7 @@ class ServingModule(tf.Module):
         given = tf.not_equal(rated_movie_ids, "")
         in_range = (ratings >= contract.RATING_MIN) & (ratings <= contract.RATING_MAX)
         checks = [
+            _one_k_per_user(user_id, k),
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
             tf.debugging.assert_less_equal(
                 tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS,
@@ -98,7 +104,12 @@ class ServingModule(tf.Module):
                 message=f"{contract.RATED_MOVIE_IDS} must have one row per {contract.USER_ID}",
             ),
             tf.debugging.assert_less_equal(
-                tf.shape(rated_movie_ids)[1], contract.MAX_RATED_MOVIES,
+                tf.shape(rated_movie_ids)[1], contract.MAX_RATED_WIDTH,
+                message=f"at most {contract.MAX_RATED_MOVIES} {contract.RATED_MOVIE_IDS} per user",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(tf.concat([[0], tf.reduce_sum(tf.cast(given, tf.int32), axis=1)], axis=0)),
+                contract.MAX_RATED_MOVIES,
                 message=f"at most {contract.MAX_RATED_MOVIES} {contract.RATED_MOVIE_IDS} per user",
             ),
             tf.debugging.Assert(
@@ -119,9 +130,10 @@ class ServingModule(tf.Module):
             contract.SCORES: scores,
         }
 
-    @tf.function(input_signature=[])
-    def model_card(self) -> dict[str, tf.Tensor]:
-        return {contract.MODEL_CARD: tf.identity(self.card)}
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name=contract.MODEL_CARD_REQUEST)])
+    def model_card(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One copy of the card per element of ``request`` (values ignored), so the batcher can merge calls."""
+        return {contract.MODEL_CARD: tf.fill(tf.shape(request), self.card.read_value())}
 
     def signatures(self) -> dict:
         signatures = {

@@ -20,10 +20,9 @@ from common.versions import list_versions
 
 from loadtest.runner import add_arguments, load_test, run_and_report
 
-BATCHING_CONFIG = Path(__file__).resolve().parent.parent / "serving" / "batching.config"
-# The export's warmup file replays `recommend` (scalar k), which a batching session rejects,
-# so with warmup on the version never loads; TF Serving behaves the same.
-BATCHING_EXTRA_ARGS = ("--enable_model_warmup=false",)
+# The local server runs on this machine's CPU: the CPU batching parameters (the GPU ones are
+# serving/batching.config). Warmup stays on: every signature is batchable.
+BATCHING_CONFIG = Path(__file__).resolve().parent.parent / "serving" / "batching.cpu.config"
 # Stands in for the local server's address, which exists only once it runs (it picks free
 # ports), so that a bad load-test setting is reported before a start that takes seconds.
 NOT_STARTED_YET = "127.0.0.1:0"
@@ -43,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.local", description=cli.plain(__doc__))
     parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH),
                         help="integer version folders; the newest is served (default %(default)s)")
-    parser.add_argument("--enable-batching", action="store_true", help="serve with serving/batching.config (predict-only load)")
+    parser.add_argument("--enable-batching", action="store_true", help="serve with server-side batching (serving/batching.cpu.config), warmup on")
     add_arguments(parser, target=False)
     args = parser.parse_args(argv)
     cli.apply_verbose(args)
@@ -58,16 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serving.testing import start_local_server
 
     print(f"starting the local server on {args.model_base_path}/{version} ...", flush=True)
-    if args.enable_batching:
-        print("batching on: model warmup off (the warmup file replays recommend, which batching rejects); "
-              "recommend calls will fail, use --user-class PredictUser", flush=True)
     with contextlib.ExitStack() as stack:
         try:
             server = stack.enter_context(start_local_server(
                 args.model_base_path,
                 enable_batching=args.enable_batching,
                 batching_parameters_file=BATCHING_CONFIG if args.enable_batching else None,
-                extra_args=BATCHING_EXTRA_ARGS if args.enable_batching else (),
                 startup_timeout=120,
             ))  # fmt: skip
         except RuntimeError as error:  # it did not start; the message ends with its log

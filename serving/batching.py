@@ -7,9 +7,9 @@ most ``batch_timeout_micros`` for it to fill), run once, and the outputs are
 split back per request. That trades a little latency for far fewer graph
 executions under load. This module reproduces the parts clients can observe:
 
-- rank-0 inputs and inputs with unequal 0th dimensions are refused before
-  queueing with TF Serving's INVALID_ARGUMENT (so ``recommend``, whose ``k`` is
-  a scalar, cannot be served with batching on, exactly as in the container);
+- rank-0 inputs, input-free calls and inputs with unequal 0th dimensions are
+  refused before queueing with TF Serving's INVALID_ARGUMENT (every signature
+  of this project's model has a batch dimension on every input for that reason);
 - a full queue (``max_enqueued_batches``) is UNAVAILABLE, and a task larger
   than ``max_batch_size`` is INVALID_ARGUMENT, with or without large-batch
   splitting (splitting only cuts tasks up to ``max_batch_size`` rows into
@@ -40,12 +40,11 @@ from serving.errors import ServingError, failed_precondition, invalid_argument, 
 
 log = logging.getLogger(__name__)
 
-# The "Batching session Run()" prefix is batching_session.cc's wording, which
-# the README quotes and clients may match on; newer releases moved the checks to
-# batching_util.h and say "Batching Run()". All three checks use one prefix.
-RANK0_MESSAGE = "Batching session Run() input tensors must have at least one dimension"
-UNEQUAL_MESSAGE = "Batching session Run() input tensors must have equal 0th-dimension size"
-NO_INPUTS_MESSAGE = "Batching session Run() must have at least one input tensor"
+# TF Serving 2.21's wording (batching/batching_util.h, ComputeTensorBatchSize;
+# releases before 2020 said "Batching session Run()").
+RANK0_MESSAGE = "Batching Run() input tensors must have at least one dimension"
+UNEQUAL_MESSAGE = "Batching Run() input tensors must have equal 0th-dimension size"
+NO_INPUTS_MESSAGE = "Batching Run() must have at least one input tensor"
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 
 RunFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -135,7 +134,11 @@ def _pad_inner(array: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
     if array.shape[1:] == target:
         return array
     widths = [(0, 0)] + [(0, t - s) for s, t in zip(array.shape[1:], target)]
-    fill = array.reshape(-1)[0] if array.size else (b"" if array.dtype == object else 0)
+    # batching_util.cc PadTensor: the pad value is the tensor's first element,
+    # and a tensor with no elements cannot be padded.
+    if not array.size:
+        raise invalid_argument("Got empty tensor in batch of non-empty tensors.")
+    fill = array.reshape(-1)[0]
     return np.pad(array, widths, mode="constant", constant_values=fill)
 
 
@@ -295,8 +298,8 @@ class BatchScheduler:
                 if not self.options.pad_variable_length_inputs:
                     raise failed_precondition(
                         f"Tensors with name '{alias}' from different tasks have different shapes and padding "
-                        "is turned off.Set pad_variable_length_inputs to true, or ensure that all tensors with "
-                        "the same namehave equal dimensions starting with the first dim."
+                        "is turned off. Set pad_variable_length_inputs to true, or ensure that all tensors with "
+                        "the same name have equal dimensions starting with the first dim."
                     )
                 target = tuple(max(dims) for dims in zip(*inner))
                 parts = [_pad_inner(p, target) for p in parts]

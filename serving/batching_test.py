@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -138,48 +139,130 @@ def _predict_request(users: list[str], movies: list[str]) -> predict_pb2.Predict
     return request
 
 
+def _request(signature: str, inputs: dict) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = c.MODEL_NAME
+    request.model_spec.signature_name = signature
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def mixed_requests(rng: np.random.Generator, rounds: int = 3) -> list[predict_pb2.PredictRequest]:
+    """Every signature, several batch sizes, different k per row and different rated_movie_ids widths.
+
+    recommend_from_ratings rows start with "" in the first row (what a batcher pads a merged
+    tensor with is its first element); single-row requests also come without it (padding then
+    repeats the row's first movie, which counts once).
+    """
+    requests = []
+    for _ in range(rounds):
+        for n in (1, 3, 7, 12):
+            users = [str(u) for u in rng.integers(1, 944, n)]
+            requests.append(_request(c.PREDICT_SIGNATURE, {
+                c.USER_ID: users, c.MOVIE_ID: [str(m) for m in rng.integers(1, 1683, n)]}))
+            requests.append(_request(c.RECOMMEND_SIGNATURE, {
+                c.USER_ID: users, c.K: np.array(rng.integers(1, 30, n), np.int32)}))
+            width = int(rng.integers(1, 12))
+            rated = [[str(m) for m in rng.integers(1, 1683, width)] for _ in range(n)]
+            ratings = np.array(rng.integers(1, 6, (n, width)), np.float32)
+            if n > 1 or rng.random() < 0.5:
+                rated = [[""] + rated[0]] + [row + [""] for row in rated[1:]]
+                ratings = np.concatenate([np.zeros((n, 1), np.float32), ratings], axis=1)
+                ratings[1:] = np.roll(ratings[1:], -1, axis=1)
+            requests.append(_request(c.RECOMMEND_FROM_RATINGS_SIGNATURE, {
+                c.USER_ID: [""] + users[1:], c.K: np.array(rng.integers(1, 30, n), np.int32),
+                c.RATED_MOVIE_IDS: np.array(rated, dtype=object), c.RATINGS: ratings}))
+        requests.append(_request(c.MODEL_CARD_SIGNATURE, {c.MODEL_CARD_REQUEST: np.zeros(int(rng.integers(1, 3)), np.int32)}))
+    return requests
+
+
+def assert_same_answer(request: predict_pb2.PredictRequest, want: dict, have: dict) -> None:
+    """Equal outputs; recommend rows compared up to their own k (a merged batch is as wide as its largest k),
+    and everything past it must be padding."""
+    assert set(want) == set(have)
+    if c.SCORES not in want:
+        for alias in want:
+            if want[alias].dtype == object:
+                assert want[alias].tolist() == have[alias].tolist(), alias
+            else:
+                np.testing.assert_allclose(have[alias], want[alias], rtol=1e-5, atol=1e-5)
+        return
+    width = want[c.SCORES].shape[1]
+    assert have[c.SCORES].shape[0] == want[c.SCORES].shape[0] and have[c.SCORES].shape[1] >= width
+    for alias in (c.MOVIE_IDS, c.MOVIE_TITLES):
+        assert have[alias][:, :width].tolist() == want[alias].tolist(), request.model_spec.signature_name
+        assert (have[alias][:, width:] == b"").all()
+    assert np.isneginf(have[c.SCORES][:, width:]).all()
+    np.testing.assert_allclose(have[c.SCORES][:, :width], want[c.SCORES], rtol=1e-5, atol=1e-5)
+
+
+def outputs(response: predict_pb2.PredictResponse) -> dict:
+    return {alias: tf.make_ndarray(t) for alias, t in response.outputs.items()}
+
+
 def test_batching_on_and_off_give_identical_answers(exported_model):
+    """Every signature through the batcher, merged with requests of other sizes, k and widths
+    (TF Serving's pad_variable_length_inputs: padded with each tensor's first element)."""
     path = next(p for p in exported_model.iterdir() if p.name.isdigit())
     plain = load_version(c.MODEL_NAME, int(path.name), path, warmup=False)
+    batch_sizes = []
     batched = load_version(
-        c.MODEL_NAME, int(path.name), path, warmup=False,
-        batching=BatchingOptions(max_batch_size=64, batch_timeout_micros=20_000, num_batch_threads=2,
-                                 allowed_batch_sizes=(16, 64)),
+        c.MODEL_NAME, int(path.name), path, warmup=True,
+        batching=BatchingOptions(max_batch_size=64, batch_timeout_micros=50_000, num_batch_threads=2,
+                                 allowed_batch_sizes=(16, 64), pad_variable_length_inputs=True),
+        on_batch=lambda signature, size: batch_sizes.append(size),
     )
-    rng = np.random.default_rng(0)
-    cases = [
-        ([str(u) for u in rng.integers(1, 944, n)], [str(m) for m in rng.integers(1, 1683, n)]) for n in (1, 3, 7, 12) * 4
-    ]
+    requests = mixed_requests(np.random.default_rng(0))
     try:
-        expected = [plain.predict(_predict_request(u, m)) for u, m in cases]
-        with ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(lambda case: batched.predict(_predict_request(*case)), cases))
-        for want, have in zip(expected, got):
-            assert set(want.outputs) == set(have.outputs)
-            for alias in want.outputs:
-                np.testing.assert_allclose(
-                    tf.make_ndarray(have.outputs[alias]), tf.make_ndarray(want.outputs[alias]), rtol=1e-6, atol=1e-6
-                )
-        # recommend takes a scalar k: refused with batching on, exactly as TF Serving's BatchingSession does.
-        request = predict_pb2.PredictRequest()
-        request.model_spec.signature_name = c.RECOMMEND_SIGNATURE
-        request.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(["1"]))
-        request.inputs[c.K].CopyFrom(tf.make_tensor_proto(3, dtype=tf.int32))
-        assert plain.predict(request).outputs[c.MOVIE_IDS].tensor_shape.dim[1].size == 3
-        with pytest.raises(ServingError) as err:
-            batched.predict(request)
-        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
-        assert err.value.message == RANK0_MESSAGE
+        expected = [outputs(plain.predict(r)) for r in requests]
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(lambda r: outputs(batched.predict(r)), requests))
+        for request, want, have in zip(requests, expected, got):
+            assert_same_answer(request, want, have)
+        assert len(batch_sizes) < len(requests) + 20, "requests were not merged"
+        # A client of the scalar-k API is told what changed.
+        old = _request(c.RECOMMEND_SIGNATURE, {c.USER_ID: ["1"], c.K: np.int32(3)})
+        for servable in (plain, batched):
+            with pytest.raises(ServingError) as err:
+                servable.predict(old)
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert c.K_PER_USER_MESSAGE in err.value.message
     finally:
         plain.release()
         batched.release()
 
 
-def test_batching_with_scalar_warmup_record_fails_the_load(exported_model):
-    """TF Serving warms up through the BatchingSession, so a scalar-k warmup record fails the load."""
-    from serving.servable import LoadError
-
+def test_the_export_loads_with_batching_and_warmup_on(exported_model):
+    """TF Serving warms up through the batching session: every warmup record has a batch dimension."""
     path = next(p for p in exported_model.iterdir() if p.name.isdigit())
-    with pytest.raises(LoadError) as err:
-        load_version(c.MODEL_NAME, int(path.name), path, batching=BatchingOptions(num_batch_threads=1))
-    assert c.RECOMMEND_SIGNATURE in str(err.value) and RANK0_MESSAGE in str(err.value)
+    config = Path(__file__).resolve().parent / "batching.config"
+    from serving.config import read_batching_parameters
+
+    servable = load_version(c.MODEL_NAME, int(path.name), path, warmup=True,
+                            batching=BatchingOptions.from_proto(read_batching_parameters(config)))
+    servable.release()
+
+
+def test_inner_padding_uses_the_first_element_and_refuses_empty_tensors():
+    """batching_util.cc PadTensor: pad value = the tensor's first element; an empty tensor cannot be padded."""
+    seen = []
+
+    def model(arrays):
+        seen.append(arrays["x"].tolist())
+        return {"out": np.zeros(len(arrays["x"]), np.float32)}
+
+    scheduler = BatchScheduler(BatchingOptions(num_batch_threads=1, batch_timeout_micros=200_000,
+                                               pad_variable_length_inputs=True), {"sig": model}, name="t")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(scheduler.run, "sig", {"x": np.array([["a", "b", "c"]], dtype=object)})
+            b = pool.submit(scheduler.run, "sig", {"x": np.array([["d"], ["e"]], dtype=object)})
+            a.result(timeout=30), b.result(timeout=30)
+        if len(seen) != 1:
+            pytest.skip("the two requests were not merged into one batch on this run")
+        rows = seen[0]
+        assert ["a", "b", "c"] in rows
+        assert [r for r in rows if r[0] in ("d", "e")] == [["d", "d", "d"], ["e", "d", "d"]]
+    finally:
+        scheduler.stop()

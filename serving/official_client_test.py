@@ -52,7 +52,7 @@ def _recommend(users, k) -> predict_pb2.PredictRequest:
     request.model_spec.name = MODEL
     request.model_spec.signature_name = "recommend"
     request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(users, dtype=tf.string))
-    request.inputs["k"].CopyFrom(tf.make_tensor_proto(k, dtype=tf.int32))
+    request.inputs["k"].CopyFrom(tf.make_tensor_proto([k] * len(users), dtype=tf.int32))  # one per user
     return request
 
 
@@ -94,7 +94,7 @@ def test_metadata_and_status(stubs):
     assert serving_default.outputs["user_embedding"].tensor_shape.dim[1].size == 64
     recommend = signature_map.signature_def["recommend"]
     assert recommend.inputs["k"].dtype == tf.int32.as_datatype_enum
-    assert len(recommend.inputs["k"].tensor_shape.dim) == 0
+    assert [d.size for d in recommend.inputs["k"].tensor_shape.dim] == [-1]
 
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = MODEL

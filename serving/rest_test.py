@@ -46,8 +46,15 @@ def test_row_format_predict(local_server):
     assert len(rows[1][c.MOVIE_EMBEDDING]) == c.EMBEDDING_DIM
 
 
+def test_row_format_recommend_with_k_per_instance(local_server):
+    body = {"signature_name": c.RECOMMEND_SIGNATURE, "instances": [{c.USER_ID: "1", c.K: 2}, {c.USER_ID: "2", c.K: 2}]}
+    status, answer = _call(local_server, f"{MODEL}:predict", body)
+    assert status == 200, answer
+    assert [len(row[c.MOVIE_IDS]) for row in answer["predictions"]] == [2, 2]
+
+
 def test_columnar_predict_for_recommend_and_by_version(local_server):
-    body = {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1", "2"], c.K: 3}}
+    body = {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1", "2"], c.K: [3, 3]}}
     status, answer = _call(local_server, f"{MODEL}/versions/1:predict", body)
     assert status == 200
     outputs = answer["outputs"]
@@ -86,8 +93,8 @@ def test_status_and_metadata(local_server):
         (f"{MODEL}:predict", {"inputs": {c.USER_ID: [1], c.MOVIE_ID: ["2"]}}, 400,
          "JSON Value: 1 Type: Number is not of expected type: string"),
         (f"{MODEL}:predict", {"inputs": {c.USER_ID: ["1", "2"], c.MOVIE_ID: ["2"]}}, 400, "assertion failed"),
-        (f"{MODEL}:predict", {"signature_name": c.RECOMMEND_SIGNATURE, "instances": [{c.USER_ID: "1", c.K: 2}]}, 400,
-         'input "k" has shape [1] but the signature expects []'),
+        (f"{MODEL}:predict", {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1"], c.K: 2}}, 400,
+         'input "k" has shape [] but the signature expects [-1]: k needs one value per user_id'),
         (f"{MODEL}:predict", {"inputs": {c.USER_ID: ["1"], c.MOVIE_ID: ["2"]}, "instances": []}, 400,
          "expecting only one of 'inputs' or 'instances'"),
         (f"{MODEL}:predict", "{not json", 400, "JSON Parse error"),

@@ -23,12 +23,10 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
-    prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
 from common import contract as c
-from serving.batching import RANK0_MESSAGE
 from serving.model_manager import VersionPolicy
 from serving.server import LocalModelServer, ServerOptions, StartupError, model_sources, resolve_base_path
 from serving.testing import REPO_ROOT, free_port, start_local_server
@@ -141,29 +139,10 @@ def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_versio
         assert "Done unloading servable version {name: movielens version: 1}" in log
 
 
-def _batchable_copy(exported_model: Path, base: Path) -> None:
-    """A copy whose warmup file holds only serving_default requests.
-
-    With batching on, TF Serving runs warmup through the BatchingSession, so the
-    exporter's scalar-k `recommend` warmup record would fail the whole load (see
-    test_batching_with_scalar_warmup_record_fails_the_load).
-    """
-    _copy_version(exported_model, base, 1)
-    warmup = base / "1" / c.WARMUP_FILE
-    kept = []
-    for record in tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator():
-        entry = prediction_log_pb2.PredictionLog.FromString(record)
-        if entry.predict_log.request.model_spec.signature_name in ("", c.PREDICT_SIGNATURE):
-            kept.append(record)
-    with tf.io.TFRecordWriter(str(warmup)) as writer:
-        for record in kept:
-            writer.write(record)
-
-
 def test_batching_server_matches_unbatched_answers_and_sigterm_drains(tmp_path, exported_model, local_server):
     base = tmp_path / c.MODEL_NAME
     base.mkdir()
-    _batchable_copy(exported_model, base)
+    _copy_version(exported_model, base, 1)  # the exporter's warmup file, replayed through the batcher
     params = tmp_path / "batching.config"
     # A long timeout keeps requests queued long enough to send SIGTERM while they wait.
     params.write_text(
@@ -183,10 +162,10 @@ def test_batching_server_matches_unbatched_answers_and_sigterm_drains(tmp_path, 
             recommend.model_spec.name = c.MODEL_NAME
             recommend.model_spec.signature_name = c.RECOMMEND_SIGNATURE
             recommend.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(["1"]))
-            recommend.inputs[c.K].CopyFrom(tf.make_tensor_proto(3, dtype=tf.int32))
+            recommend.inputs[c.K].CopyFrom(tf.make_tensor_proto(3, dtype=tf.int32))  # the scalar-k API
             with pytest.raises(grpc.RpcError) as err:
                 stub.Predict(recommend, timeout=30)
-            assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, RANK0_MESSAGE)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and c.K_PER_USER_MESSAGE in err.value.details()
 
             with ThreadPoolExecutor(len(cases)) as pool:
                 futures = [pool.submit(stub.Predict, _rate_request(u, m), timeout=60) for u, m in cases]

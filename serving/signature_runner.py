@@ -27,6 +27,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from common import contract
 from serving.errors import from_tf_error_code, invalid_argument
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
@@ -178,9 +179,11 @@ class SignatureRunner:
         for alias in sorted(arrays):
             spec = self.inputs[alias]
             if not spec.accepts_shape(arrays[alias].shape):
+                # A client of the scalar-k API (before every input had a batch dimension) is told what changed.
+                hint = f": {contract.K_PER_USER_MESSAGE}" if alias == contract.K and np.ndim(arrays[alias]) == 0 else ""
                 raise invalid_argument(
                     f'input "{alias}" has shape {shape_str(arrays[alias].shape)} '
-                    f"but the signature expects {shape_str(spec.shape)}"
+                    f"but the signature expects {shape_str(spec.shape)}{hint}"
                 )
 
     def resolve_output_filter(self, output_filter: Iterable[str]) -> list[str]:

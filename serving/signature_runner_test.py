@@ -53,7 +53,7 @@ def test_predict_answers_with_typed_fields_and_names_the_version(servable):
     assert [d.size for d in response.outputs[c.USER_EMBEDDING].tensor_shape.dim] == [2, c.EMBEDDING_DIM]
 
     recommend = servable.predict(
-        _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto(4, dtype=tf.int32))
+        _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto([4], dtype=tf.int32))
     )
     assert len(recommend.outputs[c.MOVIE_IDS].string_val) == 4
     scores = tf.make_ndarray(recommend.outputs[c.SCORES])[0]
@@ -91,17 +91,18 @@ def test_wrong_shape_names_the_input(servable):
     assert err.message == 'input "movie_id" has shape [1,1] but the signature expects [-1]'
     err = _error(
         servable,
-        _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto([3], dtype=tf.int32)),
+        _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto(3, dtype=tf.int32)),
     )
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert err.message == 'input "k" has shape [1] but the signature expects []'
+    # A client of the scalar-k API is told what changed.
+    assert err.message == f'input "k" has shape [] but the signature expects [-1]: {c.K_PER_USER_MESSAGE}'
 
 
 def test_in_graph_assertion_is_invalid_argument(servable):
     err = _error(servable, _request(user_id=_strings("1", "2"), movie_id=_strings("3")))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "assertion failed" in err.message and "Graph execution error" not in err.message
-    err = _error(servable, _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto(0)))
+    err = _error(servable, _request(c.RECOMMEND_SIGNATURE, user_id=_strings("1"), k=tf.make_tensor_proto([0])))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
 
 

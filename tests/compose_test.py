@@ -48,10 +48,12 @@ def _docker_compose() -> str:
     return found
 
 
-def _compose(tmp_home: Path, *files: Path, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def _compose(
+    tmp_home: Path, *files: Path, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     # A clean environment: only PATH, and a throwaway HOME so no user config
     # leaks in. Whatever compose needs must therefore have a default in the file.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_home)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_home), **(env or {})}
     command = [_docker_compose(), "--project-directory", str(ROOT)]
     for file in files:
         command += ["-f", str(file)]
@@ -136,6 +138,9 @@ def test_cpu_override_changes_nothing_else(gpu: dict, cpu: dict) -> None:
         services = json.loads(json.dumps(resolved["services"]))
         services["tfserving"].pop("image")
         services["tfserving"].pop("deploy", None)
+        services["tfserving"]["volumes"] = [  # the CPU batching file mounted over the GPU one
+            v for v in services["tfserving"]["volumes"] if v["target"] != f"{CONFIG_MOUNT}/batching.config"
+        ]
         return {**resolved, "services": services}
 
     assert without_gpu_bits(gpu) == without_gpu_bits(cpu)
@@ -204,11 +209,38 @@ def test_start_order_is_train_then_serve_then_load(gpu: dict) -> None:
 # --- TF Serving flags and the config files they name ------------------------------------------
 
 
-def test_batching_is_wired_but_off_by_default(gpu: dict) -> None:
+def test_batching_and_warmup_are_on_by_default(gpu: dict) -> None:
     flags = _flags(gpu["services"]["tfserving"])
-    # Off: the `recommend` signature has a scalar k, which BatchingSession rejects.
-    assert flags["enable_batching"] == "false"
+    # Every signature input has a batch dimension, so the batching session serves them all.
+    assert flags["enable_batching"] == "true"
+    assert flags["enable_model_warmup"] == "true"
     assert flags["batching_parameters_file"] == f"{CONFIG_MOUNT}/batching.config"
+
+
+def test_batching_can_be_turned_off(compose_home: Path) -> None:
+    result = _compose(compose_home, COMPOSE_FILE, args=("--format", "json"), env={"TFS_ENABLE_BATCHING": "false"})
+    assert result.returncode == 0, result.stderr
+    assert _flags(json.loads(result.stdout)["services"]["tfserving"])["enable_batching"] == "false"
+
+
+def test_batching_files_follow_tf_servings_guide() -> None:
+    """GPU: fixed batch sizes and a ms-scale timeout; CPU: num_batch_threads = cores, a small timeout.
+    Both pad variable-length inputs and stay within what one recommend graph run accepts."""
+    gpu_params = serving_config.read_batching_parameters(SERVING_DIR / "batching.config")
+    cpu_params = serving_config.read_batching_parameters(SERVING_DIR / "batching.cpu.config")
+    for params in (gpu_params, cpu_params):
+        assert params.pad_variable_length_inputs
+        assert params.max_batch_size.value <= contract.MAX_RECOMMEND_USERS
+    assert list(gpu_params.allowed_batch_sizes)[-1] == gpu_params.max_batch_size.value
+    assert not cpu_params.allowed_batch_sizes
+    assert cpu_params.batch_timeout_micros.value <= 1000 and cpu_params.batch_timeout_micros.value < gpu_params.batch_timeout_micros.value
+    assert cpu_params.num_batch_threads.value >= 1
+
+
+def test_cpu_override_mounts_the_cpu_batching_file(cpu: dict) -> None:
+    mounts = [v for v in cpu["services"]["tfserving"]["volumes"] if v["target"] == f"{CONFIG_MOUNT}/batching.config"]
+    assert len(mounts) == 1 and Path(mounts[0]["source"]) == SERVING_DIR / "batching.cpu.config"
+    assert mounts[0].get("read_only") is True
 
 
 def test_config_flags_point_at_the_mounted_serving_files(gpu: dict) -> None:

@@ -75,6 +75,10 @@ def int64s(values: list[int]) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_shape=_shape(len(values)), int64_val=values)
 
 
+def int32s(values: list[int]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=_shape(len(values)), int_val=values)
+
+
 def scalar_int32(value: int) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=_shape(), int_val=[value])
 
@@ -289,7 +293,7 @@ def test_metadata_describes_the_recommend_signature(signatures: dict) -> None:
     assert recommend.method_name == contract.PREDICT_METHOD
     assert {k: (v.dtype, _dims(v)) for k, v in recommend.inputs.items()} == {
         contract.USER_ID: (types_pb2.DT_STRING, [-1]),
-        contract.K: (types_pb2.DT_INT32, []),
+        contract.K: (types_pb2.DT_INT32, [-1]),
     }
     outputs = {k: v.dtype for k, v in recommend.outputs.items()}
     assert outputs == {
@@ -343,7 +347,7 @@ def test_empty_batch_gives_empty_outputs(prediction) -> None:
 @pytest.mark.parametrize("k", [1, 5, 10**6])
 def test_recommend_returns_min_k_max_k_best_first(prediction, model_card: dict, k: int) -> None:
     users = ["1", "2"]
-    out = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(users), contract.K: scalar_int32(k)}))
+    out = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(users), contract.K: int32s([k, k])}))
     expected_k = min(k, model_card["max_k"])
     for key in (contract.MOVIE_IDS, contract.MOVIE_TITLES, contract.SCORES):
         assert out[key].shape == (len(users), expected_k), key
@@ -353,9 +357,22 @@ def test_recommend_returns_min_k_max_k_best_first(prediction, model_card: dict, 
         assert len(set(row)) == expected_k, "duplicate movies in one row"
 
 
+def test_recommend_k_per_user_pads_each_row_past_its_own_k(prediction) -> None:
+    """Outputs are [users, max(k)]; a row's entries past its k are id "", title "", score -inf, and its
+    first k entries are what the user gets alone."""
+    both = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1", "2"]), contract.K: int32s([3, 7])}))
+    alone = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1"]), contract.K: int32s([3])}))
+    assert both[contract.SCORES].shape == (2, 7) and alone[contract.SCORES].shape == (1, 3)
+    assert list(both[contract.MOVIE_IDS][0, 3:]) == [""] * 4 and list(both[contract.MOVIE_TITLES][0, 3:]) == [""] * 4
+    assert np.all(np.isneginf(both[contract.SCORES][0, 3:])) and np.all(np.isfinite(both[contract.SCORES][1]))
+    assert list(both[contract.MOVIE_IDS][0, :3]) == list(alone[contract.MOVIE_IDS][0])
+    np.testing.assert_allclose(both[contract.SCORES][0, :3], alone[contract.SCORES][0], rtol=1e-5, atol=1e-5)
+
+
 def test_model_card_signature_returns_the_card(prediction, model_card: dict) -> None:
-    out = predict(prediction, predict_request(contract.MODEL_CARD_SIGNATURE, {}))
-    card = json.loads(out[contract.MODEL_CARD].item())
+    out = predict(prediction, predict_request(contract.MODEL_CARD_SIGNATURE, {contract.MODEL_CARD_REQUEST: int32s([0, 0])}))
+    assert out[contract.MODEL_CARD].shape == (2,)  # one card per element of `request`
+    card = json.loads(out[contract.MODEL_CARD][0])
     assert card["model_name"] == contract.MODEL_NAME
     assert card["version"] == model_card["version"]
 
@@ -393,7 +410,7 @@ ERROR_CASES: dict[str, tuple[Callable[[], predict_pb2.PredictRequest], grpc.Stat
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "wrong-dtype-k": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int64(5)}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int64s([5, 5, 5][: len(USERS)])}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "length-mismatch": (
@@ -401,11 +418,19 @@ ERROR_CASES: dict[str, tuple[Callable[[], predict_pb2.PredictRequest], grpc.Stat
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-zero": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(0)}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([0] * len(USERS))}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "k-scalar (the API before k had a batch dimension)": (
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(5)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "k-one-per-user": (
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([5] * (len(USERS) + 1))}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-negative": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(-3)}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([5] * (len(USERS) - 1) + [-3])}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
 }

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from client import InvalidArgument, Recommendation, RecommenderClient, SignatureNotFound, protocol
 from client.cli import main
-from client.tensors import float_tensor, int32_scalar, string_matrix, string_vector
+from client.tensors import float_tensor, int32_vector, string_matrix, string_vector
 from common.contract import (
     MAX_RATED_MOVIES,
     MODEL_NAME,
@@ -73,7 +73,7 @@ def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k:
         model_spec=protocol.model_spec(MODEL_NAME, None, RECOMMEND_FROM_RATINGS_SIGNATURE)
     )
     request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K_INPUT].CopyFrom(int32_scalar(k))
+    request.inputs[K_INPUT].CopyFrom(int32_vector([k] * len(users)))
     padding = [width - len(r) for r in rows]
     request.inputs[RATED_MOVIE_IDS].CopyFrom(string_matrix([[m for m, _ in r] + [""] * n for r, n in zip(rows, padding)], width))
     request.inputs[RATINGS].CopyFrom(float_tensor(np.array([[v for _, v in r] + [0.0] * n for r, n in zip(rows, padding)])))

@@ -43,6 +43,18 @@ def first_occurrences(values: tf.Tensor) -> tf.Tensor:
     return tf.logical_not(tf.reduce_any(same & earlier[None], axis=1))
 
 
+def per_row(k: tf.Tensor, user_rows: tf.Tensor) -> tf.Tensor:
+    """``k`` as one int32 value per user: a [B] vector as is, a scalar (the trainer's evaluation) repeated."""
+    return tf.broadcast_to(tf.cast(k, tf.int32), tf.shape(user_rows)[:1])
+
+
+def pad_rows(movies: tf.Tensor, scores: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """[B, K] results with each row's entries past its own ``k[b]`` set to movie row 0 and score -inf."""
+    keep = tf.range(tf.shape(movies)[1])[None, :] < k[:, None]
+    return (tf.where(keep, movies, tf.zeros_like(movies)),
+            tf.where(keep, scores, tf.fill(tf.shape(scores), NEGATIVE_INFINITY)))
+
+
 class _Catalogue(tf.Module):
     """The recommendable movies (those with training ratings) and the user histories to exclude."""
 
@@ -93,20 +105,30 @@ class TwoStage(_Catalogue):
         return movies, best.values, tf.reshape(rating, tf.shape(movies))
 
     def recommend_for(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor):
-        """Top ``k`` (movie rows, blended scores), best first, from an already computed query.
+        """Top ``k[b]`` (movie rows, blended scores) per row, best first, from an already computed query.
 
-        The caller caps ``k`` so every row has that many unexcluded movies. The
-        shortlist size depends only on ``k``, never on padding or on the other
-        users in the batch, so a user's answer is the same alone or batched.
+        ``k`` is one value per row ([B]); the output is [B, max(k)], each row
+        padded past its own ``k`` with movie row 0 and score -inf. The caller
+        caps ``k`` so every row has that many unexcluded movies. A row's
+        shortlist is its own retrieval top max(k[b], candidates), never widened
+        by padding or by the other users in the batch, so a user's answer is
+        the same alone or batched.
         """
-        n = tf.minimum(tf.maximum(k, self.candidates), self.catalogue_size)
+        k = per_row(k, user_rows)
+        width = tf.reduce_max(tf.concat([[0], k], axis=0))
+        n_rows = tf.minimum(tf.maximum(k, self.candidates), self.catalogue_size)  # [B]
+        n = tf.reduce_max(tf.concat([[0], n_rows], axis=0))
         movies, retrieval_scores, rating = self.shortlist(user_rows, query, exclude, n)
-        best = tf.math.top_k(retrieval_scores + self.blend_weight * rating, k=k)
-        return tf.gather(movies, best.indices, batch_dims=1), best.values
+        blended = retrieval_scores + self.blend_weight * rating
+        # top_k is sorted and stable, so the first n_rows[b] of the common top n are the row's own shortlist.
+        in_shortlist = tf.range(n)[None, :] < n_rows[:, None]
+        blended = tf.where(in_shortlist, blended, tf.fill(tf.shape(blended), NEGATIVE_INFINITY))
+        best = tf.math.top_k(blended, k=width)
+        return pad_rows(tf.gather(movies, best.indices, batch_dims=1), best.values, k)
 
     def recommend(self, user_rows: tf.Tensor, k: tf.Tensor):
         exclude, _ = self.rated(user_rows)
-        return self.recommend_for(user_rows, self.query(user_rows), exclude, tf.minimum(k, self.max_k))
+        return self.recommend_for(user_rows, self.query(user_rows), exclude, tf.minimum(per_row(k, user_rows), self.max_k))
 
     def recommend_from_ratings(self, user_rows: tf.Tensor, movie_rows: tf.Tensor, ratings: tf.Tensor, k: tf.Tensor):
         """Top ``k`` for users described by [B, L] rated movie rows (0 = padding or unknown id) and ratings.
@@ -119,8 +141,7 @@ class TwoStage(_Catalogue):
         given = first_occurrences(movie_rows) & (movie_rows > 0)
         movie_rows = tf.where(given, movie_rows, tf.zeros_like(movie_rows))
         query = self.query_tower(user_rows, movie_rows, ratings, given)
-        most_given = tf.reduce_max(tf.concat([[0], tf.reduce_sum(tf.cast(given, tf.int32), axis=1)], axis=0))
-        k = tf.minimum(tf.minimum(k, self.max_k), self.catalogue_size - most_given)
+        k = tf.minimum(tf.minimum(per_row(k, user_rows), self.max_k), self.catalogue_size - tf.reduce_sum(tf.cast(given, tf.int32), axis=1))
         return self.recommend_for(user_rows, query, movie_rows, k)
 
     def predict(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -137,15 +158,16 @@ class Reference(_Catalogue):
         self.model = model
 
     def recommend(self, user_rows: tf.Tensor, k: tf.Tensor):
-        k = tf.minimum(k, self.max_k)
+        k = tf.minimum(per_row(k, user_rows), self.max_k)  # [B]
+        width = tf.reduce_max(tf.concat([[0], k], axis=0))
         batch, size = tf.shape(user_rows)[0], self.catalogue_size
         users = tf.repeat(user_rows, size)
         movies = tf.tile(self.catalogue, [batch])
         _, _, rating = self.model({"user": users, "movie": movies})
         scores = tf.reshape(rating, tf.stack([batch, size]))
         exclude, _ = self.rated(user_rows)
-        best = tf.math.top_k(mask_movies(scores, exclude, self.catalogue_position), k=k)
-        return tf.gather(self.catalogue, best.indices), best.values
+        best = tf.math.top_k(mask_movies(scores, exclude, self.catalogue_position), k=width)
+        return pad_rows(tf.gather(self.catalogue, best.indices), best.values, k)
 
     def predict(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         user_embedding, movie_embedding, rating = self.model({"user": user_rows, "movie": movie_rows})
