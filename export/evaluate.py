@@ -24,6 +24,11 @@ from train.features import rows_of
 from train.interactions import Interactions
 
 
+def _k(users: np.ndarray, k: int) -> tf.Tensor:
+    """The signatures take one k per user (a batch dimension TF Serving's batcher can merge)."""
+    return tf.fill([len(users)], tf.constant(k, tf.int32))
+
+
 def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig) -> dict:
     """Recall@10, NDCG@10, coverage@10 and test RMSE of ``version_dir`` on ``config``'s split."""
     loaded = tf.saved_model.load(str(version_dir))
@@ -37,7 +42,7 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
     shape = (len(movielens.users) + 1, len(movielens.movies) + 1)
 
     def recommend(user_rows: np.ndarray, k: int) -> np.ndarray:
-        out = recommend_signature(user_id=tf.constant(user_ids[user_rows]), k=tf.constant(k, tf.int32))
+        out = recommend_signature(user_id=tf.constant(user_ids[user_rows]), k=_k(user_rows, k))
         served = out[contract.MOVIE_IDS].numpy().astype(str)
         return rows_of(served.reshape(-1), movie_ids).reshape(served.shape)
 
@@ -107,12 +112,12 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
 
     def with_ratings(batch: np.ndarray, k: int) -> np.ndarray:
         at = np.array([given_rows[u] for u in batch])
-        out = from_ratings(user_id=tf.constant(user_ids[batch]), k=tf.constant(k, tf.int32),
+        out = from_ratings(user_id=tf.constant(user_ids[batch]), k=_k(batch, k),
                            rated_movie_ids=tf.constant(movie_ids[movies[at]]), ratings=tf.constant(ratings[at]))
         return rows_of(out[contract.MOVIE_IDS].numpy().astype(str).reshape(-1), movie_ids[1:]).reshape(len(batch), -1)
 
     def with_id(batch: np.ndarray, k: int) -> np.ndarray:
-        out = by_id(user_id=tf.constant(user_ids[batch]), k=tf.constant(k, tf.int32))
+        out = by_id(user_id=tf.constant(user_ids[batch]), k=_k(batch, k))
         return rows_of(out[contract.MOVIE_IDS].numpy().astype(str).reshape(-1), movie_ids[1:]).reshape(len(batch), -1)
 
     popular = np.bincount(train.movie, minlength=shape[1]).astype(np.float64)
