@@ -3,10 +3,9 @@
 Measures, on this machine, from the bottom up:
 (a) the floor: the loaded SavedModel's signatures called in-process;
 (b) gRPC latency with one user (a plain client loop, and Locust with one user);
-(c) predict throughput and p99 at 32 users with TF-Serving-style batching off and on
-    (predict only: the batcher rejects recommend's scalar k; see README.md,
-    "Server-side batching, and why it is off");
-(d) recommend latency under the default 3:1:1 mix at 32 users;
+    and an empty gRPC round trip (the health check), the transport's own floor;
+(c) predict-only throughput and p99 at 32 users with TF-Serving-style batching off and on;
+(d) the default 3:1:1 mix at 32 users with batching off and on (warmup on in both);
 (e) the client's own overhead per call.
 It is a benchmark, not a test: it prints and writes numbers and never asserts on them.
 """
@@ -28,6 +27,7 @@ from common.contract import (
     K,
     MODEL_BASE_PATH,
     MODEL_CARD,
+    MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
     MOVIE_ID,
     PREDICT_SIGNATURE,
@@ -45,7 +45,7 @@ with native_stderr_silenced():
 
 from client import NO_RETRIES, RecommenderClient
 from client.bench import measure as measure_client_overhead
-from loadtest.local import BATCHING_CONFIG, BATCHING_EXTRA_ARGS, newest_version
+from loadtest.local import BATCHING_CONFIG, newest_version
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
 from loadtest.runner import LoadTest, gate, run_load_test
 from loadtest.summary import format_ms
@@ -72,13 +72,13 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
     with native_stderr_silenced():  # TF logs a CUDA probe failure on first load; not news on a CPU box
         signatures = tf.saved_model.load(str(version_dir)).signatures
     predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
-    user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant(10, tf.int32)
+    user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant([10], tf.int32)
     rows = {
         "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
         "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
     }
     if RECOMMEND_FROM_RATINGS_SIGNATURE in signatures:  # default-preset models only
-        card = json.loads(signatures[MODEL_CARD_SIGNATURE]()[MODEL_CARD].numpy())
+        card = json.loads(signatures[MODEL_CARD_SIGNATURE](**{MODEL_CARD_REQUEST: tf.constant([0])})[MODEL_CARD].numpy()[0])
         rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
         ratings = tf.constant([[float(1 + i % 5) for i in range(rated.shape[1])]])
         from_ratings = signatures[RECOMMEND_FROM_RATINGS_SIGNATURE]
@@ -89,12 +89,21 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
 
 
 def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
-    """(b) cross-check: the same calls from a plain sequential client loop (no Locust, no gevent)."""
+    """(b) cross-check: the same calls from a plain sequential client loop (no Locust, no gevent),
+    plus an empty round trip: grpc.health.v1.Health/Check on the same kind of channel."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     with RecommenderClient(target, retry=NO_RETRIES) as client:
-        return {
+        rows = {
             "predict batch 1": _percentiles_ms(lambda: client.predict(SAMPLE_USER, SAMPLE_MOVIE), calls),
             "recommend k=10": _percentiles_ms(lambda: client.recommend(SAMPLE_USER, k=10), calls),
         }
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest()
+        rows["empty round trip (health check)"] = _percentiles_ms(lambda: health.Check(request, timeout=5), calls)
+    return rows
 
 
 def _cpu_s(pid: int) -> float:
@@ -144,9 +153,10 @@ def keep_scale_section(path: Path, text: str) -> str:
 
 
 def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
-    fl, loop, one, c_off, c_on, mix = (
-        results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix")
+    fl, loop, one, c_off, c_on, mix, mix_on = (
+        results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix", "mix_on")
     )
+    empty = loop["empty round trip (health check)"]
     names = {"predict batch 1": PREDICT_SIGNATURE, "recommend k=10": RECOMMEND_SIGNATURE}
 
     def cpu(s: dict) -> str:
@@ -196,14 +206,21 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
             f"| {label} | {format_ms(s.get('p50_ms'))} | {format_ms(s.get('p99_ms'))} | {loop[label]['p50_ms']:.2f} | "
             f"{loop[label]['p99_ms']:.2f} | {ratio:.1f}x |"
         )
+    predict_expected = empty["p50_ms"] + fl["predict batch 1"]["p50_ms"]
     lines += [
+        f"| empty round trip (`grpc.health.v1.Health/Check`) | | | {empty['p50_ms']:.2f} | {empty['p99_ms']:.2f} | |",
+        "",
+        f"Predict batch 1 over gRPC against (empty round trip + in-process call): {loop['predict batch 1']['p50_ms']:.2f} ms "
+        f"vs {empty['p50_ms']:.2f} + {fl['predict batch 1']['p50_ms']:.2f} = {predict_expected:.2f} ms, "
+        f"**{loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×** (p50): what the server adds beyond the "
+        "transport and the model (request decoding and checks, the signature call from a gRPC thread, "
+        "response encoding).",
         "",
         f"## (c) Predict throughput at {USERS} users: server-side batching off vs on",
         "",
         f"`PredictUser` x{USERS}, {args.load_time} each, predict batch 1 (many small requests are what batching "
-        f"is for). \"On\" = `--enable_batching` with `serving/batching.config` (max batch 64, 2 ms timeout) "
-        "and `--enable_model_warmup=false`: the export's warmup file replays `recommend`, whose scalar `k` a "
-        "batching session rejects, so with warmup on the version never loads (real TF Serving behaves the same).",
+        f"is for). \"On\" = `--enable_batching` with `serving/batching.cpu.config` (max batch 64, 1 ms timeout, "
+        "2 batch threads), warmup on (every signature is batchable, so the warmup file loads through the batcher).",
         "",
         "| batching | req/s | p50 ms | p99 ms | max ms | failures | CPU server / Locust |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -215,27 +232,36 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         )
     lines += [
         "",
-        f"## (d) Recommend under the default mix at {USERS} users",
+        f"Batching on / off: {c_on['rps'] / c_off['rps']:.2f}× throughput.",
+        "",
+        f"## (d) The default mix at {USERS} users: batching off vs on",
         "",
         f"`RecommenderUser` x{USERS} (recommend k=10 : recommend_from_ratings 3-20 ratings k=10 : predict batch 1-50 "
-        f"= 3 : 1 : 1; without that signature 3 : 1), {args.load_time}, batching off.",
+        f"= 3 : 1 : 1; without that signature 3 : 1), {args.load_time} each; \"on\" as in (c), warmup on in both. "
+        "Every signature goes through the batcher.",
         "",
-        "| request | req/s | p50 ms | p95 ms | p99 ms | max ms | failures | p50 vs floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| batching | request | req/s | p50 ms | p95 ms | p99 ms | max ms | failures | p50 vs floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in mix["by_name"].items():
-        ratio = (
-            f"{(s['p50_ms'] or float('nan')) / fl['recommend k=10']['p50_ms']:.0f}x" if name == RECOMMEND_SIGNATURE else ""
-        )
+    for label, run in (("off", mix), ("on", mix_on)):
+        for name, s in run["by_name"].items():
+            ratio = (
+                f"{(s['p50_ms'] or float('nan')) / fl['recommend k=10']['p50_ms']:.0f}x" if name == RECOMMEND_SIGNATURE else ""
+            )
+            lines.append(
+                f"| {label} | {name} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p95_ms'])} | "
+                f"{format_ms(s['p99_ms'])} | {format_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
+            )
         lines.append(
-            f"| {name} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p95_ms'])} | {format_ms(s['p99_ms'])} | "
-            f"{format_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
+            f"| {label} | **all** | {run['rps']:.0f} | {format_ms(run['p50_ms'])} | {format_ms(run['p95_ms'])} | "
+            f"{format_ms(run['p99_ms'])} | {format_ms(run['max_ms'])} | {run['failures']} | |"
         )
+    p99_off, p99_on = mix["p99_ms"] or float("nan"), mix_on["p99_ms"] or float("nan")
     lines += [
-        f"| all | {mix['rps']:.0f} | {format_ms(mix['p50_ms'])} | {format_ms(mix['p95_ms'])} | {format_ms(mix['p99_ms'])} | "
-        f"{format_ms(mix['max_ms'])} | {mix['failures']} | |",
         "",
-        f"CPU used during the run: server / Locust = {cpu(mix)}.",
+        f"Batching on / off, whole mix: **{mix_on['rps'] / mix['rps']:.2f}× throughput**, p99 {p99_off:.1f} → "
+        f"{p99_on:.1f} ms ({'no worse' if p99_on <= p99_off else 'worse'}). CPU server / Locust: off {cpu(mix)}, "
+        f"on {cpu(mix_on)}. Locust and the server share the {machine.cores} cores.",
         "",
         "## (e) Client overhead",
         "",
@@ -257,6 +283,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         ".venv/bin/python -m loadtest.local --enable-batching --predict-batch 1 --users 32 --spawn-rate 32 "
         "--run-time 30s --user-class PredictUser --out reports/predict-on",
         ".venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s --out reports/mix",
+        ".venv/bin/python -m loadtest.local --enable-batching --users 32 --spawn-rate 32 --run-time 30s --out reports/mix-on",
         "```",
         "",
         "(b) and (c) use `--predict-batch 1`. Raw summaries and Locust's HTML reports of this run: "
@@ -294,15 +321,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["one_user"] = _load(server, "one-user", args.reports, args.one_user_time, 1, "RecommenderUser", "1")
         results["predict_off"] = _load(server, "predict-batching-off", args.reports, args.load_time, USERS, "PredictUser", "1")
         results["mix"] = _load(server, "mix", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")
-    print("(c) batching on: restarting the local server with --enable_batching ...", flush=True)
+    print("(c)-(d) batching on: restarting the local server with --enable_batching (warmup on) ...", flush=True)
     with start_local_server(
         args.model_base_path,
         enable_batching=True,
         batching_parameters_file=BATCHING_CONFIG,
-        extra_args=BATCHING_EXTRA_ARGS,
         startup_timeout=120,
     ) as server:
         results["predict_on"] = _load(server, "predict-batching-on", args.reports, args.load_time, USERS, "PredictUser", "1")
+        results["mix_on"] = _load(server, "mix-batching-on", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")
     text = render(results, machine, args, time.monotonic() - started)
     args.out.write_text(keep_scale_section(args.out, text))
     print(text)
