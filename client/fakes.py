@@ -41,6 +41,7 @@ from tensorflow_serving.apis import (
 )
 
 from common.contract import (
+    SIGNATURES,
     K,
     K_PER_USER_MESSAGE,
     MAX_RATED_MOVIES,
@@ -102,43 +103,25 @@ def _string_matrix(rows: list[list[str]], width: int | None = None) -> tensor_pb
 
 
 def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.SignatureDefMap:
-    def info(dtype: int, dims: list[int]) -> meta_graph_pb2.TensorInfo:
-        t = meta_graph_pb2.TensorInfo(dtype=dtype)
-        for d in dims:
-            t.tensor_shape.dim.add(size=d)
-        return t
-
+    """The signatures as ``common/contract.py`` declares them (the one declaration of the API)."""
     sigs = get_model_metadata_pb2.SignatureDefMap()
-    p = sigs.signature_def[PREDICT_SIGNATURE]
-    p.method_name = PREDICT_METHOD
-    p.inputs[USER_ID].CopyFrom(info(types_pb2.DT_STRING, [-1]))
-    p.inputs[MOVIE_ID].CopyFrom(info(types_pb2.DT_STRING, [-1]))
-    p.outputs[PREDICTED_RATING].CopyFrom(info(types_pb2.DT_FLOAT, [-1]))
-    r = sigs.signature_def[RECOMMEND_SIGNATURE]
-    r.method_name = PREDICT_METHOD
-    r.inputs[USER_ID].CopyFrom(info(types_pb2.DT_STRING, [-1]))
-    r.inputs[K].CopyFrom(info(types_pb2.DT_INT32, [-1]))
-    for key, dtype in ((MOVIE_IDS, types_pb2.DT_STRING), (MOVIE_TITLES, types_pb2.DT_STRING), (SCORES, types_pb2.DT_FLOAT)):
-        r.outputs[key].CopyFrom(info(dtype, [-1, -1]))
-    f = sigs.signature_def[RECOMMEND_FROM_RATINGS_SIGNATURE]
-    f.CopyFrom(r)
-    f.inputs[RATED_MOVIE_IDS].CopyFrom(info(types_pb2.DT_STRING, [-1, -1]))
-    f.inputs[RATINGS].CopyFrom(info(types_pb2.DT_FLOAT, [-1, -1]))
-    c = sigs.signature_def[MODEL_CARD_SIGNATURE]
-    c.method_name = PREDICT_METHOD
-    c.inputs[MODEL_CARD_REQUEST].CopyFrom(info(types_pb2.DT_INT32, [-1]))
-    c.outputs[MODEL_CARD].CopyFrom(info(types_pb2.DT_STRING, [-1]))
-    for name in missing:
-        del sigs.signature_def[name]
+    for name, declared in SIGNATURES.items():
+        if name in missing:
+            continue
+        sig = sigs.signature_def[name]
+        sig.method_name = PREDICT_METHOD
+        for side, tensors in ((sig.inputs, declared.inputs), (sig.outputs, declared.outputs)):
+            for t in tensors:
+                info = meta_graph_pb2.TensorInfo(name=f"{t.name}:0", dtype=types_pb2.DataType.Value(t.dtype))
+                for d in t.shape:
+                    info.tensor_shape.dim.add(size=d)
+                side[t.name].CopyFrom(info)
     return sigs
 
 
-# recommend_from_ratings' inputs and their dtypes, as the signature declares them.
+# recommend_from_ratings' inputs and their dtypes, as common/contract.py declares them.
 _FROM_RATINGS_INPUTS = {
-    USER_ID: types_pb2.DT_STRING,
-    K: types_pb2.DT_INT32,
-    RATED_MOVIE_IDS: types_pb2.DT_STRING,
-    RATINGS: types_pb2.DT_FLOAT,
+    t.name: types_pb2.DataType.Value(t.dtype) for t in SIGNATURES[RECOMMEND_FROM_RATINGS_SIGNATURE].inputs
 }
 
 

@@ -5,6 +5,10 @@ constants instead of spelling the strings again, so renaming a signature or a
 port is a one-line change that the tests then follow.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 MODEL_NAME = "movielens"
 
 # Ports: TF Serving's defaults for gRPC and REST; Locust's for its web UI.
@@ -78,3 +82,66 @@ MODEL_CARD_FILE = f"{ASSETS_EXTRA}/model_card.json"
 MODEL_CARD_SIGNATURE = "model_card"
 MODEL_CARD_REQUEST = "request"
 MODEL_CARD = "model_card"
+
+
+# --- The served API, declared once --------------------------------------------
+# Each signature's inputs and outputs: (name, dtype, shape), -1 = any size. The
+# exporter builds its input signatures from this and checks the reloaded model's
+# outputs against it, the fakes and the conformance suite describe the same
+# signatures from it. Every input has a batch dimension (dimension 0) so TF
+# Serving's batching session can merge calls of every signature.
+
+@dataclass(frozen=True)
+class TensorDecl:
+    name: str
+    dtype: str  # a tensorflow.DataType name: DT_STRING, DT_INT32, DT_FLOAT
+    shape: tuple[int, ...]  # -1: any size (dimension 0 is always the batch)
+
+
+@dataclass(frozen=True)
+class SignatureDecl:
+    inputs: tuple[TensorDecl, ...]  # in the serving function's argument order
+    outputs: tuple[TensorDecl, ...]
+
+
+_RECOMMENDATIONS = (
+    TensorDecl(MOVIE_IDS, "DT_STRING", (-1, -1)),  # [users, K]: K = the batch's largest k, rows padded with ""
+    TensorDecl(MOVIE_TITLES, "DT_STRING", (-1, -1)),
+    TensorDecl(SCORES, "DT_FLOAT", (-1, -1)),  # padding: -inf
+)
+
+SIGNATURES: dict[str, SignatureDecl] = {
+    PREDICT_SIGNATURE: SignatureDecl(
+        inputs=(TensorDecl(USER_ID, "DT_STRING", (-1,)), TensorDecl(MOVIE_ID, "DT_STRING", (-1,))),
+        outputs=(
+            TensorDecl(PREDICTED_RATING, "DT_FLOAT", (-1,)),
+            # EMBEDDING_DIM for the default model, 32 for the reference presets.
+            TensorDecl(USER_EMBEDDING, "DT_FLOAT", (-1, -1)),
+            TensorDecl(MOVIE_EMBEDDING, "DT_FLOAT", (-1, -1)),
+        ),
+    ),
+    RECOMMEND_SIGNATURE: SignatureDecl(
+        inputs=(TensorDecl(USER_ID, "DT_STRING", (-1,)), TensorDecl(K, "DT_INT32", (-1,))),
+        outputs=_RECOMMENDATIONS,
+    ),
+    RECOMMEND_FROM_RATINGS_SIGNATURE: SignatureDecl(
+        inputs=(
+            TensorDecl(USER_ID, "DT_STRING", (-1,)),
+            TensorDecl(K, "DT_INT32", (-1,)),
+            TensorDecl(RATED_MOVIE_IDS, "DT_STRING", (-1, -1)),
+            TensorDecl(RATINGS, "DT_FLOAT", (-1, -1)),
+        ),
+        outputs=_RECOMMENDATIONS,
+    ),
+    MODEL_CARD_SIGNATURE: SignatureDecl(
+        inputs=(TensorDecl(MODEL_CARD_REQUEST, "DT_INT32", (-1,)),),
+        outputs=(TensorDecl(MODEL_CARD, "DT_STRING", (-1,)),),
+    ),
+}
+
+
+def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...] | None) -> bool:
+    """``actual`` (-1 or None for unknown dimensions) fits the declaration (-1 matches anything)."""
+    if actual is None or len(actual) != len(declared):
+        return False
+    return all(d == -1 or a == d for d, a in zip(declared, actual))

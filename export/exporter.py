@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from common import contract
@@ -223,6 +224,17 @@ def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     missing = set(module.signatures()) - set(loaded.signatures)
     if missing:
         raise ExportError(f"reloaded model lacks signatures {sorted(missing)}")
+    for name, fn in loaded.signatures.items():  # the API as common/contract.py declares it
+        declared = contract.SIGNATURES[name].outputs
+        actual = {k: (tf.as_dtype(v.dtype).as_datatype_enum, v.shape) for k, v in fn.structured_outputs.items()}
+        if set(actual) != {t.name for t in declared}:
+            raise ExportError(f"{name} outputs {sorted(actual)}, common/contract.py declares {[t.name for t in declared]}")
+        for t in declared:
+            dtype, shape = actual[t.name]
+            dims = None if shape.rank is None else tuple(-1 if d is None else d for d in shape.as_list())
+            if types_pb2.DataType.Name(dtype) != t.dtype or not contract.shape_matches(t.shape, dims):
+                raise ExportError(f"{name} output {t.name!r} is {types_pb2.DataType.Name(dtype)} {dims}, "
+                                  f"common/contract.py declares {t.dtype} {t.shape}")
     # The reloaded graph must answer exactly as the in-memory module did.
     in_memory = {name: fn for name, fn in module.signatures().items() if name != contract.MODEL_CARD_SIGNATURE}
     diff = 0.0

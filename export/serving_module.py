@@ -26,6 +26,17 @@ def _row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN)
 
 
+_DTYPES = {"DT_STRING": tf.string, "DT_INT32": tf.int32, "DT_FLOAT": tf.float32}
+
+
+def input_signature(signature: str) -> list[tf.TensorSpec]:
+    """The signature's inputs as declared in ``common/contract.py`` (the one declaration of the API)."""
+    return [
+        tf.TensorSpec([None if d < 0 else d for d in t.shape], _DTYPES[t.dtype], name=t.name)
+        for t in contract.SIGNATURES[signature].inputs
+    ]
+
+
 def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Operation:
     return tf.debugging.assert_equal(tf.shape(k)[0], tf.shape(user_id)[0], message=contract.K_PER_USER_MESSAGE)
 
@@ -42,15 +53,11 @@ class ServingModule(tf.Module):
         self.movie_titles = tf.Variable(np.concatenate([[""], features.movie_titles]), trainable=False, name="movie_titles")
         self.card = tf.Variable(model_card_json, trainable=False, name="model_card")
         if isinstance(recommender, TwoStage):  # the reference model has no query encoder to feed ratings to
-            self.recommend_from_ratings = tf.function(self._recommend_from_ratings, input_signature=[
-                tf.TensorSpec([None], tf.string, name=contract.USER_ID),
-                tf.TensorSpec([None], tf.int32, name=contract.K),
-                tf.TensorSpec([None, None], tf.string, name=contract.RATED_MOVIE_IDS),
-                tf.TensorSpec([None, None], tf.float32, name=contract.RATINGS),
-            ])
+            self.recommend_from_ratings = tf.function(
+                self._recommend_from_ratings, input_signature=input_signature(contract.RECOMMEND_FROM_RATINGS_SIGNATURE)
+            )
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.USER_ID),
-                                  tf.TensorSpec([None], tf.string, name=contract.MOVIE_ID)])
+    @tf.function(input_signature=input_signature(contract.PREDICT_SIGNATURE))
     def predict(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
         check = tf.debugging.assert_equal(
             tf.shape(user_id)[0],
@@ -67,8 +74,7 @@ class ServingModule(tf.Module):
             contract.MOVIE_EMBEDDING: movie_embedding,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.USER_ID),
-                                  tf.TensorSpec([None], tf.int32, name=contract.K)])
+    @tf.function(input_signature=input_signature(contract.RECOMMEND_SIGNATURE))
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         checks = [
             _one_k_per_user(user_id, k),
@@ -130,7 +136,7 @@ class ServingModule(tf.Module):
             contract.SCORES: scores,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name=contract.MODEL_CARD_REQUEST)])
+    @tf.function(input_signature=input_signature(contract.MODEL_CARD_SIGNATURE))
     def model_card(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
         """One copy of the card per element of ``request`` (values ignored), so the batcher can merge calls."""
         return {contract.MODEL_CARD: tf.fill(tf.shape(request), self.card.read_value())}

@@ -288,19 +288,21 @@ def test_metadata_describes_the_predict_signature(signatures: dict) -> None:
     }
 
 
-def test_metadata_describes_the_recommend_signature(signatures: dict) -> None:
-    recommend = signatures[contract.RECOMMEND_SIGNATURE]
-    assert recommend.method_name == contract.PREDICT_METHOD
-    assert {k: (v.dtype, _dims(v)) for k, v in recommend.inputs.items()} == {
-        contract.USER_ID: (types_pb2.DT_STRING, [-1]),
-        contract.K: (types_pb2.DT_INT32, [-1]),
+@pytest.mark.parametrize("name", sorted(contract.SIGNATURES))
+def test_metadata_matches_the_contract_declaration(signatures: dict, name: str) -> None:
+    """Every signature as common/contract.py declares it; every input has a batch dimension."""
+    if name not in signatures and name == contract.RECOMMEND_FROM_RATINGS_SIGNATURE:
+        pytest.skip("a reference-preset model has no recommend_from_ratings")
+    served, declared = signatures[name], contract.SIGNATURES[name]
+    assert served.method_name == contract.PREDICT_METHOD
+    assert {k: (v.dtype, _dims(v)) for k, v in served.inputs.items()} == {
+        t.name: (types_pb2.DataType.Value(t.dtype), list(t.shape)) for t in declared.inputs
     }
-    outputs = {k: v.dtype for k, v in recommend.outputs.items()}
-    assert outputs == {
-        contract.MOVIE_IDS: types_pb2.DT_STRING,
-        contract.MOVIE_TITLES: types_pb2.DT_STRING,
-        contract.SCORES: types_pb2.DT_FLOAT,
-    }
+    assert all(t.shape and t.shape[0] == -1 for t in declared.inputs)
+    assert set(served.outputs) == {t.name for t in declared.outputs}
+    for t in declared.outputs:
+        assert served.outputs[t.name].dtype == types_pb2.DataType.Value(t.dtype), t.name
+        assert contract.shape_matches(t.shape, _dims(served.outputs[t.name])), t.name
 
 
 def test_metadata_of_unknown_model_is_not_found(prediction) -> None:
