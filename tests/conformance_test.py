@@ -1,13 +1,17 @@
 """Conformance: the local server and real TF Serving answer the same API the same way.
 
 Every check talks to a target only through the official `tensorflow_serving.apis`
-gRPC stubs (no project client code), and runs against two targets:
+gRPC stubs (no project client code), and runs against three targets:
 
 - `local`: `python -m serving` (the root conftest's `local_server` fixture);
 - `tf-serving`: a real `tensorflow/serving` container, started with the Docker
   SDK on the same exported model and the same serving/*.config files that
   docker-compose mounts. Skipped, with the reason, when no Docker engine is
-  reachable.
+  reachable;
+- `tf-serving-batching`: the same container with `--enable_batching`
+  (serving/batching.cpu.config) and warmup on, as compose runs it: the model
+  must load through the batching session, and every case passes, including
+  concurrent requests of every signature merged across sizes, k and widths.
 
 Passing on both is what lets the load test, the client and the README promise
 that swapping one server for the other changes nothing a client can observe,
@@ -141,6 +145,21 @@ def _wait_until_available(grpc_target: str, container) -> None:
 @pytest.fixture(scope="session")
 def tf_serving_container(request: pytest.FixtureRequest) -> Iterator[Target]:
     """A real TF Serving container on the exported model; skips when no Docker engine answers."""
+    yield from _tf_serving(request, "tf-serving", [])
+
+
+@pytest.fixture(scope="session")
+def tf_serving_batching_container(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The same with batching on (the CPU batching file) and warmup on, as compose runs it: the model must
+    load (TF Serving replays the warmup file through the batching session) and every case must pass."""
+    yield from _tf_serving(request, "tf-serving-batching", [
+        "--enable_batching=true",
+        f"--batching_parameters_file={CONTAINER_CONFIG_DIR}/batching.cpu.config",
+        "--enable_model_warmup=true",
+    ])
+
+
+def _tf_serving(request: pytest.FixtureRequest, name: str, extra_args: list[str]) -> Iterator[Target]:
     import docker
     import requests
 
@@ -168,6 +187,7 @@ def tf_serving_container(request: pytest.FixtureRequest) -> Iterator[Target]:
             f"--rest_api_port={contract.REST_PORT}",
             f"--model_config_file={CONTAINER_CONFIG_DIR}/models.config",
             f"--monitoring_config_file={CONTAINER_CONFIG_DIR}/monitoring.config",
+            *extra_args,
         ],
         volumes={
             str(exported_model.resolve()): {"bind": CONTAINER_MODEL_BASE_PATH, "mode": "ro"},
@@ -183,17 +203,19 @@ def tf_serving_container(request: pytest.FixtureRequest) -> Iterator[Target]:
         host_port = container.ports[f"{contract.GRPC_PORT}/tcp"][0]["HostPort"]
         grpc_target = f"127.0.0.1:{host_port}"
         _wait_until_available(grpc_target, container)
-        yield Target("tf-serving", grpc_target, exported_model)
+        yield Target(name, grpc_target, exported_model)
     finally:
         container.stop(timeout=5)
         container.remove(force=True)
 
 
-@pytest.fixture(scope="session", params=["local", "tf-serving"])
+@pytest.fixture(scope="session", params=["local", "tf-serving", "tf-serving-batching"])
 def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "local":
         server = request.getfixturevalue("local_server")
         return Target("local", server.grpc_target, Path(server.model_base_path))
+    if request.param == "tf-serving-batching":
+        return request.getfixturevalue("tf_serving_batching_container")
     return request.getfixturevalue("tf_serving_container")
 
 
@@ -369,6 +391,39 @@ def test_recommend_k_per_user_pads_each_row_past_its_own_k(prediction) -> None:
     assert np.all(np.isneginf(both[contract.SCORES][0, 3:])) and np.all(np.isfinite(both[contract.SCORES][1]))
     assert list(both[contract.MOVIE_IDS][0, :3]) == list(alone[contract.MOVIE_IDS][0])
     np.testing.assert_allclose(both[contract.SCORES][0, :3], alone[contract.SCORES][0], rtol=1e-5, atol=1e-5)
+
+
+def test_concurrent_requests_of_every_signature_answer_as_sequential_ones(channel: grpc.Channel) -> None:
+    """Different sizes, k per row and rated_movie_ids widths sent at once: with batching on they are merged
+    (and padded: TF Serving's pad_variable_length_inputs), and must answer as the same requests sent one
+    by one; recommend rows are compared up to their own k (a merged batch is as wide as its largest k)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tensorflow import make_ndarray
+
+    from serving.batching_test import assert_same_answer, mixed_requests
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    requests = mixed_requests(np.random.default_rng(6), rounds=2)
+    if not stub_has_from_ratings(stub):
+        requests = [r for r in requests if r.model_spec.signature_name != contract.RECOMMEND_FROM_RATINGS_SIGNATURE]
+
+    def call(request):
+        return {a: make_ndarray(t) for a, t in stub.Predict(request, timeout=RPC_TIMEOUT_S).outputs.items()}
+
+    sequential = [call(r) for r in requests]
+    with ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(call, requests))
+    for request, want, have in zip(requests, sequential, concurrent):
+        assert_same_answer(request, want, have)
+
+
+def stub_has_from_ratings(stub) -> bool:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = contract.MODEL_NAME
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(request, timeout=RPC_TIMEOUT_S).metadata["signature_def"].Unpack(signature_map)
+    return contract.RECOMMEND_FROM_RATINGS_SIGNATURE in signature_map.signature_def
 
 
 def test_model_card_signature_returns_the_card(prediction, model_card: dict) -> None:
