@@ -51,8 +51,8 @@ K_PER_USER_MESSAGE = (
 RATED_MOVIE_IDS = "rated_movie_ids"  # recommend_from_ratings: [users, n] movie ids, "" pads
 RATINGS = "ratings"  # recommend_from_ratings: [users, n] the ratings of those movies, 0.5-5
 RATING_MIN, RATING_MAX = 0.5, 5.0
-# recommend_from_ratings compares every given movie with every other in a row
-# (first occurrence wins), so a row's length is bounded.
+# recommend_from_ratings encodes and sorts every given movie of a row (a repeat
+# counts once), so a row's length is bounded.
 MAX_RATED_MOVIES = 1000
 # A row's width may be one more: clients put "" first in the first row (the value
 # TF Serving's batcher pads a merged tensor with is that tensor's first element).

@@ -36,11 +36,16 @@ def mask_movies(scores: tf.Tensor, movie_rows: tf.Tensor, catalogue_position: tf
 
 
 def first_occurrences(values: tf.Tensor) -> tf.Tensor:
-    """[B, L] bool: True where ``values[b, j]`` does not appear earlier in row ``b`` (O(L²) per row)."""
-    length = tf.shape(values)[1]
-    same = tf.equal(values[:, :, None], values[:, None, :])  # [B, i, j]
-    earlier = tf.cast(tf.linalg.band_part(tf.ones([length, length]), 0, -1) - tf.eye(length), tf.bool)  # i < j
-    return tf.logical_not(tf.reduce_any(same & earlier[None], axis=1))
+    """[B, L] bool: True where ``values[b, j]`` does not appear earlier in row ``b``.
+
+    A stable sort puts equal values next to each other in their original
+    order, so a repeat is an entry equal to its sorted predecessor: O(L log L)
+    per row, never an L × L comparison.
+    """
+    order = tf.argsort(values, axis=1, stable=True)
+    ordered = tf.gather(values, order, batch_dims=1)
+    repeat = tf.concat([tf.zeros_like(ordered[:, :1], tf.bool), tf.equal(ordered[:, 1:], ordered[:, :-1])], axis=1)
+    return tf.logical_not(tf.gather(repeat, tf.argsort(order, axis=1, stable=True), batch_dims=1))
 
 
 def per_row(k: tf.Tensor, user_rows: tf.Tensor) -> tf.Tensor:

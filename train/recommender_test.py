@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from train import trainer
-from train.recommender import mask_movies
+from train.recommender import first_occurrences, mask_movies
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,12 @@ def test_predict_shapes_and_unknown_rows(served):
     )
     assert rating.shape == (3,) and np.isfinite(rating.numpy()).all()
     assert user_embedding.shape[0] == 3 and movie_embedding.shape[0] == 3
+
+
+def test_first_occurrences_marks_only_repeats():
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 6, size=(50, 9)).astype(np.int64)
+    got = first_occurrences(tf.constant(values)).numpy()
+    want = np.array([[v not in row[:j] for j, v in enumerate(row)] for row in values.tolist()])
+    np.testing.assert_array_equal(got, want)
+    assert first_occurrences(tf.zeros([3, 0], tf.int64)).shape == (3, 0)
