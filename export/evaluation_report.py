@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -100,7 +101,7 @@ def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) 
         "# Evaluation",
         "",
         f"Written by `make evaluate` (`python -m export.evaluation_report`) in {seconds / 60:.1f} min on "
-        f"{platform.machine()} with {len(__import__('os').sched_getaffinity(0))} cores, from the files in `{data_dir.name}`.",
+        f"{platform.machine()} with {len(os.sched_getaffinity(0))} cores, from the files in `{data_dir.name}`.",
         f"Preset `{DEFAULT_PRESET}` (every hyperparameter in `train/config.py`), trained once per split; every model",
         "figure is measured through the exported SavedModel's `recommend` and `serving_default` signatures, the path a",
         "client takes. Baselines are computed by the same run on the same split.",
