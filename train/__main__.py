@@ -1,7 +1,9 @@
 """python -m train --run-name NAME [--preset two-stage|basic|tuned] [--split u1|...|seed-temporal] [--epochs N ...]
 
-Trains one model on MovieLens 100K and writes runs/NAME/. Every flag not given
-comes from the preset. Exit codes: 0 done, 1 the data is missing or malformed,
+Trains one model on MovieLens and writes runs/NAME/. Every flag not given
+comes from the preset. With TF_CONFIG set (TensorFlow's multi-worker cluster
+description), this process is one worker of a MultiWorkerMirroredStrategy run
+and only the chief writes the run. Exit codes: 0 done, 1 the data is missing or malformed,
 2 a bad command line, 130 interrupted.
 """
 
@@ -47,13 +49,21 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = locate(args.data_dir, dataset=args.dataset)
     except DataUnavailable as e:
         return cli.fail(str(e))
+    from train import distribute
+
+    try:
+        task = distribute.task_from_environment()
+    except distribute.ClusterConfigError as e:
+        return cli.fail(str(e), cli.EXIT_USAGE)
     from train import progress, trainer  # TensorFlow loads here, after the cheap checks
 
     run_dir = Path(args.runs_dir) / args.run_name
-    print(f"training {config.preset} on {config.split} from {data_dir} -> {run_dir}", flush=True)
+    where = f"{run_dir}" if task.is_chief else f"nothing (the chief writes {run_dir})"
+    role = f" as {task.describe()}" if task.distributed else ""
+    print(f"training {config.preset} on {config.split} from {data_dir}{role} -> {where}", flush=True)
     try:
         metrics = trainer.run(config, data_dir, run_dir, verbose=2 if verbose else 0,
-                              progress=None if verbose else progress.epoch_lines)
+                              progress=None if verbose else progress.epoch_lines, task=task)
     except DataError as e:
         return cli.fail(str(e))
     rows, base = metrics["rows"], metrics["baselines"]

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from train import distribute
 from train.features import FeatureTables
 from train.retrieval import lookup_table
 
 
-class RankingModel(tfrs.models.Model):
+class RankingModel(distribute.Model):
     def __init__(self, features: FeatureTables, dim: int, layer_sizes: Sequence[int], l2: float, global_mean: float):
         super().__init__()
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -57,7 +58,10 @@ class RankingModel(tfrs.models.Model):
             name="ranking_mlp",
         )
         self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(),
+            # Keras refuses its implicit averaging under a distribution strategy. The task hands the
+            # loss the whole batch as one example ([B] labels), so the "sum" is the batch's mean
+            # squared error, as before (distribute_test.py checks it).
+            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
             metrics=[tf.keras.metrics.RootMeanSquaredError()],
         )
 

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from train import distribute
 from train.features import FeatureTables
 
 RATING_LEVELS = 11  # half-star units 0..10: MovieLens ratings are 0.5-5.0 in steps of 0.5
@@ -117,7 +118,7 @@ class CandidateTower(tf.keras.layers.Layer):
         return embedding, tf.squeeze(self.bias(movie_rows), axis=-1)
 
 
-class RetrievalModel(tfrs.models.Model):
+class RetrievalModel(distribute.Model):
     """Two towers trained for top-k: which catalogue movie does this user rate next?"""
 
     def __init__(
@@ -205,7 +206,9 @@ class RetrievalModel(tfrs.models.Model):
         # In-batch negatives; the bias rides along as an extra dimension of the dot product.
         embeddings, bias = self.candidate_tower(movie_rows)
         ones = tf.ones_like(bias)[:, None]
-        return self.task(
+        # TFRS's loss is a sum over the batch, so the global batch's loss is the workers' sum:
+        # undo the step's division by the number of workers (distribute.Model).
+        return distribute.replicas_in_sync() * self.task(
             tf.concat([query, ones], axis=1),
             tf.concat([embeddings, bias[:, None]], axis=1),
             sample_weight=weights,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from train import baselines, evaluation, splits
+from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
 from train.config import REFERENCE, TrainConfig
 from train.features import FeatureTables, build
@@ -63,7 +63,8 @@ class Rows:
         if shuffle_seed is not None:
             ds = ds.cache().shuffle(len(self.user), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
-        return (ds if shuffle_seed is not None else ds.cache()).prefetch(tf.data.AUTOTUNE)
+        ds = (ds if shuffle_seed is not None else ds.cache()).prefetch(tf.data.AUTOTUNE)
+        return distribute.shard_by_data(ds)  # several workers: each its share of every batch
 
     def table(self, n_user_rows: int, n_movie_rows: int, min_rating: float = 0.0) -> Interactions:
         keep = self.rating >= min_rating
@@ -144,12 +145,23 @@ def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k:
     return np.concatenate(out) if out else np.empty((0, k), np.int64)
 
 
-def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None) -> dict:
+def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
+        task: distribute.Task | None = None) -> dict:
     """Trains, evaluates and writes ``run_dir``; returns the metrics.
 
     ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
-    returns extra callbacks for the fit of each stage (retrieval, ranking or rating).
+    returns extra callbacks for the fit of each stage (retrieval, ranking or rating). ``task``
+    (default: from ``TF_CONFIG``) makes this process one worker of a multi-worker run, in which
+    only the chief writes ``run_dir`` (``train/distribute.py``).
     """
+    task = task or distribute.task_from_environment()
+    strategy = distribute.strategy_for(task)  # first: the collective runtime starts before any op
+    with distribute.writable_dir(run_dir, task) as out_dir:
+        return _train(config, data_dir, out_dir, strategy, verbose, progress)
+
+
+def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
+           verbose: int, progress) -> dict:
     extra = progress or (lambda stage: [])
     started_run = time.perf_counter()
     tf.keras.utils.set_random_seed(config.seed)
@@ -174,12 +186,16 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, pr
 
     # Fit. Two-stage: retrieval learns which movies a user picks, ranking how
     # much they like them; the reference model only the latter.
-    models = build_models(config, features, global_mean)
+    # Under the strategy's scope every variable (and optimizer slot) is mirrored on each
+    # worker; with one process this is the default strategy and changes nothing.
+    with strategy.scope():
+        models = build_models(config, features, global_mean)
     logs = tf.keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR))
     fit_seconds = {}
     if "retrieval" in models:
         started = time.perf_counter()
-        models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
+        with strategy.scope():
+            models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
         before = models["retrieval"].ratings_before(train.user, train.timestamp)
         models["retrieval"].fit(
             train.dataset(config.retrieval_batch_size, shuffle_seed=config.seed, before=before),
@@ -187,15 +203,16 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, pr
         )
         fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
     rating_model = models.get("ranking", models.get("rating"))
+    with strategy.scope():
+        optimizer = (tf.keras.optimizers.Adagrad if config.model == REFERENCE else tf.keras.optimizers.Adam)(config.learning_rate)
+        rating_model.compile(optimizer=optimizer)
     if config.model == REFERENCE:
-        optimizer, callbacks = tf.keras.optimizers.Adagrad(config.learning_rate), [logs]
+        callbacks = [logs]
     else:
-        optimizer = tf.keras.optimizers.Adam(config.learning_rate)
         # Ranking overfits within tens of epochs on 100K ratings: keep the best validation epoch.
         callbacks = [logs, tf.keras.callbacks.EarlyStopping(
             monitor="val_root_mean_squared_error", patience=8, restore_best_weights=True)]
     started = time.perf_counter()
-    rating_model.compile(optimizer=optimizer)
     history = rating_model.fit(
         train.dataset(config.batch_size, shuffle_seed=config.seed),
         epochs=config.epochs, validation_data=val.dataset(config.batch_size),
