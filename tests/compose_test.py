@@ -391,3 +391,40 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     patterns = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     for required in (".git", ".venv", contract.RUNS_DIR, contract.MODELS_DIR, contract.REPORTS_DIR):
         assert required in patterns, required
+
+
+# --- the distributed profile: two trainer workers ----------------------------------------------
+
+
+def test_distributed_profile_adds_two_trainer_workers_of_one_cluster(compose_home: Path) -> None:
+    from train import distribute
+
+    # COMPOSE_PROFILES=distributed is what `docker compose --profile distributed` sets.
+    resolved = _compose(compose_home, COMPOSE_FILE, args=("--format", "json"), env={"COMPOSE_PROFILES": "distributed"})
+    assert resolved.returncode == 0, resolved.stderr
+    services = json.loads(resolved.stdout)["services"]
+    workers = sorted(name for name in services if name.startswith("trainer-"))
+    assert workers == ["trainer-0", "trainer-1"]
+
+    tasks, clusters = [], []
+    for name in workers:
+        service = services[name]
+        assert service["profiles"] == ["distributed"]
+        assert service["build"] == services["trainer"]["build"] and service["volumes"] == services["trainer"]["volumes"]
+        environment = service["environment"]
+        tasks.append(distribute.task_from_environment(environment))
+        clusters.append(json.loads(environment[distribute.TF_CONFIG])["cluster"])
+    # One cluster, addressed by the services' DNS names, each worker its own index.
+    assert clusters[0] == clusters[1] == {"worker": [f"{name}:{contract.TRAINER_WORKER_PORT}" for name in workers]}
+    assert [t.index for t in tasks] == [0, 1] and [t.is_chief for t in tasks] == [True, False]
+
+    # Both train the same run; only the chief exports it, into the volume TF Serving reads.
+    chief_train, chief_export = _trainer_steps(services["trainer-0"])
+    worker_train = services["trainer-1"]["command"]
+    assert chief_train == worker_train
+    assert _option(chief_export, "--run") == f"{contract.RUNS_DIR}/{_option(worker_train, '--run-name')}"
+    assert _option(chief_export, "--model-base-path") == "/" + contract.MODEL_BASE_PATH
+
+
+def test_distributed_workers_are_off_without_the_profile(gpu: dict) -> None:
+    assert not [name for name in gpu["services"] if name.startswith("trainer-")]
