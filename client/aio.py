@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from common.contract import MODEL_NAME
+from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 
 from client import protocol
 from client.channel import RetryPolicy, channel_options, grpc_target
@@ -100,7 +100,7 @@ class AsyncRecommenderClient:
             response = await self._call(self._predictions.Predict, request, timeout_s)
         except SignatureNotFound as error:
             raise protocol.explain_missing_signature(error, self.model, self.target) from error
-        recommendations = protocol.parse_recommend(response, len(users))
+        recommendations = protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
         return recommendations[0] if isinstance(ratings, Mapping) else recommendations
 
     async def predict(

@@ -18,7 +18,7 @@ import grpc
 from client import protocol
 from client.fakes import FakeBehaviour, FakeServing
 from common import cli
-from common.contract import MODEL_NAME
+from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 from tensorflow_serving.apis import predict_pb2
 
 
@@ -81,7 +81,9 @@ def measure(calls: int = 2000) -> dict[str, float]:
             users, rows = protocol.ratings_batch(ratings, None)
             request = protocol.recommend_from_ratings_request(MODEL_NAME, None, users, rows, protocol.validate_k(k))
             request.SerializeToString()
-            return protocol.parse_recommend(predict_pb2.PredictResponse.FromString(payload), len(users))
+            return protocol.parse_recommend(
+                predict_pb2.PredictResponse.FromString(payload), len(users), RECOMMEND_FROM_RATINGS_SIGNATURE
+            )
 
         return call
 

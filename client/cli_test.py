@@ -14,6 +14,7 @@ from client import cli
 from client.cli import main
 from client.fakes import fake_server, free_port
 from client.table import format_table
+from common.contract import USER_ID
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +114,7 @@ def test_several_users_are_one_call_a_table_each_and_json(capsys):
     with fake_server() as (target, behaviour):
         assert main(["--target", target, "recommend", "--user", "1", "2", "--user", "3", "-k", "2"]) == 0
         assert behaviour.calls == 1
-        assert list(behaviour.last_request.inputs["user_id"].string_val) == [b"1", b"2", b"3"]
+        assert list(behaviour.last_request.inputs[USER_ID].string_val) == [b"1", b"2", b"3"]
         blocks = capsys.readouterr().out.split("\n\n")
         assert [b.splitlines()[0] for b in blocks] == ["user 1", "user 2", "user 3"]
         assert all(len(b.splitlines()) == 1 + 2 + 2 for b in blocks)

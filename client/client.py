@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from common.contract import GRPC_PORT, MODEL_NAME
+from common.contract import GRPC_PORT, MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 
 from client import protocol
 from client.channel import RetryPolicy, channel_options, grpc_target
@@ -136,7 +136,7 @@ class RecommenderClient:
             response = self._call(self._predictions.Predict, request, timeout_s)
         except SignatureNotFound as error:
             raise protocol.explain_missing_signature(error, self.model, self.target) from error
-        recommendations = protocol.parse_recommend(response, len(users))
+        recommendations = protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
         return recommendations[0] if isinstance(ratings, Mapping) else recommendations
 
     def predict(self, user_ids: Id | Sequence[Id], movie_ids: Id | Sequence[Id], *, timeout_s: float | None = None) -> np.ndarray:

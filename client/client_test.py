@@ -31,6 +31,7 @@ from client import protocol
 from client.errors import FailedPrecondition
 from client.fakes import fake_server, free_port
 from client.tensors import to_numpy
+from common import contract
 from common.contract import (
     K,
     MAX_RATED_MOVIES,
@@ -43,8 +44,12 @@ from common.contract import (
     RATINGS,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
+    SCORES,
     USER_ID,
 )
+
+# What predict() returns its ratings as: the dtype common/contract.py declares for them.
+_RATING_DTYPE = np.dtype(contract.signature(PREDICT_SIGNATURE).output(contract.PREDICTED_RATING).numpy_dtype)
 
 
 @pytest.fixture
@@ -230,7 +235,7 @@ def test_async_client_against_fake(fake):
     top, many, ratings = asyncio.run(run())
     assert [r.movie_id for r in top] == ["1", "2", "3"]
     assert len(many) == 2 and all(len(row) == 2 for row in many)
-    assert ratings.dtype == np.float32 and ratings.shape == (2,)
+    assert ratings.dtype == _RATING_DTYPE and ratings.shape == (2,)
 
 
 # --- recommend_from_ratings (fake server) -------------------------------------
@@ -296,7 +301,9 @@ def test_from_ratings_duplicates(fake):
             client.recommend_from_ratings({42: 5, "42": 1})
         # On the wire a movie repeated in one row counts once, first occurrence (the signature's rule).
         repeated = protocol.recommend_from_ratings_request(MODEL_NAME, None, [""], [[("10", 5.0), ("10", 1.0)]], 5)
-        rows = protocol.parse_recommend(client._call(client._predictions.Predict, repeated, None), 1)
+        rows = protocol.parse_recommend(
+            client._call(client._predictions.Predict, repeated, None), 1, RECOMMEND_FROM_RATINGS_SIGNATURE
+        )
         assert rows[0] == client.recommend_from_ratings({10: 5}, k=5)
         assert rows[0] != client.recommend_from_ratings({10: 1}, k=5)
 
@@ -413,7 +420,7 @@ def test_recommend_single_and_batch(served):
 def test_predict_rates_the_recommended_movies(served):
     top = served.recommend(1, k=3)
     ratings = served.predict(1, [r.movie_id for r in top])
-    assert ratings.dtype == np.float32 and ratings.shape == (3,) and np.isfinite(ratings).all()
+    assert ratings.dtype == _RATING_DTYPE and ratings.shape == (3,) and np.isfinite(ratings).all()
     if served.model_card()["config"].get("preset") in ("basic", "tuned"):
         # The reference presets rank by predicted rating; the two-stage default blends in retrieval scores.
         np.testing.assert_allclose(ratings, [r.score for r in top], rtol=1e-5, atol=1e-5)
@@ -427,8 +434,9 @@ def test_metadata_lists_the_contract_signatures(served):
     assert meta.model == MODEL_NAME and meta.version >= 1
     assert {PREDICT_SIGNATURE, RECOMMEND_SIGNATURE} <= set(meta.signatures)
     recommend = meta.signatures[RECOMMEND_SIGNATURE]
-    assert recommend.inputs["k"].dtype == "DT_INT32" and recommend.inputs["k"].shape == (-1,)
-    assert recommend.outputs["scores"].dtype == "DT_FLOAT"
+    declared = contract.signature(RECOMMEND_SIGNATURE)
+    assert recommend.inputs[K].dtype == declared.input(K).dtype and recommend.inputs[K].shape == declared.input(K).shape
+    assert recommend.outputs[SCORES].dtype == declared.output(SCORES).dtype
 
 
 def test_model_card_and_status(served):

@@ -16,6 +16,11 @@ row counted once (first occurrence), the given movies never returned, k capped a
 padded past their own k with id "" and score -inf, as the model pads. A movie's
 score is the sum over the given movies of ``(rating - 3) / (1 + |movie - given|)``, plus a
 small profile term for a known user id; ties go to the lower movie id.
+
+Everything the fake says about the API comes from ``common/contract.py``: its metadata,
+which inputs it accepts (names, dtypes, ranks: INVALID_ARGUMENT otherwise, worded as the
+servers word it) and which outputs it answers, each in its declared dtype (honouring the
+request's output_filter as TF Serving does). Only the toy values are written here.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -40,8 +45,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from common import contract
 from common.contract import (
-    SIGNATURES,
     K,
     K_PER_USER_MESSAGE,
     MAX_RATED_MOVIES,
@@ -50,6 +55,7 @@ from common.contract import (
     MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
     MODEL_NAME,
+    MOVIE_EMBEDDING,
     MOVIE_ID,
     MOVIE_IDS,
     MOVIE_TITLES,
@@ -63,10 +69,11 @@ from common.contract import (
     RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     SCORES,
+    USER_EMBEDDING,
     USER_ID,
 )
 
-from client.tensors import float_tensor, string_matrix, string_vector, to_numpy
+from client.tensors import encode, to_numpy
 
 FAKE_VERSION = 1
 FAKE_SIGNATURES = (PREDICT_SIGNATURE, RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, MODEL_CARD_SIGNATURE)
@@ -94,18 +101,10 @@ class FakeBehaviour:
     last_request: predict_pb2.PredictRequest | None = None  # the last Predict request received
 
 
-_float_tensor = float_tensor
-
-
-def _string_matrix(rows: list[list[str]], width: int | None = None) -> tensor_pb2.TensorProto:
-    """[len(rows), width] strings; width defaults to the first row's (0 for no rows)."""
-    return string_matrix(rows, (len(rows[0]) if rows else 0) if width is None else width)
-
-
 def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.SignatureDefMap:
     """The signatures as ``common/contract.py`` declares them (the one declaration of the API)."""
     sigs = get_model_metadata_pb2.SignatureDefMap()
-    for name, declared in SIGNATURES.items():
+    for name, declared in contract.SIGNATURES.items():
         if name in missing:
             continue
         sig = sigs.signature_def[name]
@@ -119,31 +118,49 @@ def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.Si
     return sigs
 
 
-# recommend_from_ratings' inputs and their dtypes, as common/contract.py declares them.
-_FROM_RATINGS_INPUTS = {
-    t.name: types_pb2.DataType.Value(t.dtype) for t in SIGNATURES[RECOMMEND_FROM_RATINGS_SIGNATURE].inputs
-}
-
-
 class _Refused(Exception):
     """What the model's in-graph asserts would refuse: INVALID_ARGUMENT with this message."""
 
 
+def _inputs(signature: str, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+    """The request's inputs as numpy arrays, refused as the servers refuse them when they are not the
+    inputs ``common/contract.py`` declares (names, dtypes, ranks and fixed sizes)."""
+    declared = contract.signature(signature)
+    sent = set(request.inputs)
+    if sent != set(declared.input_names):
+        raise _Refused(f"inputs must be {sorted(declared.input_names)}, got {sorted(sent)}")
+    arrays = {}
+    for decl in declared.inputs:
+        proto = request.inputs[decl.name]
+        if proto.dtype != types_pb2.DataType.Value(decl.dtype):
+            got = types_pb2.DataType.Name(proto.dtype)
+            raise _Refused(f'input "{decl.name}" has dtype {got} but the signature expects {decl.dtype}')
+        try:
+            arrays[decl.name] = to_numpy(proto)
+        except ValueError as error:
+            raise _Refused(f'input "{decl.name}": {error}') from None
+        shape = arrays[decl.name].shape
+        if not contract.shape_matches(decl.shape, shape):
+            hint = f": {K_PER_USER_MESSAGE}" if decl.name == K else ""
+            raise _Refused(f'input "{decl.name}" has shape {list(shape)} but the signature expects {list(decl.shape)}{hint}')
+    return arrays
+
+
+def _answer(response: predict_pb2.PredictResponse, signature: str, values: dict[str, object], wanted: set[str]) -> None:
+    """Fill the outputs ``common/contract.py`` declares (those in ``wanted``, if any: the request's
+    output_filter), each in its declared dtype; what the contract does not declare is not sent."""
+    for decl in contract.signature(signature).outputs:
+        if wanted and decl.name not in wanted:
+            continue
+        if decl.name not in values:
+            raise _Refused(f"the fake server computes no {signature} output {decl.name!r}, which common/contract.py declares")
+        response.outputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
+
+
 def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[list[str]], np.ndarray]:
     """(movie ids [users, k], scores [users, k]) by the toy scoring in the module docstring."""
-    sent = set(request.inputs)
-    if sent != set(_FROM_RATINGS_INPUTS):
-        raise _Refused(f"inputs must be {sorted(_FROM_RATINGS_INPUTS)}, got {sorted(sent)}")
-    for key, dtype in _FROM_RATINGS_INPUTS.items():
-        if request.inputs[key].dtype != dtype:
-            got = types_pb2.DataType.Name(request.inputs[key].dtype)
-            raise _Refused(f"input {key!r} has dtype {got} but the signature expects {types_pb2.DataType.Name(dtype)}")
-    users = to_numpy(request.inputs[USER_ID])
-    k = to_numpy(request.inputs[K])
-    rated = to_numpy(request.inputs[RATED_MOVIE_IDS])
-    ratings = to_numpy(request.inputs[RATINGS])
-    if users.ndim != 1 or k.ndim != 1 or rated.ndim != 2 or ratings.ndim != 2:
-        raise _Refused("expected user_id [-1], k [-1], rated_movie_ids [-1, -1], ratings [-1, -1]")
+    inputs = _inputs(RECOMMEND_FROM_RATINGS_SIGNATURE, request)
+    users, k, rated, ratings = (inputs[key] for key in (USER_ID, K, RATED_MOVIE_IDS, RATINGS))
     if len(k) != len(users):
         raise _Refused(K_PER_USER_MESSAGE)
     if (k <= 0).any():
@@ -210,20 +227,44 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
         response.model_spec.name = MODEL_NAME
         response.model_spec.version.value = FAKE_VERSION
         response.model_spec.signature_name = signature
+        try:
+            _answer(response, signature, self._values(signature, request, context), set(request.output_filter))
+        except _Refused as refused:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
+        for key in self.behaviour.drop_outputs & set(response.outputs):
+            del response.outputs[key]
+        return response
+
+    def _values(self, signature: str, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> dict:
+        """The toy answer of ``signature``, every output it computes, keyed by the contract's output names."""
+        if signature not in contract.SIGNATURES or signature not in FAKE_SIGNATURES:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
+        if signature == RECOMMEND_FROM_RATINGS_SIGNATURE:
+            ids, scores = _recommend_from_ratings(request)
+            if self.behaviour.unsorted_scores:
+                real = [sum(1 for m in row if m) for row in ids]
+                ids = [row[:n][::-1] + row[n:] for row, n in zip(ids, real)]
+                scores = scores.copy()
+                for i, n in enumerate(real):
+                    scores[i, :n] = scores[i, :n][::-1]
+            return self._recommendations(ids, scores)
+        inputs = _inputs(signature, request)
         if signature == PREDICT_SIGNATURE:
-            users = to_numpy(request.inputs[USER_ID])
-            movies = to_numpy(request.inputs[MOVIE_ID])
+            users, movies = inputs[USER_ID], inputs[MOVIE_ID]
             if users.shape != movies.shape:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id and movie_id lengths differ")
+                raise _Refused("user_id and movie_id lengths differ")
             ratings = np.array([3.0 + (int(u) % 7 + int(m) % 5) / 10 for u, m in zip(users, movies)], np.float32)
-            response.outputs[PREDICTED_RATING].CopyFrom(_float_tensor(ratings))
-        elif signature == RECOMMEND_SIGNATURE:
-            users = to_numpy(request.inputs[USER_ID])
-            k = to_numpy(request.inputs[K])
-            if k.ndim != 1 or len(k) != len(users):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, K_PER_USER_MESSAGE)
+            return {
+                PREDICTED_RATING: ratings,
+                USER_EMBEDDING: np.array([[int(u) % 3, 1.0] for u in users], np.float32).reshape(-1, 2),
+                MOVIE_EMBEDDING: np.array([[int(m) % 5, 1.0] for m in movies], np.float32).reshape(-1, 2),
+            }
+        if signature == RECOMMEND_SIGNATURE:
+            users, k = inputs[USER_ID], inputs[K]
+            if len(k) != len(users):
+                raise _Refused(K_PER_USER_MESSAGE)
             if (k <= 0).any():
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"k must be positive, got {k.tolist()}")
+                raise _Refused(f"k must be positive, got {k.tolist()}")
             k = np.minimum(k, FAKE_CARD["max_k"])
             width = int(k.max(initial=0))
             scores = np.full((len(users), width), -np.inf, np.float32)
@@ -233,36 +274,16 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
                 if self.behaviour.unsorted_scores:
                     scores[row, :own] = scores[row, :own][::-1]
                 ids.append([str(i + 1) for i in range(own)] + [""] * (width - own))
-            self._recommendations(response, ids, scores)
-        elif signature == RECOMMEND_FROM_RATINGS_SIGNATURE:
-            try:
-                ids, scores = _recommend_from_ratings(request)
-            except _Refused as refused:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
-            if self.behaviour.unsorted_scores:
-                real = [sum(1 for m in row if m) for row in ids]
-                ids = [row[:n][::-1] + row[n:] for row, n in zip(ids, real)]
-                scores = scores.copy()
-                for i, n in enumerate(real):
-                    scores[i, :n] = scores[i, :n][::-1]
-            self._recommendations(response, ids, scores)
-        elif signature == MODEL_CARD_SIGNATURE:
-            served = sorted(set(FAKE_SIGNATURES) - self.behaviour.missing_signatures)
-            rows = len(to_numpy(request.inputs[MODEL_CARD_REQUEST])) if MODEL_CARD_REQUEST in request.inputs else 0
-            card = string_vector([json.dumps({**FAKE_CARD, "signatures": served})] * rows)
-            response.outputs[MODEL_CARD].CopyFrom(card)
-        else:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
-        for key in self.behaviour.drop_outputs & set(response.outputs):
-            del response.outputs[key]
-        return response
+            return self._recommendations(ids, scores)
+        served = sorted(set(FAKE_SIGNATURES) - self.behaviour.missing_signatures)  # the model card
+        rows = len(inputs[MODEL_CARD_REQUEST])
+        return {MODEL_CARD: [json.dumps({**FAKE_CARD, "signatures": served})] * rows}
 
     @staticmethod
-    def _recommendations(response: predict_pb2.PredictResponse, ids: list[list[str]], scores: np.ndarray) -> None:
+    def _recommendations(ids: list[list[str]], scores: np.ndarray) -> dict:
         width = scores.shape[1]
-        response.outputs[MOVIE_IDS].CopyFrom(_string_matrix(ids, width))
-        response.outputs[MOVIE_TITLES].CopyFrom(_string_matrix([[f"Movie {m}" for m in row] for row in ids], width))
-        response.outputs[SCORES].CopyFrom(_float_tensor(scores))
+        ids = [row + [""] * (width - len(row)) for row in ids]
+        return {MOVIE_IDS: ids, MOVIE_TITLES: [[f"Movie {m}" if m else "" for m in row] for row in ids], SCORES: scores}
 
     def GetModelMetadata(self, request, context):
         self._maybe_fail(context)

@@ -3,6 +3,13 @@
 Everything here is pure (no I/O), so it is what ``python -m client.bench``
 times as the client's own overhead, and what both clients call so they cannot
 drift apart in validation, parsing or what "ready" means.
+
+Inputs and outputs are built and read as ``common/contract.py`` declares them
+(``contract.SIGNATURES``, looked up on every call): each input is encoded in its
+declared dtype and rank, each output is checked against its declared dtype and
+rank before it is decoded, and an output a signature does not declare (e.g.
+``movie_titles``) is not asked for. What the client cannot derive (which values
+to send, what a row of recommendations means) stays here as code.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
+from common import contract
 from common.contract import (
     K,
     MAX_RATED_MOVIES,
@@ -46,15 +54,7 @@ from common.contract import (
 )
 
 from client.errors import DeadlineExceeded, MalformedResponse, NotFound, SignatureNotFound, Unavailable
-from client.tensors import (
-    decode_strings,
-    float_tensor,
-    int32_vector,
-    string_matrix,
-    string_vector,
-    tensor_shape,
-    to_numpy,
-)
+from client.tensors import check_declared, decode_strings, encode, to_numpy
 
 Id = Union[str, int]
 """A MovieLens id: ``42`` and ``"42"`` are the same id (the model's vocabulary is strings)."""
@@ -63,7 +63,6 @@ RatedMovies = list[tuple[str, float]]
 """One user's ratings after validation: (movie id, rating) in the caller's order, no movie twice."""
 
 _SIGNATURE_DEF = "signature_def"
-_FLOAT_DTYPES = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
 _T = TypeVar("_T")
 
 
@@ -273,23 +272,41 @@ def model_spec(model: str, version: int | None, signature: str | None = None) ->
     return spec
 
 
-def predict_request(model: str, version: int | None, users: list[str], movies: list[str]) -> predict_pb2.PredictRequest:
+def _predict_request(
+    model: str, version: int | None, signature: str, inputs: dict[str, object], output_filter: Sequence[str] = ()
+) -> predict_pb2.PredictRequest:
+    """A Predict request carrying exactly the inputs ``common/contract.py`` declares, each in its declared dtype."""
+    declared = contract.signature(signature)
+    if set(inputs) != set(declared.input_names):
+        # The contract gained or lost an input this client does not know how to fill: a code change, not bad input.
+        raise RuntimeError(
+            f"{signature}: the client sends inputs {sorted(inputs)} but common/contract.py declares "
+            f"{list(declared.input_names)}; client/protocol.py needs the new input's values"
+        )
     request = predict_pb2.PredictRequest(
-        model_spec=model_spec(model, version, PREDICT_SIGNATURE),
+        model_spec=model_spec(model, version, signature),
+        output_filter=[name for name in output_filter if declared.has_output(name)],
+    )
+    for decl in declared.inputs:
+        try:
+            request.inputs[decl.name].CopyFrom(encode(decl, inputs[decl.name]))
+        except ValueError as error:
+            raise ValueError(f"{signature} input {error}") from None
+    return request
+
+
+def predict_request(model: str, version: int | None, users: list[str], movies: list[str]) -> predict_pb2.PredictRequest:
+    return _predict_request(
+        model, version, PREDICT_SIGNATURE, {USER_ID: users, MOVIE_ID: movies},
         output_filter=[PREDICTED_RATING],  # the embeddings are 32x bigger and unused here
     )
-    request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[MOVIE_ID].CopyFrom(string_vector(movies))
-    return request
 
 
 def recommend_request(model: str, version: int | None, users: list[str], k: int) -> predict_pb2.PredictRequest:
     if len(users) > MAX_RECOMMEND_USERS:
         raise ValueError(f"user_ids: at most {MAX_RECOMMEND_USERS} users per recommend call, got {len(users)}")
-    request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_SIGNATURE))
-    request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K].CopyFrom(int32_vector([k] * len(users)))  # one k per user: a batch dimension
-    return request
+    # One k per user: a batch dimension.
+    return _predict_request(model, version, RECOMMEND_SIGNATURE, {USER_ID: users, K: [k] * len(users)})
 
 
 def recommend_from_ratings_request(
@@ -312,21 +329,17 @@ def recommend_from_ratings_request(
     rows = [[("", 0.0), *rows[0]], *rows[1:]] if rows else rows
     width = max((len(row) for row in rows), default=0)
     movie_ids = [[movie for movie, _ in row] + [""] * (width - len(row)) for row in rows]
-    values = np.zeros((len(rows), width), dtype=np.float32)
+    values = np.zeros((len(rows), width), dtype=np.float64)  # encode() casts to the declared dtype
     for i, row in enumerate(rows):
         values[i, : len(row)] = [rating for _, rating in row]
-    request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, RECOMMEND_FROM_RATINGS_SIGNATURE))
-    request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K].CopyFrom(int32_vector([k] * len(users)))
-    request.inputs[RATED_MOVIE_IDS].CopyFrom(string_matrix(movie_ids, width))
-    request.inputs[RATINGS].CopyFrom(float_tensor(values))
-    return request
+    return _predict_request(
+        model, version, RECOMMEND_FROM_RATINGS_SIGNATURE,
+        {USER_ID: users, K: [k] * len(users), RATED_MOVIE_IDS: movie_ids, RATINGS: values},
+    )
 
 
 def model_card_request(model: str, version: int | None) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest(model_spec=model_spec(model, version, MODEL_CARD_SIGNATURE))
-    request.inputs[MODEL_CARD_REQUEST].CopyFrom(int32_vector([0]))  # one card back
-    return request
+    return _predict_request(model, version, MODEL_CARD_SIGNATURE, {MODEL_CARD_REQUEST: [0]})  # one card back
 
 
 def metadata_request(model: str, version: int | None) -> get_model_metadata_pb2.GetModelMetadataRequest:
@@ -356,33 +369,48 @@ def _decode(response: predict_pb2.PredictResponse, key: str, decode: Callable[[t
         raise MalformedResponse(f"output {key!r}: {error}") from None
 
 
-def _floats(response: predict_pb2.PredictResponse, key: str) -> np.ndarray:
-    values = _decode(response, key, to_numpy)
-    dtype = response.outputs[key].dtype
-    if dtype not in _FLOAT_DTYPES:
-        raise MalformedResponse(f"output {key!r}: expected a float tensor, got {types_pb2.DataType.Name(dtype)}")
-    return values.astype(np.float32, copy=False)
+def _declared(response: predict_pb2.PredictResponse, signature: str, key: str) -> tuple[int, ...]:
+    """The shape of output ``key`` after checking its dtype and rank against ``common/contract.py``."""
+    decl = contract.signature(signature).output(key)
+    return _decode(response, key, lambda proto: check_declared(decl, proto))
+
+
+def _numbers(response: predict_pb2.PredictResponse, signature: str, key: str) -> np.ndarray:
+    """A numeric output in its declared dtype (float32 for DT_FLOAT, float64 for DT_DOUBLE, ...)."""
+    _declared(response, signature, key)
+    decl = contract.signature(signature).output(key)
+    return _decode(response, key, to_numpy).astype(decl.numpy_dtype, copy=False)
 
 
 def parse_predict(response: predict_pb2.PredictResponse, n: int) -> np.ndarray:
-    ratings = _floats(response, PREDICTED_RATING)
-    if ratings.shape != (n,):
-        raise MalformedResponse(f"{PREDICTED_RATING}: expected shape [{n}], got {list(ratings.shape)}")
+    """One predicted rating per pair, in the dtype the contract declares for it."""
+    ratings = _numbers(response, PREDICT_SIGNATURE, PREDICTED_RATING)
+    if ratings.shape[:1] != (n,):
+        raise MalformedResponse(f"{PREDICTED_RATING}: expected {n} rows (one per pair), got shape {list(ratings.shape)}")
     return ratings
 
 
-def parse_recommend(response: predict_pb2.PredictResponse, n_users: int) -> list[list[Recommendation]]:
-    shapes = [_decode(response, key, tensor_shape) for key in (MOVIE_IDS, MOVIE_TITLES, SCORES)]
-    if not (len(shapes[0]) == 2 and shapes[0][0] == n_users and shapes[0] == shapes[1] == shapes[2]):
+def recommendation_outputs(signature: str) -> tuple[str, ...]:
+    """The outputs a row of recommendations is read from: ids and scores, and titles when the signature has them."""
+    declared = contract.signature(signature)
+    return tuple(key for key in (MOVIE_IDS, MOVIE_TITLES, SCORES) if key != MOVIE_TITLES or declared.has_output(key))
+
+
+def parse_recommend(
+    response: predict_pb2.PredictResponse, n_users: int, signature: str = RECOMMEND_SIGNATURE
+) -> list[list[Recommendation]]:
+    """Rows of ``signature``'s answer (recommend or recommend_from_ratings: the same outputs), padding dropped."""
+    keys = recommendation_outputs(signature)
+    shapes = [_declared(response, signature, key) for key in keys]
+    if not (len(shapes[0]) == 2 and shapes[0][0] == n_users and all(s == shapes[0] for s in shapes)):
         raise MalformedResponse(
-            f"expected {MOVIE_IDS}, {MOVIE_TITLES}, {SCORES} of one shape [{n_users}, k]; got "
-            + ", ".join(str(list(s)) for s in shapes)
+            f"expected {', '.join(keys)} of one shape [{n_users}, k]; got " + ", ".join(str(list(s)) for s in shapes)
         )
     k = shapes[0][1]
     # Plain lists, not numpy object arrays: this runs on every call and k is small.
     ids = _decode(response, MOVIE_IDS, decode_strings)
-    titles = _decode(response, MOVIE_TITLES, decode_strings)
-    scores = _floats(response, SCORES).reshape(-1).tolist()
+    titles = _decode(response, MOVIE_TITLES, decode_strings) if MOVIE_TITLES in keys else [""] * len(ids)
+    scores = _numbers(response, signature, SCORES).reshape(-1).tolist()
     if not len(ids) == len(titles) == len(scores) == n_users * k:
         raise MalformedResponse(
             f"recommend outputs of shape [{n_users}, {k}] hold {len(ids)} ids, {len(titles)} titles, {len(scores)} scores"
@@ -409,6 +437,7 @@ def explain_missing_signature(error: SignatureNotFound, model: str, target: str)
 
 
 def parse_model_card(response: predict_pb2.PredictResponse) -> dict:
+    _declared(response, MODEL_CARD_SIGNATURE, MODEL_CARD)
     texts = _decode(response, MODEL_CARD, decode_strings)
     if len(texts) != 1:
         raise MalformedResponse(f"{MODEL_CARD}: expected one string, got {len(texts)}")

@@ -7,9 +7,9 @@ from tensorflow_serving.apis import predict_pb2
 
 from client import protocol
 from client.errors import MalformedResponse, RecommenderError
-from client.fakes import _float_tensor, _string_matrix
-from client.tensors import string_vector, to_numpy
-from tensorflow.core.framework import types_pb2
+from client.tensors import encode, to_numpy
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from common import contract
 from common.contract import (
     K,
     MAX_RATED_MOVIES,
@@ -77,11 +77,16 @@ def test_requests_name_the_contract_signatures_and_inputs():
     assert list(pred.output_filter) == [PREDICTED_RATING]
 
 
+def _out(signature: str, key: str, values) -> tensor_pb2.TensorProto:
+    """Output ``key`` of ``signature`` as common/contract.py declares it (dtype, rank)."""
+    return encode(contract.signature(signature).output(key), values)
+
+
 def _recommend_response(ids, titles, scores) -> predict_pb2.PredictResponse:
     response = predict_pb2.PredictResponse()
-    response.outputs[MOVIE_IDS].CopyFrom(_string_matrix(ids))
-    response.outputs[MOVIE_TITLES].CopyFrom(_string_matrix(titles))
-    response.outputs[SCORES].CopyFrom(_float_tensor(np.array(scores, np.float32)))
+    response.outputs[MOVIE_IDS].CopyFrom(_out(RECOMMEND_SIGNATURE, MOVIE_IDS, ids))
+    response.outputs[MOVIE_TITLES].CopyFrom(_out(RECOMMEND_SIGNATURE, MOVIE_TITLES, titles))
+    response.outputs[SCORES].CopyFrom(_out(RECOMMEND_SIGNATURE, SCORES, scores))
     return response
 
 
@@ -109,16 +114,17 @@ def test_parse_recommend_rejects_mismatched_shapes_and_missing_outputs():
     with pytest.raises(MalformedResponse, match="one shape"):
         protocol.parse_recommend(_recommend_response([["5"]], [["A"]], [[1.0]]), 2)
     del response.outputs[SCORES]
-    with pytest.raises(MalformedResponse, match="no output 'scores'"):
+    with pytest.raises(MalformedResponse, match=f"no output '{SCORES}'"):
         protocol.parse_recommend(response, 1)
 
 
 def test_parse_predict_checks_length():
     response = predict_pb2.PredictResponse()
-    response.outputs[PREDICTED_RATING].CopyFrom(_float_tensor(np.array([3.5, 4.0], np.float32)))
+    response.outputs[PREDICTED_RATING].CopyFrom(_out(PREDICT_SIGNATURE, PREDICTED_RATING, [3.5, 4.0]))
     ratings = protocol.parse_predict(response, 2)
-    assert ratings.dtype == np.float32 and ratings.tolist() == [3.5, 4.0]
-    with pytest.raises(MalformedResponse, match=r"expected shape \[3\]"):
+    declared = contract.signature(PREDICT_SIGNATURE).output(PREDICTED_RATING)
+    assert ratings.dtype == np.dtype(declared.numpy_dtype) and ratings.tolist() == [3.5, 4.0]
+    with pytest.raises(MalformedResponse, match=r"expected 3 rows"):
         protocol.parse_predict(response, 3)
 
 
@@ -129,13 +135,13 @@ def _predict_response(proto) -> predict_pb2.PredictResponse:
 
 
 def _unknown_rank():
-    proto = _float_tensor(np.array([1.0], np.float32))
+    proto = _out(PREDICT_SIGNATURE, PREDICTED_RATING, [1.0])
     proto.tensor_shape.unknown_rank = True
     return proto
 
 
 def _too_few_values():
-    proto = _float_tensor(np.array([1.0, 2.0], np.float32))
+    proto = _out(PREDICT_SIGNATURE, PREDICTED_RATING, [1.0, 2.0])
     proto.tensor_shape.dim[0].size = 3
     return proto
 
@@ -143,7 +149,7 @@ def _too_few_values():
 @pytest.mark.parametrize(
     "proto, message",
     [
-        (string_vector(["3.5"]), "output 'predicted_rating': expected a float tensor, got DT_STRING"),
+        (_out(MODEL_CARD_SIGNATURE, MODEL_CARD, ["3.5"]), f"output '{PREDICTED_RATING}': expected {contract.signature(PREDICT_SIGNATURE).output(PREDICTED_RATING).dtype} .* got DT_STRING"),
         (_unknown_rank(), "output 'predicted_rating': tensor has unknown rank"),
         (_too_few_values(), r"output 'predicted_rating': tensor of shape \[3\] needs 3 values"),
     ],
@@ -154,23 +160,28 @@ def test_undecodable_outputs_are_malformed_responses(proto, message):
     assert isinstance(raised.value, RecommenderError) and raised.value.code == grpc.StatusCode.INTERNAL
 
 
-def test_recommend_scores_must_be_floats_and_titles_strings():
+def test_recommend_outputs_must_have_their_declared_dtypes_and_ranks():
+    declared = contract.signature(RECOMMEND_SIGNATURE)
     response = _recommend_response([["5"]], [["A"]], [[2.0]])
-    response.outputs[SCORES].CopyFrom(_string_matrix([["2.0"]]))
-    with pytest.raises(MalformedResponse, match="output 'scores': expected a float tensor, got DT_STRING"):
+    response.outputs[SCORES].CopyFrom(_out(RECOMMEND_SIGNATURE, MOVIE_IDS, [["2.0"]]))
+    with pytest.raises(MalformedResponse, match=f"output '{SCORES}': expected {declared.output(SCORES).dtype} .* got DT_STRING"):
         protocol.parse_recommend(response, 1)
     response = _recommend_response([["5"]], [["A"]], [[2.0]])
-    response.outputs[MOVIE_TITLES].CopyFrom(_float_tensor(np.array([[1.0]], np.float32)))
-    with pytest.raises(MalformedResponse, match="output 'movie_titles': expected a DT_STRING tensor"):
+    response.outputs[MOVIE_TITLES].CopyFrom(_out(RECOMMEND_SIGNATURE, SCORES, [[1.0]]))
+    with pytest.raises(MalformedResponse, match=f"output '{MOVIE_TITLES}': expected DT_STRING"):
+        protocol.parse_recommend(response, 1)
+    response = _recommend_response([["5"]], [["A"]], [[2.0]])
+    response.outputs[MOVIE_IDS].CopyFrom(_out(MODEL_CARD_SIGNATURE, MODEL_CARD, ["5"]))  # rank 1, not [users, k]
+    with pytest.raises(MalformedResponse, match=rf"output '{MOVIE_IDS}': expected shape \[-1, -1\]"):
         protocol.parse_recommend(response, 1)
 
 
 def test_model_card_must_be_one_json_object():
     response = predict_pb2.PredictResponse()
-    response.outputs[MODEL_CARD].CopyFrom(string_vector(['{"max_k": 100}']))
+    response.outputs[MODEL_CARD].CopyFrom(_out(MODEL_CARD_SIGNATURE, MODEL_CARD, ['{"max_k": 100}']))
     assert protocol.parse_model_card(response) == {"max_k": 100}
     for text, message in (("[1]", "expected a JSON object"), ("{", "not valid JSON")):
-        response.outputs[MODEL_CARD].CopyFrom(string_vector([text]))
+        response.outputs[MODEL_CARD].CopyFrom(_out(MODEL_CARD_SIGNATURE, MODEL_CARD, [text]))
         with pytest.raises(MalformedResponse, match=message):
             protocol.parse_model_card(response)
 
@@ -199,8 +210,8 @@ def test_recommend_from_ratings_request_pads_to_the_longest_row():
     assert request.model_spec.signature_name == RECOMMEND_FROM_RATINGS_SIGNATURE
     assert request.model_spec.version.value == 4
     assert set(request.inputs) == {USER_ID, K, RATED_MOVIE_IDS, RATINGS}
-    assert request.inputs[RATED_MOVIE_IDS].dtype == types_pb2.DT_STRING
-    assert request.inputs[RATINGS].dtype == types_pb2.DT_FLOAT
+    for decl in contract.signature(RECOMMEND_FROM_RATINGS_SIGNATURE).inputs:
+        assert types_pb2.DataType.Name(request.inputs[decl.name].dtype) == decl.dtype, decl.name
     assert to_numpy(request.inputs[K]).tolist() == [10, 10, 10]  # one k per user
     # "" first: TF Serving's batcher pads a merged tensor with its first element, which the model ignores.
     assert to_numpy(request.inputs[RATED_MOVIE_IDS]).tolist() == [["", "50", ""], ["1", "2", "3"], ["", "", ""]]

@@ -7,6 +7,11 @@ those run eager TensorFlow machinery that costs tens of microseconds per call an
 hides which proto fields the server actually sent. A tensor that cannot be decoded
 raises ValueError; ``client.protocol`` reports it as ``MalformedResponse`` naming
 the output.
+
+``encode`` and ``check_declared`` take a ``common.contract.TensorDecl``: requests are
+built in the dtype the contract declares and responses are held to it, so a change
+of a signature's dtype or rank in ``common/contract.py`` reaches the client without
+editing it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from common.contract import TensorDecl, shape_matches
 
 # Numeric dtypes the served signatures use, with the repeated field TF Serving fills
 # when it does not use the packed ``tensor_content`` bytes.
@@ -33,46 +40,60 @@ def _shape(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
-def string_vector(values: Sequence[str]) -> tensor_pb2.TensorProto:
-    """A DT_STRING tensor of shape [len(values)], UTF-8 encoded."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=_shape([len(values)]),
-        string_val=[v.encode("utf-8") for v in values],
-    )
+def _strings(values: object, rank: int, name: str) -> tuple[list[str], tuple[int, ...]]:
+    """Nested sequences of str, ``rank`` deep -> (row-major values, shape); rows must be rectangular."""
+    if rank == 0:
+        if not isinstance(values, str):
+            raise ValueError(f"{name}: expected a string, got {type(values).__name__}")
+        return [values], ()
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ValueError(f"{name}: expected a rank-{rank} sequence of strings, got {type(values).__name__}")
+    if rank == 1:
+        flat = list(values)
+        if not all(isinstance(v, str) for v in flat):
+            raise ValueError(f"{name}: expected strings, got {sorted({type(v).__name__ for v in flat})}")
+        return flat, (len(flat),)
+    parts = [_strings(row, rank - 1, name) for row in values]
+    inner = {shape for _, shape in parts}
+    if len(inner) > 1:
+        raise ValueError(f"{name}: rows of different shapes {sorted(inner)}; pad them to one width")
+    shape = inner.pop() if inner else (0,) * (rank - 1)
+    return [v for flat, _ in parts for v in flat], (len(parts), *shape)
 
 
-def string_matrix(rows: Sequence[Sequence[str]], width: int) -> tensor_pb2.TensorProto:
-    """A DT_STRING tensor of shape [len(rows), width]; each row must hold exactly ``width`` strings."""
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=_shape([len(rows), width]))
-    values = proto.string_val
-    for row in rows:
-        if len(row) != width:
-            raise ValueError(f"string_matrix: a row of {len(row)} values in a matrix of width {width}")
-        values.extend(v.encode("utf-8") for v in row)
+def encode(decl: TensorDecl, values: object) -> tensor_pb2.TensorProto:
+    """``values`` as the tensor ``decl`` declares: its dtype, its rank (ValueError naming it otherwise).
+
+    The wire fields are the ones TF Serving itself fills: ``string_val`` for strings,
+    ``int_val``/``int64_val`` for integers, packed ``tensor_content`` for floats.
+    """
+    dtype = types_pb2.DataType.Value(decl.dtype)
+    if decl.is_string:
+        flat, shape = _strings(values, decl.rank, decl.name)
+        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(shape), string_val=[v.encode("utf-8") for v in flat])
+    else:
+        array = np.asarray(values, dtype=_NUMERIC[dtype][0])  # tobytes() is row-major whatever the layout
+        if array.ndim != decl.rank:
+            raise ValueError(f"{decl.name}: expected rank {decl.rank} ({decl}), got shape {list(array.shape)}")
+        shape = array.shape
+        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(shape))
+        if array.dtype.kind == "f":
+            proto.tensor_content = array.tobytes()
+        else:
+            getattr(proto, _NUMERIC[dtype][1]).extend(array.reshape(-1).tolist())
+    if not shape_matches(decl.shape, shape):
+        raise ValueError(f"{decl.name}: shape {list(shape)} does not fit the declared {decl}")
     return proto
 
 
-def float_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
-    """A DT_FLOAT tensor of ``values``' shape, packed little-endian in ``tensor_content``."""
-    values = np.ascontiguousarray(values, dtype="<f4")
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(values.shape), tensor_content=values.tobytes()
-    )
-
-
-def int32_scalar(value: int) -> tensor_pb2.TensorProto:
-    """A DT_INT32 tensor of shape [] (rank 0)."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_INT32, tensor_shape=_shape([]), int_val=[int(value)]
-    )
-
-
-def int32_vector(values: Sequence[int]) -> tensor_pb2.TensorProto:
-    """A DT_INT32 tensor of shape [len(values)]."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_INT32, tensor_shape=_shape([len(values)]), int_val=[int(v) for v in values]
-    )
+def check_declared(decl: TensorDecl, proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+    """The shape of ``proto`` after checking it is the tensor ``decl`` declares (dtype, rank, fixed sizes)."""
+    if proto.dtype != types_pb2.DataType.Value(decl.dtype):
+        raise ValueError(f"expected {decl.dtype} (common/contract.py: {decl}), got {types_pb2.DataType.Name(proto.dtype)}")
+    shape = tensor_shape(proto)
+    if not shape_matches(decl.shape, shape):
+        raise ValueError(f"expected shape {list(decl.shape)} (common/contract.py: {decl}), got {list(shape)}")
+    return shape
 
 
 def tensor_shape(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:

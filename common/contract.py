@@ -92,17 +92,81 @@ MODEL_CARD = "model_card"
 # signatures from it. Every input has a batch dimension (dimension 0) so TF
 # Serving's batching session can merge calls of every signature.
 
+# The tensorflow.DataType names a declaration may use, with the numpy dtype each
+# decodes to (strings: Python str in an object array). Names, not imports, so this
+# module stays importable without numpy or TensorFlow.
+NUMPY_DTYPES: dict[str, str] = {
+    "DT_STRING": "object",
+    "DT_INT32": "int32",
+    "DT_INT64": "int64",
+    "DT_FLOAT": "float32",
+    "DT_DOUBLE": "float64",
+}
+
+
 @dataclass(frozen=True)
 class TensorDecl:
     name: str
-    dtype: str  # a tensorflow.DataType name: DT_STRING, DT_INT32, DT_FLOAT
+    dtype: str  # a tensorflow.DataType name, one of NUMPY_DTYPES
     shape: tuple[int, ...]  # -1: any size (dimension 0 is always the batch)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in NUMPY_DTYPES:
+            raise ValueError(f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {sorted(NUMPY_DTYPES)}")
+        if any(d < -1 for d in self.shape):
+            raise ValueError(f"tensor {self.name!r}: shape {self.shape} has a dimension below -1")
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numpy_dtype(self) -> str:
+        """The numpy dtype name the tensor decodes to ("object" for DT_STRING)."""
+        return NUMPY_DTYPES[self.dtype]
+
+    @property
+    def is_string(self) -> bool:
+        return self.dtype == "DT_STRING"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.dtype} [{', '.join(map(str, self.shape))}]"
 
 
 @dataclass(frozen=True)
 class SignatureDecl:
     inputs: tuple[TensorDecl, ...]  # in the serving function's argument order
     outputs: tuple[TensorDecl, ...]
+
+    def __post_init__(self) -> None:
+        for side, tensors in (("input", self.inputs), ("output", self.outputs)):
+            names = [t.name for t in tensors]
+            if len(set(names)) != len(names):
+                raise ValueError(f"an {side} name is declared twice: {names}")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+    def input(self, name: str) -> TensorDecl:
+        return _find(self.inputs, name, "input")
+
+    def output(self, name: str) -> TensorDecl:
+        return _find(self.outputs, name, "output")
+
+    def has_output(self, name: str) -> bool:
+        return name in self.output_names
+
+
+def _find(tensors: tuple[TensorDecl, ...], name: str, side: str) -> TensorDecl:
+    for t in tensors:
+        if t.name == name:
+            return t
+    raise KeyError(f"no {side} {name!r} declared (declared: {[t.name for t in tensors]})")
 
 
 _RECOMMENDATIONS = (
@@ -139,6 +203,14 @@ SIGNATURES: dict[str, SignatureDecl] = {
         outputs=(TensorDecl(MODEL_CARD, "DT_STRING", (-1,)),),
     ),
 }
+
+
+def signature(name: str) -> SignatureDecl:
+    """The declaration of signature ``name``, looked up when called (so a test may patch SIGNATURES)."""
+    try:
+        return SIGNATURES[name]
+    except KeyError:
+        raise KeyError(f"no signature {name!r} in common/contract.py (declared: {sorted(SIGNATURES)})") from None
 
 
 def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...] | None) -> bool:

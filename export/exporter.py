@@ -114,7 +114,14 @@ def served_vocabulary(features: FeatureTables) -> dict[str, list[str]]:
 
 
 def sample_inputs(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Known and unknown ids, used for warmup and for self-verification."""
+    """Known and unknown ids, used for warmup and for self-verification, in the dtypes common/contract.py declares."""
+    return {
+        name: {key: np.asarray(value, dtype=contract.signature(name).input(key).numpy_dtype) for key, value in inputs.items()}
+        for name, inputs in _sample_values(vocabulary).items()
+    }
+
+
+def _sample_values(vocabulary: dict) -> dict[str, dict[str, np.ndarray]]:
     users = vocabulary["user_ids"][:3] + ["unknown-user"]
     movies = vocabulary["movie_ids"][:3] + ["unknown-movie"]
     return {
@@ -225,16 +232,18 @@ def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     if missing:
         raise ExportError(f"reloaded model lacks signatures {sorted(missing)}")
     for name, fn in loaded.signatures.items():  # the API as common/contract.py declares it
-        declared = contract.SIGNATURES[name].outputs
-        actual = {k: (tf.as_dtype(v.dtype).as_datatype_enum, v.shape) for k, v in fn.structured_outputs.items()}
-        if set(actual) != {t.name for t in declared}:
-            raise ExportError(f"{name} outputs {sorted(actual)}, common/contract.py declares {[t.name for t in declared]}")
-        for t in declared:
-            dtype, shape = actual[t.name]
-            dims = None if shape.rank is None else tuple(-1 if d is None else d for d in shape.as_list())
-            if types_pb2.DataType.Name(dtype) != t.dtype or not contract.shape_matches(t.shape, dims):
-                raise ExportError(f"{name} output {t.name!r} is {types_pb2.DataType.Name(dtype)} {dims}, "
-                                  f"common/contract.py declares {t.dtype} {t.shape}")
+        _, kwargs = fn.structured_input_signature
+        for side, declared, specs in (("input", contract.signature(name).inputs, kwargs),
+                                      ("output", contract.signature(name).outputs, fn.structured_outputs)):
+            actual = {k: (tf.as_dtype(v.dtype).as_datatype_enum, v.shape) for k, v in specs.items()}
+            if set(actual) != {t.name for t in declared}:
+                raise ExportError(f"{name} {side}s {sorted(actual)}, common/contract.py declares {[t.name for t in declared]}")
+            for t in declared:
+                dtype, shape = actual[t.name]
+                dims = None if shape.rank is None else tuple(-1 if d is None else d for d in shape.as_list())
+                if types_pb2.DataType.Name(dtype) != t.dtype or not contract.shape_matches(t.shape, dims):
+                    raise ExportError(f"{name} {side} {t.name!r} is {types_pb2.DataType.Name(dtype)} {dims}, "
+                                      f"common/contract.py declares {t.dtype} {t.shape}")
     # The reloaded graph must answer exactly as the in-memory module did.
     in_memory = {name: fn for name, fn in module.signatures().items() if name != contract.MODEL_CARD_SIGNATURE}
     diff = 0.0

@@ -46,21 +46,34 @@ def _spec(fn):
     return ins, outs
 
 
+def _declared(tensors, fixed=None):
+    """common/contract.py's declaration as a SavedModel shows it: (tf dtype, shape with None for -1)."""
+    fixed = fixed or {}
+    return {
+        t.name: (tf.as_dtype(t.numpy_dtype if not t.is_string else tf.string),
+                 fixed.get(t.name, [None if d < 0 else d for d in t.shape]))
+        for t in tensors
+    }
+
+
+def _call(loaded, signature, **values):
+    """Call a reloaded signature with ``values`` in the dtypes common/contract.py declares for its inputs."""
+    declared = contract.signature(signature)
+    out = loaded.signatures[signature](
+        **{key: tf.constant(np.asarray(value, dtype=declared.input(key).numpy_dtype)) for key, value in values.items()}
+    )
+    return {key: value.numpy() for key, value in out.items()}
+
+
 def test_signature_contract(loaded):
-    ins, outs = _spec(loaded.signatures[contract.PREDICT_SIGNATURE])
-    assert ins == {contract.USER_ID: (tf.string, [None]), contract.MOVIE_ID: (tf.string, [None])}
-    assert outs == {
-        contract.PREDICTED_RATING: (tf.float32, [None]),
-        contract.USER_EMBEDDING: (tf.float32, [None, contract.EMBEDDING_DIM]),
-        contract.MOVIE_EMBEDDING: (tf.float32, [None, contract.EMBEDDING_DIM]),
-    }
-    ins, outs = _spec(loaded.signatures[contract.RECOMMEND_SIGNATURE])
-    assert ins == {contract.USER_ID: (tf.string, [None]), contract.K: (tf.int32, [None])}
-    assert outs == {
-        contract.MOVIE_IDS: (tf.string, [None, None]),
-        contract.MOVIE_TITLES: (tf.string, [None, None]),
-        contract.SCORES: (tf.float32, [None, None]),
-    }
+    """Every signature has the inputs and outputs common/contract.py declares (the default model: EMBEDDING_DIM wide)."""
+    assert set(loaded.signatures) == set(contract.SIGNATURES)  # the session's model is of the default preset
+    embedding = [None, contract.EMBEDDING_DIM]
+    for name, fn in loaded.signatures.items():
+        declared = contract.signature(name)
+        ins, outs = _spec(fn)
+        assert ins == _declared(declared.inputs), name
+        assert outs == _declared(declared.outputs, {contract.USER_EMBEDDING: embedding, contract.MOVIE_EMBEDDING: embedding}), name
 
 
 def test_saved_model_cli_lists_signatures(exported_model):
@@ -73,8 +86,7 @@ def test_saved_model_cli_lists_signatures(exported_model):
 
 
 def _recommend(loaded, users, k):
-    out = loaded.signatures[contract.RECOMMEND_SIGNATURE](user_id=tf.constant(users), k=tf.constant(np.broadcast_to(np.int32(k), [len(users)])))
-    return {key: value.numpy() for key, value in out.items()}
+    return _call(loaded, contract.RECOMMEND_SIGNATURE, user_id=np.asarray(users, dtype=object), k=[k] * len(users))
 
 
 def test_recommend_excludes_rated_and_sorts(loaded, rated, features):
@@ -132,7 +144,7 @@ def test_oov_and_empty_batch(loaded):
 
 
 def test_model_card(loaded, exported_model, rated, features):
-    cards = loaded.signatures[contract.MODEL_CARD_SIGNATURE](request=tf.constant([0, 0]))[contract.MODEL_CARD].numpy()
+    cards = _call(loaded, contract.MODEL_CARD_SIGNATURE, **{contract.MODEL_CARD_REQUEST: [0, 0]})[contract.MODEL_CARD]
     assert cards.shape == (2,) and cards[0] == cards[1]  # one copy per row: batchable
     card = json.loads(cards[0])
     assert set(card["vocabulary"]["user_ids"]) == set(rated)
@@ -235,12 +247,11 @@ def test_killed_export_leaves_no_version_and_the_next_export_cleans_up(trained_r
 
 
 def _from_ratings(loaded, users, movies, ratings, k=10):
-    out = loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
-        user_id=tf.constant(users), k=tf.constant([k] * len(users), tf.int32),
-        rated_movie_ids=tf.constant(np.array(movies, dtype=object).reshape(len(users), -1)),
-        ratings=tf.constant(np.array(ratings, np.float32).reshape(len(users), -1)),
+    return _call(
+        loaded, contract.RECOMMEND_FROM_RATINGS_SIGNATURE, user_id=np.array(users, dtype=object), k=[k] * len(users),
+        rated_movie_ids=np.array(movies, dtype=object).reshape(len(users), -1),
+        ratings=np.array(ratings, np.float64).reshape(len(users), -1),
     )
-    return {key: value.numpy() for key, value in out.items()}
 
 
 def test_from_ratings_padding_duplicates_and_unknown_ids(loaded, features):
@@ -280,7 +291,5 @@ def test_from_ratings_uses_the_ratings(loaded, features):
 ])
 def test_from_ratings_refuses_bad_requests(loaded, users, movies, ratings, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded.signatures[contract.RECOMMEND_FROM_RATINGS_SIGNATURE](
-            user_id=tf.constant(users), k=tf.constant([5] * len(users)),
-            rated_movie_ids=tf.constant(np.array(movies, dtype=object)), ratings=tf.constant(np.array(ratings, np.float32)),
-        )
+        _call(loaded, contract.RECOMMEND_FROM_RATINGS_SIGNATURE, user_id=np.array(users, dtype=object), k=[5] * len(users),
+              rated_movie_ids=np.array(movies, dtype=object), ratings=ratings)

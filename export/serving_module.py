@@ -7,12 +7,19 @@ training history (sparse) for excluding already-rated movies. Clients send raw
 string ids and nothing else, and the graph uses only core TensorFlow ops so the
 stock TF Serving binary can host it. The scoring itself is
 ``train/recommender.py``: the same code the trainer evaluated.
+
+The signatures' inputs and outputs are the ones ``common/contract.py`` declares:
+the input signatures are built from it when a module is made, and each serving
+function returns what it computes through ``outputs()``, which keeps the declared
+outputs, casts each to its declared dtype and refuses a declared output the graph
+does not compute. This file holds the graph; the API's shape lives in the contract.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from common import contract
 from train.features import UNKNOWN, FeatureTables
@@ -26,15 +33,37 @@ def _row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN)
 
 
-_DTYPES = {"DT_STRING": tf.string, "DT_INT32": tf.int32, "DT_FLOAT": tf.float32}
+def tf_dtype(decl: contract.TensorDecl) -> tf.DType:
+    return tf.dtypes.as_dtype(types_pb2.DataType.Value(decl.dtype))
 
 
 def input_signature(signature: str) -> list[tf.TensorSpec]:
     """The signature's inputs as declared in ``common/contract.py`` (the one declaration of the API)."""
     return [
-        tf.TensorSpec([None if d < 0 else d for d in t.shape], _DTYPES[t.dtype], name=t.name)
-        for t in contract.SIGNATURES[signature].inputs
+        tf.TensorSpec([None if d < 0 else d for d in t.shape], tf_dtype(t), name=t.name)
+        for t in contract.signature(signature).inputs
     ]
+
+
+def outputs(signature: str, computed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The outputs ``common/contract.py`` declares for ``signature``, each in its declared dtype.
+
+    ``computed`` holds what the graph has, keyed by the contract's output names; a
+    declared output missing from it, or one whose dtype no cast reaches (string vs
+    number), is refused while tracing, naming both.
+    """
+    result = {}
+    for decl in contract.signature(signature).outputs:
+        if decl.name not in computed:
+            raise ValueError(
+                f"common/contract.py declares output {decl.name!r} of {signature}, which the serving graph "
+                f"does not compute (it computes {sorted(computed)})"
+            )
+        value, dtype = computed[decl.name], tf_dtype(decl)
+        if value.dtype != dtype and tf.string in (value.dtype, dtype):
+            raise ValueError(f"{signature} output {decl.name!r} is {value.dtype.name}; common/contract.py declares {decl}")
+        result[decl.name] = tf.cast(value, dtype) if value.dtype != dtype else value
+    return result
 
 
 def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Operation:
@@ -52,13 +81,16 @@ class ServingModule(tf.Module):
         self.movie_ids = tf.Variable(np.concatenate([[""], features.movie_ids]), trainable=False, name="movie_ids")
         self.movie_titles = tf.Variable(np.concatenate([[""], features.movie_titles]), trainable=False, name="movie_titles")
         self.card = tf.Variable(model_card_json, trainable=False, name="model_card")
+        # Built here, not as decorators, so the input signatures are the contract's when the module is made.
+        self.predict = tf.function(self._predict, input_signature=input_signature(contract.PREDICT_SIGNATURE))
+        self.recommend = tf.function(self._recommend, input_signature=input_signature(contract.RECOMMEND_SIGNATURE))
+        self.model_card = tf.function(self._model_card, input_signature=input_signature(contract.MODEL_CARD_SIGNATURE))
         if isinstance(recommender, TwoStage):  # the reference model has no query encoder to feed ratings to
             self.recommend_from_ratings = tf.function(
                 self._recommend_from_ratings, input_signature=input_signature(contract.RECOMMEND_FROM_RATINGS_SIGNATURE)
             )
 
-    @tf.function(input_signature=input_signature(contract.PREDICT_SIGNATURE))
-    def predict(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _predict(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
         check = tf.debugging.assert_equal(
             tf.shape(user_id)[0],
             tf.shape(movie_id)[0],
@@ -68,14 +100,13 @@ class ServingModule(tf.Module):
             rating, user_embedding, movie_embedding = self.recommender.predict(
                 self.user_rows.lookup(user_id), self.movie_rows.lookup(movie_id)
             )
-        return {
+        return outputs(contract.PREDICT_SIGNATURE, {
             contract.PREDICTED_RATING: rating,
             contract.USER_EMBEDDING: user_embedding,
             contract.MOVIE_EMBEDDING: movie_embedding,
-        }
+        })
 
-    @tf.function(input_signature=input_signature(contract.RECOMMEND_SIGNATURE))
-    def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         checks = [
             _one_k_per_user(user_id, k),
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
@@ -88,7 +119,7 @@ class ServingModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             movies, scores = self.recommender.recommend(self.user_rows.lookup(user_id), k)
-        return self._recommendations(movies, scores)
+        return outputs(contract.RECOMMEND_SIGNATURE, self._recommendations(movies, scores))
 
     def _recommend_from_ratings(self, user_id: tf.Tensor, k: tf.Tensor, rated_movie_ids: tf.Tensor,
                                ratings: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -127,7 +158,7 @@ class ServingModule(tf.Module):
             movies, scores = self.recommender.recommend_from_ratings(
                 self.user_rows.lookup(user_id), self.movie_rows.lookup(rated_movie_ids), ratings, k
             )
-        return self._recommendations(movies, scores)
+        return outputs(contract.RECOMMEND_FROM_RATINGS_SIGNATURE, self._recommendations(movies, scores))
 
     def _recommendations(self, movies: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
         return {
@@ -136,10 +167,9 @@ class ServingModule(tf.Module):
             contract.SCORES: scores,
         }
 
-    @tf.function(input_signature=input_signature(contract.MODEL_CARD_SIGNATURE))
-    def model_card(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _model_card(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
         """One copy of the card per element of ``request`` (values ignored), so the batcher can merge calls."""
-        return {contract.MODEL_CARD: tf.fill(tf.shape(request), self.card.read_value())}
+        return outputs(contract.MODEL_CARD_SIGNATURE, {contract.MODEL_CARD: tf.fill(tf.shape(request), self.card.read_value())})
 
     def signatures(self) -> dict:
         signatures = {

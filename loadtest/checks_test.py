@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from client.protocol import Recommendation
+from common import contract
+from common.contract import PREDICT_SIGNATURE, PREDICTED_RATING
 from loadtest.checks import CheckFailed, check_excluded, check_ratings, check_recommendations
 
 
@@ -34,11 +36,16 @@ def test_wrong_recommendations_fail(rows, n_users, k, message):
 
 
 def test_ratings():
-    check_ratings(np.array([3.5, 4.0], np.float32), 2)
+    dtype = contract.signature(PREDICT_SIGNATURE).output(PREDICTED_RATING).numpy_dtype  # as the client decodes it
+    check_ratings(np.array([3.5, 4.0], dtype), 2)
     with pytest.raises(CheckFailed, match="one rating per pair"):
-        check_ratings(np.array([3.5], np.float32), 2)
+        check_ratings(np.array([3.5], dtype), 2)
+    with pytest.raises(CheckFailed, match="one rating per pair"):
+        check_ratings(np.array([[3.5], [4.0]], dtype), 2)
     with pytest.raises(CheckFailed, match="non-finite"):
-        check_ratings(np.array([np.nan, 1.0], np.float32), 2)
+        check_ratings(np.array([np.nan, 1.0], dtype), 2)
+    with pytest.raises(CheckFailed, match=f"expected {PREDICTED_RATING} as {dtype}"):
+        check_ratings(np.array([3, 4], np.int8), 2)
 
 
 def test_given_movies_must_not_come_back():

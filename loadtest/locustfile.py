@@ -166,7 +166,11 @@ class GrpcUser(User):
     def recommend(self) -> None:
         user = random.choice(self.served.user_ids)
         k = self.served.k
-        self.call(RECOMMEND_SIGNATURE, lambda: [self.client.recommend(user, k=K)], lambda rows: check_recommendations(rows, 1, k))
+        self.call(
+            RECOMMEND_SIGNATURE,
+            lambda: [self.client.recommend(user, k=K)],
+            lambda rows: check_recommendations(rows, 1, k, RECOMMEND_SIGNATURE),
+        )
 
     def recommend_from_ratings(self) -> None:
         if not self.served.from_ratings:
@@ -175,7 +179,7 @@ class GrpcUser(User):
         k = self.served.k
 
         def check(rows) -> None:
-            check_recommendations(rows, 1, k)
+            check_recommendations(rows, 1, k, RECOMMEND_FROM_RATINGS_SIGNATURE)
             check_excluded(rows, [ratings])
 
         self.call(

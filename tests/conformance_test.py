@@ -69,39 +69,55 @@ def _shape(*dims: int) -> tensor_shape_pb2.TensorShapeProto:
     return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
 
 
-def strings(values: list[str]) -> tensor_pb2.TensorProto:
+# numpy dtype and repeated field of each DataType common/contract.py may declare.
+_FIELDS = {
+    "DT_STRING": "string_val", "DT_INT32": "int_val", "DT_INT64": "int64_val", "DT_FLOAT": "float_val", "DT_DOUBLE": "double_val",
+}
+
+
+def tensor(dtype: str, values) -> tensor_pb2.TensorProto:
+    """``values`` (any rank) as a ``dtype`` tensor (a DataType name), in the repeated field TF Serving fills."""
+    array = np.asarray(values, dtype=object if dtype == "DT_STRING" else contract.NUMPY_DTYPES[dtype])
+    flat = [v.encode() for v in array.reshape(-1)] if dtype == "DT_STRING" else array.reshape(-1).tolist()
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING, tensor_shape=_shape(len(values)), string_val=[v.encode() for v in values]
+        dtype=types_pb2.DataType.Value(dtype), tensor_shape=_shape(*array.shape), **{_FIELDS[dtype]: flat}
     )
 
 
-def int64s(values: list[int]) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_shape=_shape(len(values)), int64_val=values)
+def declared(signature: str, name: str, values) -> tensor_pb2.TensorProto:
+    """Input ``name`` of ``signature`` in the dtype common/contract.py declares for it."""
+    return tensor(contract.signature(signature).input(name).dtype, values)
 
 
-def int32s(values: list[int]) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=_shape(len(values)), int_val=values)
+def wrong_dtype(signature: str, name: str, values) -> tensor_pb2.TensorProto:
+    """Input ``name`` of ``signature`` in an integer dtype it does not declare."""
+    dtype = contract.signature(signature).input(name).dtype
+    return tensor("DT_INT32" if dtype == "DT_INT64" else "DT_INT64", values)
 
 
-def scalar_int32(value: int) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=_shape(), int_val=[value])
+def strings(values: list[str]) -> tensor_pb2.TensorProto:
+    return tensor("DT_STRING", values)
 
 
-def scalar_int64(value: int) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_shape=_shape(), int64_val=[value])
+def ks(values) -> tensor_pb2.TensorProto:
+    """recommend's k (one per user, or a scalar for the refused old API), as declared."""
+    return declared(contract.RECOMMEND_SIGNATURE, contract.K, values)
 
 
 def to_array(tensor: tensor_pb2.TensorProto) -> np.ndarray:
     shape = [d.size for d in tensor.tensor_shape.dim]
     size = int(np.prod(shape)) if shape else 1
-    if tensor.dtype == types_pb2.DT_STRING:
+    dtype = types_pb2.DataType.Name(tensor.dtype)
+    if dtype == "DT_STRING":
         values = np.array([v.decode() for v in tensor.string_val], dtype=object)
-    elif tensor.dtype == types_pb2.DT_FLOAT:
+    elif dtype in _FIELDS:
+        numpy_dtype = np.dtype(contract.NUMPY_DTYPES[dtype]).newbyteorder("<")
         values = (
-            np.frombuffer(tensor.tensor_content, dtype="<f4") if tensor.tensor_content else np.array(tensor.float_val, np.float32)
+            np.frombuffer(tensor.tensor_content, dtype=numpy_dtype) if tensor.tensor_content
+            else np.array(getattr(tensor, _FIELDS[dtype]), numpy_dtype)
         )
     else:
-        raise AssertionError(f"unexpected output dtype {types_pb2.DataType.Name(tensor.dtype)}")
+        raise AssertionError(f"unexpected output dtype {dtype}")
     # The proto encoding may state a repeated value once for the whole tensor.
     if len(values) == 1 and size > 1:
         values = np.repeat(values, size)
@@ -297,17 +313,14 @@ def _dims(info) -> list[int] | None:
 
 
 def test_metadata_describes_the_predict_signature(signatures: dict) -> None:
-    predict_sig = signatures[contract.PREDICT_SIGNATURE]
+    """As common/contract.py declares it, with the default model's EMBEDDING_DIM-wide embeddings."""
+    predict_sig, declared = signatures[contract.PREDICT_SIGNATURE], contract.signature(contract.PREDICT_SIGNATURE)
     assert predict_sig.method_name == contract.PREDICT_METHOD
-    assert {k: (v.dtype, _dims(v)) for k, v in predict_sig.inputs.items()} == {
-        contract.USER_ID: (types_pb2.DT_STRING, [-1]),
-        contract.MOVIE_ID: (types_pb2.DT_STRING, [-1]),
-    }
-    assert {k: (v.dtype, _dims(v)) for k, v in predict_sig.outputs.items()} == {
-        contract.PREDICTED_RATING: (types_pb2.DT_FLOAT, [-1]),
-        contract.USER_EMBEDDING: (types_pb2.DT_FLOAT, [-1, contract.EMBEDDING_DIM]),
-        contract.MOVIE_EMBEDDING: (types_pb2.DT_FLOAT, [-1, contract.EMBEDDING_DIM]),
-    }
+    embeddings = {contract.USER_EMBEDDING: [-1, contract.EMBEDDING_DIM], contract.MOVIE_EMBEDDING: [-1, contract.EMBEDDING_DIM]}
+    for side, tensors, fixed in ((predict_sig.inputs, declared.inputs, {}), (predict_sig.outputs, declared.outputs, embeddings)):
+        assert {k: (v.dtype, _dims(v)) for k, v in side.items()} == {
+            t.name: (types_pb2.DataType.Value(t.dtype), fixed.get(t.name, list(t.shape))) for t in tensors
+        }
 
 
 @pytest.mark.parametrize("name", sorted(contract.SIGNATURES))
@@ -371,7 +384,7 @@ def test_empty_batch_gives_empty_outputs(prediction) -> None:
 @pytest.mark.parametrize("k", [1, 5, 10**6])
 def test_recommend_returns_min_k_max_k_best_first(prediction, model_card: dict, k: int) -> None:
     users = ["1", "2"]
-    out = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(users), contract.K: int32s([k, k])}))
+    out = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(users), contract.K: ks([k, k])}))
     expected_k = min(k, model_card["max_k"])
     for key in (contract.MOVIE_IDS, contract.MOVIE_TITLES, contract.SCORES):
         assert out[key].shape == (len(users), expected_k), key
@@ -384,8 +397,8 @@ def test_recommend_returns_min_k_max_k_best_first(prediction, model_card: dict, 
 def test_recommend_k_per_user_pads_each_row_past_its_own_k(prediction) -> None:
     """Outputs are [users, max(k)]; a row's entries past its k are id "", title "", score -inf, and its
     first k entries are what the user gets alone."""
-    both = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1", "2"]), contract.K: int32s([3, 7])}))
-    alone = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1"]), contract.K: int32s([3])}))
+    both = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1", "2"]), contract.K: ks([3, 7])}))
+    alone = predict(prediction, predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(["1"]), contract.K: ks([3])}))
     assert both[contract.SCORES].shape == (2, 7) and alone[contract.SCORES].shape == (1, 3)
     assert list(both[contract.MOVIE_IDS][0, 3:]) == [""] * 4 and list(both[contract.MOVIE_TITLES][0, 3:]) == [""] * 4
     assert np.all(np.isneginf(both[contract.SCORES][0, 3:])) and np.all(np.isfinite(both[contract.SCORES][1]))
@@ -427,7 +440,7 @@ def stub_has_from_ratings(stub) -> bool:
 
 
 def test_model_card_signature_returns_the_card(prediction, model_card: dict) -> None:
-    out = predict(prediction, predict_request(contract.MODEL_CARD_SIGNATURE, {contract.MODEL_CARD_REQUEST: int32s([0, 0])}))
+    out = predict(prediction, predict_request(contract.MODEL_CARD_SIGNATURE, {contract.MODEL_CARD_REQUEST: declared(contract.MODEL_CARD_SIGNATURE, contract.MODEL_CARD_REQUEST, [0, 0])}))
     assert out[contract.MODEL_CARD].shape == (2,)  # one card per element of `request`
     card = json.loads(out[contract.MODEL_CARD][0])
     assert card["model_name"] == contract.MODEL_NAME
@@ -463,11 +476,11 @@ ERROR_CASES: dict[str, tuple[Callable[[], predict_pb2.PredictRequest], grpc.Stat
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "wrong-dtype": (
-        lambda: predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: int64s([1, 2, 3]), contract.MOVIE_ID: strings(MOVIES)}),
+        lambda: predict_request(contract.PREDICT_SIGNATURE, {contract.USER_ID: wrong_dtype(contract.PREDICT_SIGNATURE, contract.USER_ID, [1, 2, 3]), contract.MOVIE_ID: strings(MOVIES)}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "wrong-dtype-k": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int64s([5, 5, 5][: len(USERS)])}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: wrong_dtype(contract.RECOMMEND_SIGNATURE, contract.K, [5] * len(USERS))}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "length-mismatch": (
@@ -475,19 +488,19 @@ ERROR_CASES: dict[str, tuple[Callable[[], predict_pb2.PredictRequest], grpc.Stat
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-zero": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([0] * len(USERS))}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: ks([0] * len(USERS))}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-scalar (the API before k had a batch dimension)": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: scalar_int32(5)}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: ks(5)}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-one-per-user": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([5] * (len(USERS) + 1))}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: ks([5] * (len(USERS) + 1))}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
     "k-negative": (
-        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: int32s([5] * (len(USERS) - 1) + [-3])}),
+        lambda: predict_request(contract.RECOMMEND_SIGNATURE, {contract.USER_ID: strings(USERS), contract.K: ks([5] * (len(USERS) - 1) + [-3])}),
         grpc.StatusCode.INVALID_ARGUMENT,
     ),
 }

@@ -17,7 +17,8 @@ from tensorflow_serving.apis import predict_pb2
 
 from client import InvalidArgument, Recommendation, RecommenderClient, SignatureNotFound, protocol
 from client.cli import main
-from client.tensors import float_tensor, int32_vector, string_matrix, string_vector
+from client.tensors import encode
+from common import contract
 from common.contract import (
     MAX_RATED_MOVIES,
     MODEL_NAME,
@@ -72,18 +73,22 @@ def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k:
     request = predict_pb2.PredictRequest(
         model_spec=protocol.model_spec(MODEL_NAME, None, RECOMMEND_FROM_RATINGS_SIGNATURE)
     )
-    request.inputs[USER_ID].CopyFrom(string_vector(users))
-    request.inputs[K_INPUT].CopyFrom(int32_vector([k] * len(users)))
     padding = [width - len(r) for r in rows]
-    request.inputs[RATED_MOVIE_IDS].CopyFrom(string_matrix([[m for m, _ in r] + [""] * n for r, n in zip(rows, padding)], width))
-    request.inputs[RATINGS].CopyFrom(float_tensor(np.array([[v for _, v in r] + [0.0] * n for r, n in zip(rows, padding)])))
+    values = {
+        USER_ID: users,
+        K_INPUT: [k] * len(users),
+        RATED_MOVIE_IDS: [[m for m, _ in r] + [""] * n for r, n in zip(rows, padding)],
+        RATINGS: np.array([[v for _, v in r] + [0.0] * n for r, n in zip(rows, padding)]),
+    }
+    for decl in contract.signature(RECOMMEND_FROM_RATINGS_SIGNATURE).inputs:  # in the declared dtypes
+        request.inputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
     return request
 
 
 def _raw(client: RecommenderClient, users: list[str], rows: list[list[tuple[str, float]]], k: int = K):
     """Send rows as they are (duplicates, empty rows) and parse the answer."""
     response = client._call(client._predictions.Predict, _unchecked_request(users, rows, k), None)
-    return protocol.parse_recommend(response, len(users))
+    return protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
 
 
 def test_one_new_user(model):
@@ -156,8 +161,10 @@ def test_padding_values_are_ignored_but_given_ratings_are_checked(model):
     client, card = model
     movie = card["vocabulary"]["movie_ids"][0]
     request = _unchecked_request([""], [[(movie, 4.0), ("", 0.0)]])
-    request.inputs[RATINGS].CopyFrom(float_tensor(np.array([[4.0, -7.0]])))  # any value under padding
-    _same(protocol.parse_recommend(client._call(client._predictions.Predict, request, None), 1)[0],
+    ratings = contract.signature(RECOMMEND_FROM_RATINGS_SIGNATURE).input(RATINGS)
+    request.inputs[RATINGS].CopyFrom(encode(ratings, np.array([[4.0, -7.0]])))  # any value under padding
+    response = client._call(client._predictions.Predict, request, None)
+    _same(protocol.parse_recommend(response, 1, RECOMMEND_FROM_RATINGS_SIGNATURE)[0],
           client.recommend_from_ratings({movie: 4}, k=K))  # fmt: skip
 
 
