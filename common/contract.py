@@ -86,11 +86,18 @@ MODEL_CARD = "model_card"
 
 
 # --- The served API, declared once --------------------------------------------
-# Each signature's inputs and outputs: (name, dtype, shape), -1 = any size. The
-# exporter builds its input signatures from this and checks the reloaded model's
-# outputs against it, the fakes and the conformance suite describe the same
-# signatures from it. Every input has a batch dimension (dimension 0) so TF
-# Serving's batching session can merge calls of every signature.
+# Each signature's inputs and outputs: (name, dtype, shape), -1 = any size. Every
+# input has a batch dimension (dimension 0) so TF Serving's batching session can
+# merge calls of every signature. Derived from this, read when used (``signature()``):
+# - export/serving_module.py: the input signatures, and which outputs are served
+#   in which dtype (outputs()); export/exporter.py: its samples' dtypes, and verify
+#   refuses a reloaded model whose inputs or outputs disagree;
+# - client/protocol.py: each request's inputs and their dtypes (tensors.encode),
+#   each output's dtype and rank (tensors.check_declared), titles if declared;
+# - client/fakes.py: metadata, input checks and answers; loadtest/checks.py: the
+#   rating's dtype and rank, titles if declared; tests/conformance_test.py.
+# What cannot be derived (what a value means, which values to send) is code there.
+# tests/contract_derivation_test.py patches SIGNATURES and checks they all follow.
 
 # The tensorflow.DataType names a declaration may use, with the numpy dtype each
 # decodes to (strings: Python str in an object array). Names, not imports, so this
