@@ -14,13 +14,18 @@ def test_every_declared_dtype_maps_to_numpy_and_every_input_has_a_batch_dimensio
 
 
 def test_look_ups_name_what_is_declared():
-    recommend = contract.signature(contract.RECOMMEND_SIGNATURE)
-    assert recommend.input(contract.K) == TensorDecl(contract.K, "DT_INT32", (-1,))
-    assert recommend.output(contract.SCORES).numpy_dtype == "float32" and recommend.output(contract.SCORES).rank == 2
-    assert recommend.has_output(contract.MOVIE_TITLES) and not recommend.has_output(contract.PREDICTED_RATING)
-    assert str(recommend.output(contract.SCORES)) == f"{contract.SCORES} DT_FLOAT [-1, -1]"
-    with pytest.raises(KeyError, match=r"no output 'nope' declared \(declared: \['movie_ids'"):
-        recommend.output("nope")
+    declared = SignatureDecl(
+        inputs=(TensorDecl("k", "DT_INT32", (-1,)),),
+        outputs=(TensorDecl("ids", "DT_STRING", (-1, -1)), TensorDecl("scores", "DT_DOUBLE", (-1, 5))),
+    )
+    assert declared.input("k") == TensorDecl("k", "DT_INT32", (-1,)) and declared.input_names == ("k",)
+    assert declared.output("scores").numpy_dtype == "float64" and declared.output("scores").rank == 2
+    assert declared.output("ids").is_string and declared.output_names == ("ids", "scores")
+    assert declared.has_output("ids") and not declared.has_output("k")
+    assert str(declared.output("scores")) == "scores DT_DOUBLE [-1, 5]"
+    with pytest.raises(KeyError, match=r"no output 'nope' declared \(declared: \['ids', 'scores'\]\)"):
+        declared.output("nope")
+    assert contract.signature(contract.RECOMMEND_SIGNATURE) is contract.SIGNATURES[contract.RECOMMEND_SIGNATURE]
     with pytest.raises(KeyError, match="no signature 'nope' in common/contract.py"):
         contract.signature("nope")
 
