@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas conformance clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas conformance conformance-upstream clean
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -76,6 +76,11 @@ test-replicas: setup
 
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py
+
+# TF Serving's own model-server tests, unchanged, against `python -m serving` (about 2 minutes):
+# ../shared/tfserving-tests, or TFSERVING_TESTS_DIR; the runner prints the tests it skips and why.
+conformance-upstream: setup
+	$(PY) -m serving.upstream_conformance
 
 clean:
 	rm -rf runs models reports

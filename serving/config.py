@@ -44,11 +44,35 @@ def _parse(path: str | Path, message: Message) -> Message:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
         # str(e) is "LINE:COL : detail"; keep only the detail so the location is
-        # spelled once, in the usual file:line:col form editors can jump to.
+        # spelled once, in the usual file:line:col form editors can jump to. The
+        # words in between are protobuf's own (what tensorflow_model_server logs),
+        # so a script grepping the container's output finds them here too.
         detail = str(e).split(" : ", 1)[-1] if e.GetLine() is not None else str(e)
         location = f"{path}:{e.GetLine()}:{e.GetColumn()}" if e.GetLine() is not None else str(path)
-        raise ConfigError(f"{location}: {detail}") from e
+        raise ConfigError(
+            f"{location}: Error parsing text-format {message.DESCRIPTOR.full_name}: {detail}"
+        ) from e
     return message
+
+
+def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """--grpc_channel_arguments as server.cc reads it: "k=v,k=v"; a value that parses as int32 is an int.
+
+    An entry without "=" is refused here (TF Serving indexes past the end of the
+    split and crashes); a key gRPC does not know is, as in TF Serving, gRPC's business.
+    """
+    arguments: list[tuple[str, int | str]] = []
+    for entry in text.split(",") if text else []:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--grpc_channel_arguments: {entry!r} is not key=value")
+        try:
+            number = int(value)
+        except ValueError:
+            arguments.append((key, value))
+            continue
+        arguments.append((key, number) if -(2**31) <= number < 2**31 else (key, value))
+    return arguments
 
 
 def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelServerConfig:

@@ -4,15 +4,14 @@ Clients use the stubs from ``tensorflow-serving-api`` unchanged, so this module
 only implements the servicer classes those stubs talk to. Each handler looks
 the model up in the ServerCore, delegates to the loaded version, and turns a
 ``ServingError`` into the same status code and message TF Serving returns
-(any other exception is INTERNAL).
-Classify, Regress and MultiInference (tf.Example based APIs the exported model
-has no signature for) are refused with UNIMPLEMENTED.
+(any other exception is INTERNAL). Classify, Regress and MultiInference, the
+tf.Example APIs, are answered by serving/example_apis.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -24,9 +23,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.errors import ServingError, invalid_argument, unimplemented
+from serving import example_apis
+from serving.errors import ServingError, invalid_argument
 from serving.metrics import UNKNOWN, Observation, ServingMetrics
 from serving.model_manager import ServerCore
+from serving.signature_runner import DEFAULT_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,6 @@ def _answer(
         context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
-def _refuse(api: str) -> Callable[[Observation], Message]:
-    def refuse(_observation: Observation) -> Message:
-        raise unimplemented(f"{api} is not supported by this local server; use Predict")
-
-    return refuse
-
-
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServerCore, metrics: ServingMetrics):
         self._core = core
@@ -120,13 +114,31 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Classify(self, request, context):  # noqa: N802
-        return _answer(self._metrics, "Classify", request.model_spec.name, context, _refuse("Classify"))
+        return _answer(self._metrics, "Classify", request.model_spec.name, context,
+                       lambda observation: self._examples(example_apis.classify, request, request.model_spec,
+                                                          observation))
 
     def Regress(self, request, context):  # noqa: N802
-        return _answer(self._metrics, "Regress", request.model_spec.name, context, _refuse("Regress"))
+        return _answer(self._metrics, "Regress", request.model_spec.name, context,
+                       lambda observation: self._examples(example_apis.regress, request, request.model_spec,
+                                                          observation))
 
     def MultiInference(self, request, context):  # noqa: N802
-        return _answer(self._metrics, "MultiInference", "", context, _refuse("MultiInference"))
+        spec = example_apis.multi_inference_spec(request)
+        return _answer(self._metrics, "MultiInference", spec.name, context,
+                       lambda observation: self._examples(example_apis.multi_inference, request, spec, observation,
+                                                          check_spec=False))
+
+    def _examples(self, api, request, spec, observation: Observation, check_spec: bool = True):
+        """The tf.Example APIs: find the version, then hand it the request (classification_service.cc)."""
+        if check_spec and not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        with self._core.acquire(spec) as servable:
+            observation.model = servable.name
+            signature = spec.signature_name or DEFAULT_SIGNATURE
+            if check_spec and signature in servable.signature_defs:  # a label only from the server's own names
+                observation.signature = signature
+            return api(servable, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -177,19 +189,34 @@ def build_grpc_server(
     port: int,
     max_workers: int,
     max_message_size: int,
+    socket_path: str = "",
+    channel_arguments: Sequence[tuple[str, int | str]] = (),
 ) -> tuple[grpc.Server, int]:
+    """Port 0 listens on no TCP port (TF Serving's --port=0), ``socket_path`` on a Unix socket too.
+
+    ``channel_arguments`` (--grpc_channel_arguments) come last, so they win over
+    the defaults, as they do when TF Serving adds them to its ServerBuilder.
+    """
     options = [
         ("grpc.max_send_message_length", max_message_size),
         ("grpc.max_receive_message_length", max_message_size),
         ("grpc.so_reuseport", 0),
+        *channel_arguments,
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, metrics), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:  # grpc's only signal that the address is taken or unusable
-        raise OSError("address in use or not available") from exc
+    bound = 0
+    if port:
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpc's only signal that the address is taken or unusable
+            raise OSError("address in use or not available") from exc
+    if socket_path:
+        try:
+            server.add_insecure_port(f"unix:{socket_path}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on Unix socket {socket_path}") from exc
     return server, bound

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +121,7 @@ class ModelManager:
         self._states_lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._last_warning: str | None = None
+        self._retired = False  # removed from the config: never polled (so never loads) again
 
     @property
     def name(self) -> str:
@@ -202,6 +203,8 @@ class ModelManager:
     def poll(self) -> None:
         """One pass over the base path: load what is aspired and new, then unload what is not."""
         with self._poll_lock:
+            if self._retired:
+                return
             base = self.source.base_path
             present = list_versions(base)
             # Checked after listing, so a directory that vanished mid-listing counts as missing too.
@@ -270,12 +273,16 @@ class ModelManager:
         self._set_state(version, _State.END)
         log.info("Done unloading servable version {name: %s version: %d}", self.name, version)
 
-    def unload_all(self, deadline: float) -> None:
-        """Unloads every version, waiting for requests and a running poll only until ``deadline``."""
+    def unload_all(self, deadline: float, *, retire: bool = False) -> None:
+        """Unloads every version, waiting for requests and a running poll only until ``deadline``.
+
+        ``retire``: the model left the config, so no later poll may load it again.
+        """
         if not self._poll_lock.acquire(timeout=seconds_until(deadline)):
             log.warning("model %s: a version is still loading at the shutdown deadline; not unloading", self.name)
             return
         try:
+            self._retired = self._retired or retire
             for version in sorted(self._available):
                 self._unload(version, deadline)
         finally:
@@ -286,10 +293,12 @@ class ServerCore:
     """All configured models; the front ends' single entry point for lookups."""
 
     def __init__(self, managers: Mapping[str, ModelManager], poll_seconds: float):
+        # Replaced, never mutated, so request threads can read it without a lock.
         self.managers = dict(managers)
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reconfigure_lock = threading.Lock()
 
     def manager(self, spec: model_pb2.ModelSpec) -> ModelManager:
         manager = self.managers.get(spec.name)
@@ -317,6 +326,37 @@ class ServerCore:
 
     def any_available(self) -> bool:
         return any(m.available_versions() for m in self.managers.values())
+
+    def reconfigure(
+        self, sources: Sequence[ModelSource], new_manager: Callable[[ModelSource], ModelManager],
+        unload_timeout: float = 60.0,
+    ) -> None:
+        """ServerCore::ReloadConfig: serve exactly ``sources`` from now on.
+
+        A new model loads before it is published (its first requests find it
+        ready); a model that stays keeps its loaded versions and picks up a new
+        base path, policy or labels on this poll; a model that left the config
+        is unpublished, then unloaded once its requests finish.
+        """
+        with self._reconfigure_lock:
+            current = self.managers
+            wanted = {source.name: source for source in sources}
+            added = {name: new_manager(source) for name, source in wanted.items() if name not in current}
+            for manager in added.values():
+                log.info("Adding/updating models: %s (base path %s)", manager.name, manager.source.base_path)
+                manager.poll()
+            kept = {}
+            for name, manager in current.items():
+                if name in wanted:
+                    if manager.source != wanted[name]:
+                        log.info("Updating model %s: %s", name, wanted[name])
+                        manager.source = wanted[name]
+                        manager.poll()
+                    kept[name] = manager
+            self.managers = {**kept, **added}
+            for name in sorted(current.keys() - wanted.keys()):
+                log.info("Removing model %s: no longer in the model config", name)
+                current[name].unload_all(time.monotonic() + unload_timeout, retire=True)
 
     def poll_all(self) -> None:
         for manager in self.managers.values():

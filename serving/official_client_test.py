@@ -125,8 +125,9 @@ def test_each_error_gets_tf_servings_status_code(stubs):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "rating" in message
     code, message = _code(predict, _rate(["1"], np.array([2], dtype=np.int64)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "movie_id" in message
+    # No shape check before the graph, as in TF Serving: the graph's own error.
     code, message = _code(predict, _rate(["1"], [["2"]]))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "movie_id" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "[[{{node " in message
     assert _code(predict, _rate(["1", "2"], ["3"]))[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert _code(predict, _recommend(["1"], 0))[0] == grpc.StatusCode.INVALID_ARGUMENT
     filtered = _rate(["1"], ["2"])
@@ -140,9 +141,11 @@ def test_each_error_gets_tf_servings_status_code(stubs):
     metadata_request.model_spec.name = "nope"
     assert _code(predictions.GetModelMetadata, metadata_request)[0] == grpc.StatusCode.NOT_FOUND
 
+    # Classify on a signature that is not a tf.Example classifier: classifier.cc's check.
     classify = classification_pb2.ClassificationRequest()
     classify.model_spec.name = MODEL
-    assert _code(predictions.Classify, classify)[0] == grpc.StatusCode.UNIMPLEMENTED
+    classify.input.example_list.examples.add()
+    assert _code(predictions.Classify, classify) == (grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
 
     # None of that hurt the server.
     assert predictions.Predict(_rate(["1"], ["2"]), TIMEOUT).outputs["predicted_rating"].float_val

@@ -9,10 +9,13 @@ http_rest_api_handler.cc, http_rest_api_util.cc and util/json_tensor.cc:
   signature's dtypes, strings may be ``{"b64": ...}``, outputs whose name ends
   in ``_bytes`` are returned base64-encoded, floats are printed the way TF
   Serving prints them (shortest ``%g`` that round-trips, else 9 digits);
+- ``POST ...:classify`` and ``...:regress`` with tf.Example JSON
+  (serving/json_examples.py), answered by serving/example_apis.py;
 - ``GET /v1/models/<name>[/versions/<n>|/labels/<l>]`` (GetModelStatus as JSON)
   and ``.../metadata`` (GetModelMetadata with the signature_def map);
 - errors are ``{"error": "<message>"}`` with TF Serving's HTTP status for the
-  gRPC code (http_server.cc ToHTTPStatusCode).
+  gRPC code (http_server.cc ToHTTPStatusCode); a call still running after
+  ``--rest_api_timeout_in_ms`` is answered DEADLINE_EXCEEDED (504).
 
 The server is ``http.server.ThreadingHTTPServer``: one thread per connection
 is plenty for a local server and keeps the dependency list empty. A request the
@@ -31,14 +34,18 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, model_pb2, regression_pb2
 
+from serving import example_apis, json_examples
 from serving.errors import ServingError, invalid_argument, unimplemented
 from serving.grpc_service import SIGNATURE_DEF_FIELD, model_metadata
 from serving.metrics import Observation, ServingMetrics
@@ -61,6 +68,9 @@ _MAX_RANK = 63
 # Largest request body read: far above any request this model needs, and a
 # bound on what one connection can make the server allocate.
 MAX_BODY_BYTES = 64 * 2**20
+# Calls running at once under --rest_api_timeout_in_ms (TF Serving: --rest_api_num_threads,
+# 4 x CPUs); more wait for a worker, and their wait counts towards the timeout.
+_REST_WORKERS = 64
 _BYTES_SUFFIX = "_bytes"
 
 
@@ -328,6 +338,23 @@ def outputs_to_json(outputs: Mapping[str, np.ndarray], specs: Mapping[str, Tenso
     return '{"predictions":[' + ",".join(rows) + "]}"
 
 
+def _float32_text(value: float) -> str:
+    return _decimal(value, True)
+
+
+def _parse_document(body: bytes) -> dict:
+    """json_tensor.cc ParseJson: the body must be one JSON object."""
+    if not body:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_argument(f"JSON Parse error: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise invalid_argument(f"JSON Value: {_json_text(doc)} Is not object")
+    return doc
+
+
 def error_json(message: str) -> str:
     return json.dumps({"error": message})
 
@@ -375,8 +402,7 @@ class RestApi:
             spec = self._model_spec(name, version, label)
             verb = verb.lower()
             if verb != "predict":
-                with self._metrics.observe(f"REST {verb}"):
-                    raise unimplemented(f"{verb} is not supported by this local server; use :predict")
+                return self._classify_or_regress(verb, spec, body)
             return self._predict(spec, body)
         if method == "GET":
             match = _STATUS_PATH.fullmatch(path)
@@ -391,6 +417,28 @@ class RestApi:
             return self._model_status(spec)
         raise malformed
 
+    def _classify_or_regress(self, verb: str, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        """ProcessClassifyRequest / ProcessRegressRequest: JSON examples through example_apis."""
+        with self._metrics.observe(f"REST {verb}") as observation:
+            try:
+                doc = _parse_document(body)
+            except RecursionError as exc:
+                raise invalid_argument("JSON Parse error: the document is nested too deeply") from exc
+            classify = verb == "classify"
+            request = classification_pb2.ClassificationRequest() if classify else regression_pb2.RegressionRequest()
+            request.model_spec.CopyFrom(spec)
+            json_examples.fill_request(doc, request)
+            with self._core.acquire(request.model_spec) as servable:
+                observation.model = servable.name
+                signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+                if signature in servable.signature_defs:
+                    observation.signature = signature
+                if classify:
+                    result = example_apis.classify(servable, request).result
+                    return json_examples.classification_json(result, _float32_text)
+                result = example_apis.regress(servable, request).result
+                return json_examples.regression_json(result, _float32_text)
+
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
         with self._metrics.observe("REST predict") as observation:
             try:
@@ -399,14 +447,7 @@ class RestApi:
                 raise invalid_argument("JSON Parse error: the document is nested too deeply") from exc
 
     def _predict_inner(self, spec: model_pb2.ModelSpec, body: bytes, observation: Observation) -> str:
-        if not body:
-            raise invalid_argument("JSON Parse error: The document is empty")
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid_argument(f"JSON Parse error: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise invalid_argument(f"JSON Value: {_json_text(doc)} Is not object")
+        doc = _parse_document(body)
         signature_name = doc.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise invalid_argument(
@@ -439,7 +480,6 @@ class RestApi:
             else:
                 raise invalid_argument("Missing 'inputs' or 'instances' key")
             runner.check_input_names(arrays)
-            runner.check_shapes(arrays)
             outputs = servable.execute(runner, arrays)
             return outputs_to_json(outputs, runner.outputs, row_format=has_instances)
 
@@ -481,10 +521,20 @@ class RestServer(ThreadingHTTPServer):
 
     daemon_threads = True  # idle keep-alive connections must not block exit; drain() covers real work
 
-    def __init__(self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, metrics_path: str | None):
+    def __init__(
+        self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, metrics_path: str | None,
+        timeout: float | None = None,
+    ):
         self.api = api
         self.metrics = metrics
         self.metrics_path = metrics_path
+        # --rest_api_timeout_in_ms: TF Serving bounds each REST call's run; here the
+        # call runs on a worker and the client gets DEADLINE_EXCEEDED when it takes
+        # longer (the work itself finishes in the background: Python cannot cancel it).
+        self.timeout = timeout
+        self._workers = (
+            ThreadPoolExecutor(max_workers=_REST_WORKERS, thread_name_prefix="rest-call") if timeout else None
+        )
         self._busy = 0
         self._draining = False
         self._idle = threading.Condition()
@@ -513,6 +563,26 @@ class RestServer(ThreadingHTTPServer):
     def drain(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def answer(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        """The API's answer, or DEADLINE_EXCEEDED once the --rest_api_timeout_in_ms has passed."""
+        if self._workers is None:
+            return self.api.handle(method, path, body)
+        future = self._workers.submit(self.api.handle, method, path, body)
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            error = ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"Deadline exceeded: the request took longer than --rest_api_timeout_in_ms "
+                f"({self.timeout * 1000:.0f} ms)",
+            )
+            return error.http_status, error_json(error.message)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False)
 
 
 def _length(text: str, hexadecimal: bool, what: str) -> int:
@@ -581,7 +651,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not _API_PATH.fullmatch(path):
                 self._respond(404, error_json(f"Not found: {method} {path}"))
                 return
-            status, text = self.server.api.handle(method, path, body)
+            status, text = self.server.answer(method, path, body)
             if status != 200:
                 log.info("REST %s %s -> %d %s", method, path, status, text)
             self._respond(status, text)
@@ -599,8 +669,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_rest_server(
-    core: ServerCore, metrics: ServingMetrics, host: str, port: int, metrics_path: str | None = None
+    core: ServerCore, metrics: ServingMetrics, host: str, port: int, metrics_path: str | None = None,
+    timeout: float | None = None,
 ) -> RestServer:
-    server = RestServer((host, port), RestApi(core, metrics), metrics, metrics_path)
+    """``timeout``: seconds a call may run before the client is answered DEADLINE_EXCEEDED (None: no limit)."""
+    server = RestServer((host, port), RestApi(core, metrics), metrics, metrics_path, timeout)
     threading.Thread(target=server.serve_forever, name="rest-http", daemon=True).start()
     return server

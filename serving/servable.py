@@ -26,6 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from common.contract import PREDICT_METHOD, WARMUP_FILE
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import ServingError, failed_precondition, unimplemented
+from serving.session_bundle import SessionBundle, SessionSignatureRunner, is_tf1_meta_graph
 from serving.signature_runner import DEFAULT_SIGNATURE, SignatureRunner
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ class LoadError(Exception):
         self.code = code
 
 
-def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
-    """The ``serve`` MetaGraphDef, whose SignatureDefs are what TF Serving reports."""
+def read_meta_graph(path: Path, tags: Sequence[str] = (SERVE_TAG,)) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraphDef tagged exactly ``tags`` (``serve``), whose SignatureDefs are what TF Serving reports."""
     pb = path / "saved_model.pb"
     if not pb.exists():
         raise LoadError(f"SavedModel not found: no saved_model.pb in {path}", grpc.StatusCode.NOT_FOUND)
@@ -55,9 +56,9 @@ def read_meta_graph(path: Path) -> meta_graph_pb2.MetaGraphDef:
     except Exception as exc:
         raise LoadError(f"{pb}: not a SavedModel protobuf ({exc})", grpc.StatusCode.DATA_LOSS) from exc
     for meta in saved.meta_graphs:
-        if SERVE_TAG in meta.meta_info_def.tags:
+        if set(meta.meta_info_def.tags) == set(tags):
             return meta
-    raise LoadError(f"{pb}: no MetaGraphDef with tag '{SERVE_TAG}'", grpc.StatusCode.NOT_FOUND)
+    raise LoadError(f"{pb}: no MetaGraphDef with tags {{{', '.join(sorted(tags))}}}", grpc.StatusCode.NOT_FOUND)
 
 
 class LoadedVersion:
@@ -73,6 +74,7 @@ class LoadedVersion:
         *,
         keepalive: object = None,
         scheduler: BatchScheduler | None = None,
+        on_release: Callable[[], None] | None = None,
     ):
         self.name = name
         self.version = version
@@ -81,6 +83,7 @@ class LoadedVersion:
         self.runners = dict(runners)
         self.scheduler = scheduler
         self._keepalive = keepalive  # the tf.saved_model.load() object owning the variables
+        self._on_release = on_release  # closes a TF1 version's session
         self._inflight = 0
         self._idle = threading.Condition()
 
@@ -114,6 +117,8 @@ class LoadedVersion:
             self.scheduler.stop(timeout)
         self.runners.clear()
         self._keepalive = None
+        if self._on_release is not None:
+            self._on_release()
 
     # -- prediction --------------------------------------------------------------
 
@@ -205,25 +210,42 @@ def load_version(
     batching: BatchingOptions | None = None,
     warmup: bool = True,
     on_batch: Callable[[str, int], None] | None = None,
+    tags: Sequence[str] = (SERVE_TAG,),
 ) -> LoadedVersion:
-    """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure."""
-    meta = read_meta_graph(path)
-    try:
-        loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
-    except Exception as exc:
-        raise LoadError(f"tf.saved_model.load({path}) failed: {exc}") from exc
-    runners = {}
-    for sig_name, function in loaded.signatures.items():
-        if sig_name not in meta.signature_def:
-            raise LoadError(f"{path}: signature {sig_name} missing from the MetaGraphDef")
-        runners[sig_name] = SignatureRunner(sig_name, meta.signature_def[sig_name], function)
+    """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure.
+
+    A TF1 export runs in a graph-mode session (session_bundle.py), as TF Serving
+    runs every export; a TF2 export through its signatures' concrete functions.
+    """
+    meta = read_meta_graph(path, tags)
+    on_release = None
+    runners: dict[str, SignatureRunner] = {}
+    if is_tf1_meta_graph(meta):
+        try:
+            bundle = SessionBundle(path, tags)
+        except Exception as exc:
+            raise LoadError(f"loading the SavedModel at {path} into a session failed: {exc}") from exc
+        loaded, on_release = bundle, bundle.close
+        for sig_name, signature_def in meta.signature_def.items():
+            if signature_def.method_name in _ALLOWED_METHODS:
+                runners[sig_name] = SessionSignatureRunner(sig_name, signature_def, bundle)
+    else:
+        try:
+            loaded = tf.saved_model.load(str(path), tags=list(tags))
+        except Exception as exc:
+            raise LoadError(f"tf.saved_model.load({path}) failed: {exc}") from exc
+        for sig_name, function in loaded.signatures.items():
+            if sig_name not in meta.signature_def:
+                raise LoadError(f"{path}: signature {sig_name} missing from the MetaGraphDef")
+            runners[sig_name] = SignatureRunner(sig_name, meta.signature_def[sig_name], function)
     scheduler = None
     if batching is not None:
         scheduler = BatchScheduler(
             batching, {n: r.run for n, r in runners.items()}, name=f"{name}-{version}", on_batch=on_batch
         )
     servable = LoadedVersion(
-        name, version, path, meta.signature_def, runners, keepalive=loaded, scheduler=scheduler
+        name, version, path, meta.signature_def, runners, keepalive=loaded, scheduler=scheduler,
+        on_release=on_release,
     )
     if warmup:
         try:

@@ -6,7 +6,9 @@ SERVING on grpc.health.v1; on a signal report NOT_SERVING, stop accepting,
 let in-flight gRPC and REST requests finish, unload, exit 0 -- all of the
 shutdown within one --drain_seconds deadline. That ordering is what makes a
 rolling restart lose no requests. A port that cannot be opened stops whatever
-had started and fails with a StartupError naming the port.
+had started and fails with a StartupError naming the port. With
+--model_config_file_poll_wait_seconds the config file is re-read on that period
+and the served models follow it (TF Serving's PollFilesystemAndReloadConfig).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tensorflow_serving.config import model_server_config_pb2
+
 from common.contract import MODEL_NAME, MODELS_DIR, PROMETHEUS_PATH
-from serving import config
+from serving import config, example_apis
 from serving.batching import BatchingOptions
 from serving.grpc_service import HealthReporter, build_grpc_server
 from serving.metrics import ServingMetrics, start_metrics_server
@@ -40,17 +44,23 @@ class ServerOptions:
     model_name: str = MODEL_NAME
     model_base_path: str | None = None
     model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
     host: str = "127.0.0.1"
     port: int = 8500
+    grpc_socket_path: str = ""
     rest_api_port: int = 8501
+    rest_api_timeout_in_ms: int = 30000
     monitoring_port: int = 0
     monitoring_config_file: str | None = None
     file_system_poll_wait_seconds: float = 1.0
+    saved_model_tags: str = "serve"
+    enable_signature_method_name_check: bool = False
     enable_batching: bool = False
     batching_parameters_file: str | None = None
     enable_model_warmup: bool = True
     grpc_max_threads: int = 16
     grpc_max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    grpc_channel_arguments: str = ""
     drain_seconds: float = 30.0
 
 
@@ -80,22 +90,26 @@ def resolve_base_path(raw: str) -> Path:
 
 def model_sources(options: ServerOptions) -> list[ModelSource]:
     if options.model_config_file:
-        parsed = config.read_model_server_config(options.model_config_file)
-        entries = list(parsed.model_config_list.config)
-        sources = []
-        for entry in entries:
-            override = options.model_base_path and (len(entries) == 1 or entry.name == options.model_name)
-            base = Path(options.model_base_path).resolve() if override else resolve_base_path(entry.base_path)
-            sources.append(
-                ModelSource(
-                    name=entry.name,
-                    base_path=base,
-                    policy=VersionPolicy.from_proto(entry.model_version_policy),
-                    labels=dict(entry.version_labels),
-                )
-            )
-        return sources
+        return config_sources(options, config.read_model_server_config(options.model_config_file))
     return [ModelSource(name=options.model_name, base_path=Path(options.model_base_path).resolve())]
+
+
+def config_sources(options: ServerOptions, parsed: model_server_config_pb2.ModelServerConfig) -> list[ModelSource]:
+    """The models of a parsed ModelServerConfig, base paths resolved for this machine."""
+    entries = list(parsed.model_config_list.config)
+    sources = []
+    for entry in entries:
+        override = options.model_base_path and (len(entries) == 1 or entry.name == options.model_name)
+        base = Path(options.model_base_path).resolve() if override else resolve_base_path(entry.base_path)
+        sources.append(
+            ModelSource(
+                name=entry.name,
+                base_path=base,
+                policy=VersionPolicy.from_proto(entry.model_version_policy),
+                labels=dict(entry.version_labels),
+            )
+        )
+    return sources
 
 
 def batching_options(options: ServerOptions) -> BatchingOptions | None:
@@ -121,26 +135,67 @@ class LocalModelServer:
         batching = batching_options(options)
         self._rest_metrics_path = rest_metrics_path(options)
 
+        tags = [tag for tag in options.saved_model_tags.split(",") if tag]
+
         def loader(name: str, version: int, path: Path):
             def on_batch(signature: str, padded: int) -> None:
                 self.metrics.batch_size.labels(name, signature).observe(padded)
 
             return load_version(
-                name, version, path, batching=batching, warmup=options.enable_model_warmup, on_batch=on_batch
+                name, version, path, batching=batching, warmup=options.enable_model_warmup, on_batch=on_batch,
+                tags=tags,
             )
 
-        managers = {
-            source.name: ModelManager(source, loader, on_change=self._on_versions_changed)
-            for source in model_sources(options)
-        }
-        for source in (m.source for m in managers.values()):
-            labels = ", ".join(f"{label}={version}" for label, version in sorted(dict(source.labels).items()))
-            log.info("model %s: base path %s, serving the %s%s", source.name, source.base_path,
-                     source.policy.describe(), f", labels {labels}" if labels else "")
+        self._loader = loader
+        example_apis.set_method_name_check(options.enable_signature_method_name_check)
+        self._channel_arguments = config.parse_grpc_channel_arguments(options.grpc_channel_arguments)
+        self._config_text = _read_text(options.model_config_file) if options.model_config_file else None
+        managers = {source.name: self._new_manager(source) for source in model_sources(options)}
         self.core = ServerCore(managers, options.file_system_poll_wait_seconds)
         self.grpc_server = None
         self.rest_server = None
         self.metrics_server = None
+        self._config_thread: threading.Thread | None = None
+
+    def _new_manager(self, source: ModelSource) -> ModelManager:
+        labels = ", ".join(f"{label}={version}" for label, version in sorted(dict(source.labels).items()))
+        log.info("model %s: base path %s, serving the %s%s", source.name, source.base_path,
+                 source.policy.describe(), f", labels {labels}" if labels else "")
+        return ModelManager(source, self._loader, on_change=self._on_versions_changed)
+
+    def reload_config_if_changed(self) -> bool:
+        """Server::PollFilesystemAndReloadConfig: re-reads --model_config_file and serves what it says now.
+
+        A file that cannot be read or parsed is logged and changes nothing: the
+        models being served stay served. Returns whether a new config was applied.
+        """
+        path = self.options.model_config_file
+        try:
+            text = _read_text(path)
+        except OSError as exc:
+            log.error("Failed to read ModelServerConfig file: %s: %s", path, exc.strerror or exc)
+            return False
+        if text == self._config_text:
+            return False
+        try:
+            sources = config_sources(self.options, config.read_model_server_config(path))
+        except config.ConfigError as exc:
+            log.error("Failed to read ModelServerConfig file: %s", exc)
+            return False
+        self._config_text = text
+        self.core.reconfigure(sources, self._new_manager)
+        for manager in self.core.managers.values():
+            self._on_versions_changed(manager)
+        if not self._stopped.is_set():
+            self.health.set_serving(self.core.any_available())
+        return True
+
+    def _config_poll_loop(self) -> None:
+        while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
+            try:
+                self.reload_config_if_changed()
+            except Exception:  # the config poller must outlive any one bad reload
+                log.exception("reloading %s failed", self.options.model_config_file)
 
     def _on_versions_changed(self, manager: ModelManager) -> None:
         self.metrics.set_versions(manager.name, manager.available_versions())
@@ -163,12 +218,17 @@ class LocalModelServer:
         self.grpc_server, grpc_port = _listen("gRPC", options.host, options.port, lambda: build_grpc_server(
             self.core, self.metrics, self.health, host=options.host, port=options.port,
             max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
+            socket_path=options.grpc_socket_path, channel_arguments=self._channel_arguments,
         ))
         self.grpc_server.start()
-        log.info("Running gRPC ModelServer at: %s:%d ...", options.host, grpc_port)
+        if options.port:
+            log.info("Running gRPC ModelServer at: %s:%d ...", options.host, grpc_port)
+        if options.grpc_socket_path:
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
         if options.rest_api_port:
             self.rest_server = _listen("REST", options.host, options.rest_api_port, lambda: start_rest_server(
-                self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path
+                self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path,
+                timeout=options.rest_api_timeout_in_ms / 1000 if options.rest_api_timeout_in_ms > 0 else None,
             ))
             log.info("Exporting HTTP/REST API at: %s:%d ...", options.host, options.rest_api_port)
         if options.monitoring_port:
@@ -178,6 +238,9 @@ class LocalModelServer:
             log.info("Prometheus metrics at: http://%s:%d%s", options.host, options.monitoring_port, PROMETHEUS_PATH)
         for manager in self.core.managers.values():
             self._on_versions_changed(manager)
+        if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+            self._config_thread = threading.Thread(target=self._config_poll_loop, name="config-poller", daemon=True)
+            self._config_thread.start()
 
     def stop(self) -> None:
         """Drain: refuse new work, finish what is running, then unload, all within --drain_seconds."""
@@ -218,6 +281,10 @@ class LocalModelServer:
             pass
         self.stop()
         return 0
+
+
+def _read_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8", errors="replace")
 
 
 def _listen(what: str, host: str, port: int, open_port):

@@ -2,9 +2,10 @@
 
 TF Serving checks a PredictRequest against the signature before it touches the
 graph (predict_util.cc: input count, aliases, output_filter). This module does
-the same, plus dtype and shape checks, so a bad request fails fast with
-INVALID_ARGUMENT and a message naming the input instead of a TensorFlow
-stack-trace from inside ``tf.function`` argument binding. It also owns tensor
+the same, plus a dtype check naming the input; shapes are not checked, because
+TF Serving hands the tensor to the graph as sent (an input of shape [1] on a
+[-1,1] signature is computed, and a shape the graph cannot use fails with the
+graph's own error). It also owns tensor
 conversion in both directions, because the response encoding matters to
 clients: TF Serving fills the typed repeated fields (``float_val``,
 ``string_val``...) rather than ``tensor_content``, and client code written
@@ -27,7 +28,6 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from common import contract
 from serving.errors import from_tf_error_code, invalid_argument
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
@@ -65,13 +65,6 @@ class TensorSpecInfo:
     @property
     def numpy_dtype(self) -> np.dtype:
         return tf.dtypes.as_dtype(self.dtype).as_numpy_dtype
-
-    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
-        if self.shape is None:
-            return True
-        if len(shape) != len(self.shape):
-            return False
-        return all(want is None or want == got for want, got in zip(self.shape, shape))
 
 
 def _sorted_join(names: Iterable[str]) -> str:
@@ -156,7 +149,7 @@ class SignatureRunner:
             )
 
     def arrays_from_protos(self, protos: Mapping[str, tensor_pb2.TensorProto]) -> dict[str, np.ndarray]:
-        """Checks names and dtypes, decodes, then checks shapes."""
+        """Checks names and dtypes, then decodes; shapes go to the graph as sent."""
         self.check_input_names(protos.keys())
         arrays = {}
         for alias in sorted(protos):
@@ -172,19 +165,7 @@ class SignatureRunner:
                 arrays[alias] = tf.make_ndarray(proto)
             except Exception as exc:  # malformed proto: wrong value count, bad content
                 raise invalid_argument(f"tensor parsing error: {alias} ({exc})") from exc
-        self.check_shapes(arrays)
         return arrays
-
-    def check_shapes(self, arrays: Mapping[str, np.ndarray]) -> None:
-        for alias in sorted(arrays):
-            spec = self.inputs[alias]
-            if not spec.accepts_shape(arrays[alias].shape):
-                # A client of the scalar-k API (before every input had a batch dimension) is told what changed.
-                hint = f": {contract.K_PER_USER_MESSAGE}" if alias == contract.K and np.ndim(arrays[alias]) == 0 else ""
-                raise invalid_argument(
-                    f'input "{alias}" has shape {shape_str(arrays[alias].shape)} '
-                    f"but the signature expects {shape_str(spec.shape)}{hint}"
-                )
 
     def resolve_output_filter(self, output_filter: Iterable[str]) -> list[str]:
         """predict_util.cc PreProcessPrediction: unknown or repeated alias -> INVALID_ARGUMENT."""

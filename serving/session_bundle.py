@@ -1,0 +1,95 @@
+"""TF1 SavedModels, loaded the way TF Serving loads every SavedModel: a graph-mode Session.
+
+TF Serving never calls ``tf.saved_model.load``: its ``LoadSavedModel`` imports
+the ``serve`` MetaGraphDef into a graph, opens a Session on it, restores the
+variables, runs the main_op (or legacy init op, which also initializes tables
+from asset files), and answers each request with ``Session::Run``, feeding the
+signature's input tensors by name and fetching its output tensors by name.
+``tf.saved_model.load`` cannot load some TF1 exports TF Serving serves (a
+``tf.Example`` parsing graph whose shapes only agree at run time:
+``saved_model_half_plus_three`` fails with "Shapes must be equal rank"), and a
+concrete function binds its inputs against the signature, where a session
+feeds them to the graph untouched. So a SavedModel without a TF2 object graph
+is served through ``tf.compat.v1.Session`` + ``tf.compat.v1.saved_model.loader.load``,
+as here; TF2 exports keep the eager path (their signatures are functions).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+
+from serving.errors import from_tf_error_code
+from serving.signature_runner import SignatureRunner
+
+
+def is_tf1_meta_graph(meta: meta_graph_pb2.MetaGraphDef) -> bool:
+    """TF2 exports (tf.saved_model.save) carry an object graph; TF1 exports (SavedModelBuilder) do not."""
+    return not meta.object_graph_def.nodes
+
+
+def _op_message(exc: tf.errors.OpError) -> str:
+    # Any hint Python appends after a blank line is not part of the op's own
+    # message, which is what TF Serving returns.
+    return exc.message.split("\n\nErrors may have originated from", 1)[0].strip()
+
+
+class SessionBundle:
+    """One loaded version: its own graph and session (SavedModelBundle in TF Serving)."""
+
+    def __init__(self, path: Path, tags: Sequence[str]):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        try:
+            with self.graph.as_default():
+                # Restores variables, then runs main_op / legacy_init_op with the asset files fed.
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, list(tags), str(path))
+        except BaseException:
+            self.session.close()
+            raise
+        self._closed = threading.Event()
+
+    def make_callable(self, feeds: Sequence[str], fetches: Sequence[str]) -> Callable[..., list[np.ndarray]]:
+        """Session::MakeCallable over tensor names: positional feeds in ``feeds`` order, fetches as listed.
+
+        Not ``Session.run``: its Python front end refuses a value whose shape the
+        placeholder does not declare, and the C++ session TF Serving calls does not.
+        """
+        options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
+        run = self.session._make_callable_from_options(options)  # noqa: SLF001  (tf.keras uses it the same way)
+
+        def call(*values: np.ndarray) -> list[np.ndarray]:
+            try:
+                return run(*values)
+            except tf.errors.OpError as exc:
+                raise from_tf_error_code(exc.error_code, _op_message(exc)) from exc
+
+        return call
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self.session.close()
+
+
+class SessionSignatureRunner(SignatureRunner):
+    """A SignatureRunner whose run() feeds the bundle's session by tensor name, like TF Serving's predictor."""
+
+    def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef, bundle: SessionBundle):
+        super().__init__(name, signature_def, function=None)
+        # run() gets exactly the signature's inputs (check_input_names) and returns every output.
+        self._feed_aliases = sorted(signature_def.inputs)
+        self._fetch_aliases = sorted(signature_def.outputs)
+        self._call = bundle.make_callable(
+            [signature_def.inputs[alias].name for alias in self._feed_aliases],
+            [signature_def.outputs[alias].name for alias in self._fetch_aliases],
+        )
+
+    def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._call(*(arrays[alias] for alias in self._feed_aliases))
+        return {alias: np.asarray(value) for alias, value in zip(self._fetch_aliases, values)}
