@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from train.evaluation import DEFAULT_BATCH, DEFAULT_K, dense_rows, rmse, top_k_excluding, top_k_metrics
+from train.evaluation import DEFAULT_BATCH, DEFAULT_K, dense_rows, gather_rows, rmse, top_k_excluding, top_k_metrics
 from train.interactions import Interactions
 
 EASE_L2 = 300.0
@@ -42,6 +42,37 @@ def global_mean(train_ratings: np.ndarray) -> float:
 def popularity_scores(train: Interactions) -> np.ndarray:
     """Number of training interactions per movie, int64 [n_movies]."""
     return np.bincount(train.indices, minlength=train.n_cols).astype(np.int64)
+
+
+def top_k_of_ranking(order: np.ndarray, users: np.ndarray, exclude: Interactions, k: int = DEFAULT_K) -> np.ndarray:
+    """Each user's first ``k`` movies of one shared ranking ``order`` (movie indices, best first) outside their ``exclude`` row.
+
+    What :func:`train.evaluation.top_k_excluding` returns for scores that are
+    the same for every user, in O(excluded entries · log) instead of a dense
+    users × movies pass (82 s for 23k users × 50k movies). With the user's
+    excluded ranks sorted, e_0 < e_1 < …, the j-th free rank is j + #{i : e_i − i ≤ j}
+    (e_i − i never decreases, so a binary search counts it). ``-1`` pads a row
+    with fewer than ``k`` free movies.
+    """
+    n = exclude.n_cols
+    order = np.asarray(order, dtype=np.int64)
+    if order.shape != (n,):
+        raise ValueError(f"order must rank all {n} movies, got shape {order.shape}")
+    users = np.asarray(users, dtype=np.int64)
+    rank_of = np.empty(n, dtype=np.int64)
+    rank_of[order] = np.arange(n)
+    positions, cols = gather_rows(exclude, users)
+    stride = n + 1
+    keys = np.sort(positions * stride + rank_of[cols])  # by user, then rank
+    first = np.searchsorted(keys, np.arange(len(users)) * stride)  # each user's first entry
+    index_in_row = np.arange(len(keys)) - first[keys // stride]
+    shifted = keys - index_in_row  # user · stride + (e_i − i): still ascending
+    j = np.arange(min(k, n))  # a probe past n - 1 would count the next user's entries
+    probes = (np.arange(len(users)) * stride)[:, None] + j[None, :]
+    free = j[None, :] + np.searchsorted(shifted, probes, side="right") - first[:, None]
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    out[:, : len(j)] = np.where(free < n, order[np.minimum(free, n - 1)], -1)
+    return out
 
 
 class EaseTooLarge(ValueError):
@@ -132,8 +163,8 @@ def evaluate_baselines(
     results["global_mean"]["seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    popular = popularity_scores(train).astype(np.float64)
-    top = top_k_excluding(lambda chunk: np.broadcast_to(popular, (len(chunk), len(popular))), users, exclude, k, batch)
+    # One ranking for everyone: most interactions first, ties to the lower movie index (as top_k_excluding).
+    top = top_k_of_ranking(np.argsort(-popularity_scores(train), kind="stable"), users, exclude, k)
     results["popularity"] = {**top_k_metrics(top, relevant, users, k), "seconds": time.perf_counter() - start}
 
     reason = ease_skip_reason(train.n_cols, ease_max_movies)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from train import baselines
-from train.baselines import EASE, EaseTooLarge, ease_skip_reason, evaluate_baselines, popularity_scores
+from train.baselines import EASE, EaseTooLarge, ease_skip_reason, evaluate_baselines, popularity_scores, top_k_of_ranking
 from train.evaluation import top_k_excluding
 from train.interactions import Interactions
 
@@ -65,6 +65,20 @@ def test_popularity_counts_and_ordering():
     assert results["popularity"]["recall_at_3"] == 1.0
     assert results["popularity"]["ndcg_at_3"] == pytest.approx(1 / np.log2(3))
     assert results["popularity"]["coverage_at_3"] == 3
+
+
+def test_top_k_of_ranking_is_top_k_excluding_of_shared_scores():
+    # The vectorised path must give exactly the dense path's lists: ties, full rows, short rows, repeats.
+    rng = np.random.default_rng(3)
+    for n_rows, n_cols, density, k in ((40, 30, 0.3, 10), (10, 6, 0.8, 8), (25, 200, 0.05, 20)):
+        table = Interactions.from_pairs(*np.nonzero(rng.random((n_rows, n_cols)) < density), n_rows, n_cols)
+        scores = rng.integers(0, 5, n_cols).astype(np.float64)  # few values: many ties
+        users = np.concatenate([rng.permutation(n_rows), [0, 0]])
+        dense = top_k_excluding(lambda c: np.broadcast_to(scores, (len(c), n_cols)), users, table, k=k)
+        fast = top_k_of_ranking(np.argsort(-scores, kind="stable"), users, table, k=k)
+        np.testing.assert_array_equal(fast, dense)
+    full = Interactions.from_pairs(np.zeros(3, int), np.arange(3), 1, 3)
+    assert top_k_of_ranking(np.array([2, 0, 1]), np.array([0]), full, k=2).tolist() == [[-1, -1]]
 
 
 def test_evaluate_baselines_fields_and_skip():

@@ -10,6 +10,7 @@ integer index pairs with no Python loop per rating.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -58,11 +59,16 @@ class Interactions:
         """The row of every stored entry (the COO row array), int32 [nnz]."""
         return np.repeat(np.arange(self.n_rows, dtype=np.int32), self.lengths())
 
+    @functools.cached_property
+    def keys(self) -> np.ndarray:
+        """``row · n_cols + col`` of every stored entry, ascending (built once: a batched caller probes many times)."""
+        return self.row_ids().astype(np.int64) * self.n_cols + self.indices
+
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Whether each (row, col) pair is stored; vectorised binary search, no dense matrix."""
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
-        keys = self.row_ids().astype(np.int64) * self.n_cols + self.indices
+        keys = self.keys
         probe = rows * self.n_cols + cols
         at = np.searchsorted(keys, probe)
         found = np.zeros(probe.shape, dtype=bool)

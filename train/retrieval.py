@@ -17,15 +17,16 @@ Training holds the target movie out of its own history (otherwise the query
 learns to copy its input) and samples a fixed number of history entries per
 example, so a step costs batch × ``history_sample`` lookups whatever the
 users' history lengths. The loss is a full softmax over the catalogue when
-that fits (``full_softmax_max_movies``), else TFRS's in-batch sampled softmax
-with the log-popularity correction and accidental hits removed.
+that fits (``full_softmax_max_movies``), else an in-batch sampled softmax
+(TFRS's, with the log-popularity correction and accidental hits removed)
+taken over groups of ``negatives_group`` rows, so large steps (``config.step_batch``)
+keep the per-row cost of a ``retrieval_batch_size`` batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from train import distribute
 from train.features import FeatureTables
@@ -71,6 +72,7 @@ class QueryTower(tf.keras.layers.Layer):
         self.occupation_embedding = tf.keras.layers.Embedding(features.n_occupations, dim)
         self.history_movie_embedding = tf.keras.layers.Embedding(features.n_movie_rows, dim)
         self.history_rating_embedding = tf.keras.layers.Embedding(RATING_LEVELS, dim)
+        self.history_movie_embedding.build(None)  # encode_history reads its table directly
         self.mlp = tf.keras.Sequential(
             [tf.keras.layers.Dense(2 * dim, activation="relu"), tf.keras.layers.Dense(dim)], name="query_mlp"
         )
@@ -83,10 +85,22 @@ class QueryTower(tf.keras.layers.Layer):
         weak evidence, five hundred are not. On ML-100K (shrinkage 10) it lifted
         new users' Recall@10 from five ratings from 0.234 to 0.290 and left u1 as it was.
         """
-        mask = tf.cast(mask, tf.float32)[..., None]
-        entries = self.history_movie_embedding(movies) + self.history_rating_embedding(rating_level(ratings))
-        count = tf.reduce_sum(mask, axis=1)
-        return tf.reduce_sum(entries * mask, axis=1) / tf.maximum(count + self.history_shrinkage, 1.0)
+        mask = tf.cast(mask, tf.float32)
+        # The movie half as a [B, movies] sparse count matrix times the table: its gradient is one
+        # dense [movies, D] sum, where gathering rows would carry B × L separate rows to the optimizer.
+        entries = tf.where(mask > 0)
+        counts = tf.sparse.SparseTensor(
+            tf.stack([entries[:, 0], tf.gather_nd(tf.cast(movies, tf.int64), entries)], axis=1),
+            tf.ones(tf.shape(entries)[:1]),
+            tf.stack([tf.shape(movies, out_type=tf.int64)[0], tf.cast(self.history_movie_embedding.input_dim, tf.int64)]),
+        )
+        movie_sum = tf.sparse.sparse_dense_matmul(counts, self.history_movie_embedding.embeddings)
+        # The rating half of the sum is (how many entries at each level) × (that level's embedding):
+        # [B, 11] counts times an [11, D] table instead of gathering a D-wide row per entry.
+        levels = tf.one_hot(rating_level(ratings), RATING_LEVELS) * mask[..., None]
+        rating_sum = tf.matmul(tf.reduce_sum(levels, axis=1), self.history_rating_embedding(tf.range(RATING_LEVELS)))
+        count = tf.reduce_sum(mask, axis=1, keepdims=True)
+        return (movie_sum + rating_sum) / tf.maximum(count + self.history_shrinkage, 1.0)
 
     def call(self, user_rows: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         profile = (
@@ -131,8 +145,10 @@ class RetrievalModel(distribute.Model):
         seed: int,
         causal_history_share: float = 0.0,
         history_shrinkage: float = 0.0,
+        negatives_group: int = 0,
     ):
         super().__init__()
+        self.negatives_group = negatives_group
         self.query_tower = QueryTower(features, dim, history_shrinkage, name="query_tower")
         self.candidate_tower = CandidateTower(features, dim, name="candidate_tower")
         self.history_sample = history_sample
@@ -155,8 +171,7 @@ class RetrievalModel(distribute.Model):
         self.catalogue_position = tf.constant(position)
         self.full_softmax = len(catalogue) <= full_softmax_max_movies
         frequency = features.movie_count / max(features.movie_count.sum(), 1)
-        self.sampling_probability = tf.constant(frequency.astype(np.float32))
-        self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        self.log_sampling_probability = tf.constant(np.log(np.clip(frequency, 1e-6, 1.0)).astype(np.float32))
 
     def ratings_before(self, user_rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """How many of each user's training ratings came strictly before ``timestamps`` (numpy, vectorised)."""
@@ -206,13 +221,44 @@ class RetrievalModel(distribute.Model):
         # In-batch negatives; the bias rides along as an extra dimension of the dot product.
         embeddings, bias = self.candidate_tower(movie_rows)
         ones = tf.ones_like(bias)[:, None]
-        # TFRS's loss is a sum over the batch, so the global batch's loss is the workers' sum:
+        # The loss is a sum over the batch, so the global batch's loss is the workers' sum:
         # undo the step's division by the number of workers (distribute.Model).
-        return distribute.replicas_in_sync() * self.task(
+        return distribute.replicas_in_sync() * in_batch_softmax_loss(
             tf.concat([query, ones], axis=1),
             tf.concat([embeddings, bias[:, None]], axis=1),
-            sample_weight=weights,
-            candidate_sampling_probability=tf.gather(self.sampling_probability, movie_rows),
-            candidate_ids=tf.strings.as_string(movie_rows),
-            compute_metrics=False,
+            movie_rows,
+            tf.gather(self.log_sampling_probability, movie_rows),
+            weights,
+            self.negatives_group,
         )
+
+
+def in_batch_softmax_loss(query: tf.Tensor, candidates: tf.Tensor, ids: tf.Tensor, log_probability: tf.Tensor,
+                          weights: tf.Tensor, group: int = 0) -> tf.Tensor:
+    """Weighted sum over the batch of a softmax over in-batch candidates, each group of rows on its own.
+
+    Row i's positive is candidate i; the negatives are the other candidates of
+    its group of ``group`` consecutive rows (0: the whole batch, TFRS's
+    ``tasks.Retrieval``). Logits are corrected by the candidates' log sampling
+    probability (popular movies are negatives more often than their share of
+    the catalogue), and a negative that is the row's own movie (an accidental
+    hit) is removed. Per row this costs ``group`` dot products whatever the
+    batch size, so a step can take many groups at once: large batches spread
+    the step's fixed costs (the optimizer's pass over the embedding tables)
+    without a batch × batch logit matrix. With ``group`` ≥ the batch this is
+    TFRS's loss (``remove_accidental_hits=True``, SUM reduction).
+    """
+    batch = tf.shape(query)[0]
+    size = batch if not group else tf.minimum(batch, group)
+    groups = (batch + size - 1) // size
+    pad = groups * size - batch
+    q = tf.reshape(tf.pad(query, [[0, pad], [0, 0]]), [groups, size, -1])
+    c = tf.reshape(tf.pad(candidates, [[0, pad], [0, 0]]), [groups, size, -1])
+    ids = tf.reshape(tf.pad(tf.cast(ids, tf.int64), [[0, pad]], constant_values=-1), [groups, size])
+    real = tf.reshape(tf.range(groups * size) < batch, [groups, size])
+    logits = tf.matmul(q, c, transpose_b=True) - tf.reshape(tf.pad(log_probability, [[0, pad]]), [groups, 1, size])
+    own = tf.eye(size, dtype=tf.bool)[None]
+    dropped = (tf.equal(ids[:, :, None], ids[:, None, :]) & ~own) | ~real[:, None, :]
+    logits = tf.where(dropped, tf.fill(tf.shape(logits), tf.float32.min / 2), logits)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.broadcast_to(tf.range(size), [groups, size]), logits)
+    return tf.reduce_sum(tf.reshape(losses, [-1])[:batch] * weights)

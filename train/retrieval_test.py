@@ -91,3 +91,44 @@ def test_query_of_a_user_without_history_is_the_profile(features):
     query = model.query(tf.constant([0, 0], tf.int64)).numpy()
     np.testing.assert_array_equal(query[0], query[1])
     assert np.isfinite(query).all()
+
+
+def test_in_batch_loss_is_tfrs_retrieval_and_groups_are_separate_softmaxes():
+    import tensorflow_recommenders as tfrs
+
+    from train.retrieval import in_batch_softmax_loss
+
+    rng = np.random.default_rng(0)
+    batch, dim = 12, 5
+    query = tf.constant(rng.normal(size=(batch, dim)), tf.float32)
+    candidates = tf.constant(rng.normal(size=(batch, dim)), tf.float32)
+    ids = tf.constant([3, 1, 3, 4, 5, 1, 6, 7, 3, 8, 9, 9], tf.int64)  # repeats: accidental hits
+    probability = tf.constant(rng.uniform(0.01, 0.5, batch), tf.float32)
+    weights = tf.constant(rng.uniform(0.3, 1.0, batch), tf.float32)
+    expected = tfrs.tasks.Retrieval(remove_accidental_hits=True)(
+        query, candidates, sample_weight=weights, candidate_sampling_probability=probability,
+        candidate_ids=tf.strings.as_string(ids), compute_metrics=False)
+    loss = in_batch_softmax_loss(query, candidates, ids, tf.math.log(probability), weights)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # Groups of 5 (the last one short): each group is its own in-batch softmax.
+    grouped = in_batch_softmax_loss(query, candidates, ids, tf.math.log(probability), weights, group=5)
+    parts = sum(float(in_batch_softmax_loss(query[s:s + 5], candidates[s:s + 5], ids[s:s + 5],
+                                            tf.math.log(probability[s:s + 5]), weights[s:s + 5]))
+                for s in range(0, batch, 5))
+    assert float(grouped) == pytest.approx(parts, rel=1e-5)
+    assert float(in_batch_softmax_loss(query, candidates, ids, tf.math.log(probability), weights, group=64)) == \
+        pytest.approx(float(loss), rel=1e-6)
+
+
+def test_history_encoding_is_the_mean_of_movie_plus_rating_embeddings(features):
+    # encode_history's sparse product and rating counts must equal the plain masked mean of the entries.
+    tower = _model(features).query_tower
+    rng = np.random.default_rng(1)
+    movies = tf.constant(rng.integers(0, features.n_movie_rows, (4, 6)), tf.int64)
+    ratings = tf.constant(rng.integers(1, 6, (4, 6)), tf.float32)
+    mask = tf.constant(rng.random((4, 6)) < 0.7) & (movies > 0)
+    got = tower.encode_history(movies, ratings, mask).numpy()
+    entries = (tower.history_movie_embedding(movies) + tower.history_rating_embedding(rating_level(ratings))).numpy()
+    m = mask.numpy()[..., None].astype(np.float32)
+    expected = (entries * m).sum(axis=1) / np.maximum(m.sum(axis=1) + tower.history_shrinkage, 1.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
