@@ -223,3 +223,21 @@ def test_disabled_prometheus_has_no_path_and_empty_path_uses_tf_serving_default(
     assert config.prometheus_path(disabled) is None
     default = config.read_monitoring_config(_write(tmp_path, "on.config", "prometheus_config { enable: true }\n"))
     assert config.prometheus_path(default) == PROMETHEUS_PATH
+
+
+def test_a_file_that_does_not_parse_is_reported_in_tf_servings_words(tmp_path: Path) -> None:
+    # tensorflow_model_server logs "Error parsing text-format tensorflow.serving.ModelServerConfig: ...".
+    path = _write(tmp_path, "bad_model_config.txt", "improperly formatted file")
+    with pytest.raises(config.ConfigError) as excinfo:
+        config.read_model_server_config(path)
+    assert str(excinfo.value).startswith(f"{path}:1:1: Error parsing text-format tensorflow.serving.ModelServerConfig: ")
+
+
+def test_grpc_channel_arguments_are_ints_when_they_parse_as_int32() -> None:
+    assert config.parse_grpc_channel_arguments("grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb") == [
+        ("grpc.max_connection_age_ms", 2000), ("grpc.lb_policy_name", "grpclb")
+    ]
+    assert config.parse_grpc_channel_arguments("") == []
+    assert config.parse_grpc_channel_arguments("k=99999999999") == [("k", "99999999999")]
+    with pytest.raises(config.ConfigError, match="not key=value"):
+        config.parse_grpc_channel_arguments("a=1,b")

@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -188,3 +189,58 @@ def test_keep_alive_connection_gets_503_and_close_once_shutdown_begins():
     finally:
         connection.close()
         server.server_close()
+
+
+class _SlowApi:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        self.release.wait(30)
+        return 200, "{}"
+
+
+def test_a_call_longer_than_the_rest_timeout_is_answered_deadline_exceeded():
+    api = _SlowApi()
+    server = RestServer(("127.0.0.1", 0), api, ServingMetrics(), None, timeout=0.2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    try:
+        connection.request("GET", "/v1/models/m")
+        response = connection.getresponse()
+        assert response.status == 504  # DEADLINE_EXCEEDED, http_server.cc's mapping
+        assert "--rest_api_timeout_in_ms (200 ms)" in json.loads(response.read())["error"]
+        api.release.set()
+        connection.request("GET", "/v1/models/m")  # the connection still serves the next call
+        assert connection.getresponse().status == 200
+    finally:
+        api.release.set()
+        connection.close()
+        server.stop_accepting()
+        server.server_close()
+
+
+def test_classify_and_regress_over_rest(tmp_path):
+    from serving.model_manager import ModelManager, ModelSource, ServerCore
+    from serving.rest import RestApi
+    from serving.servable import load_version
+    from serving.testing import export_tf1_half_plus_two
+
+    export_tf1_half_plus_two(tmp_path / "1")
+    manager = ModelManager(ModelSource("m", tmp_path), lambda n, v, p: load_version(n, v, p, warmup=False))
+    manager.poll()
+    api = RestApi(ServerCore({"m": manager}, 0), ServingMetrics())
+    try:
+        classify = {"signature_name": "classify_with_classes", "examples": [{"x": 2.0}, {"x": 4.0}]}
+        assert api.handle("POST", "/v1/models/m:classify", json.dumps(classify).encode()) == (
+            200, '{"results":[[["a",3.0],["b",-3.0]],[["a",4.0],["b",-4.0]]]}'
+        )
+        regress = {"signature_name": "regress_x_to_y", "context": {"x": 10.0}, "examples": [{}, {"x": 2.0}]}
+        assert api.handle("POST", "/v1/models/m/versions/1:regress", json.dumps(regress).encode()) == (
+            200, '{"results":[7.0,3.0]}'
+        )
+        # serving_default is a Predict signature (input "x"): regressor.cc's check refuses it.
+        status, text = api.handle("POST", "/v1/models/m:regress", b'{"examples": [{"x": 1.0}]}')
+        assert status == 400 and json.loads(text)["error"].startswith("No regression inputs found in SignatureDef")
+    finally:
+        manager.unload_all(time.monotonic() + 30)

@@ -30,7 +30,7 @@ from common import contract as c
 from serving.batching import RANK0_MESSAGE
 from serving.model_manager import VersionPolicy
 from serving.server import LocalModelServer, ServerOptions, StartupError, model_sources, resolve_base_path
-from serving.testing import REPO_ROOT, free_port, start_local_server
+from serving.testing import REPO_ROOT, export_tf1_half_plus_two, free_port, start_local_server
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -244,3 +244,57 @@ def test_busy_port_exits_nonzero_with_one_line_and_no_traceback(tmp_path, taken_
     assert "Traceback" not in completed.stderr
     last_line = completed.stderr.strip().splitlines()[-1]
     assert last_line == f"serving: cannot listen for REST on 127.0.0.1:{taken_port}: Address already in use"
+
+
+def _config_text(models: dict[str, Path]) -> str:
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }}\n' for name, path in models.items()
+    )
+    return f"model_config_list {{\n{entries}}}\n"
+
+
+def test_config_reload_serves_what_the_file_says_now_and_survives_a_bad_file(tmp_path, caplog):
+    two, three = tmp_path / "two", tmp_path / "three"
+    export_tf1_half_plus_two(two / "1")
+    export_tf1_half_plus_two(three / "2")
+    config_file = tmp_path / "models.config"
+    config_file.write_text(_config_text({"half_plus_two": two}))
+    server = LocalModelServer(ServerOptions(model_config_file=str(config_file), file_system_poll_wait_seconds=0))
+    server.core.start()
+    try:
+        assert server.reload_config_if_changed() is False  # unchanged: nothing to do
+        old = server.core.managers["half_plus_two"]
+        config_file.write_text(_config_text({"half_plus_three": three}))
+        assert server.reload_config_if_changed() is True
+        assert list(server.core.managers) == ["half_plus_three"]
+        assert server.core.managers["half_plus_three"].available_versions() == [2]
+        assert old.available_versions() == []  # unloaded, and never polled in again
+        old.poll()
+        assert old.available_versions() == []
+
+        config_file.write_text("improperly formatted file")
+        assert server.reload_config_if_changed() is False
+        assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in caplog.text
+        assert list(server.core.managers) == ["half_plus_three"]
+    finally:
+        server.core.stop(10)
+
+
+def test_grpc_on_a_unix_socket_only(tmp_path):
+    export_tf1_half_plus_two(tmp_path / "m" / "1")
+    socket_path = tmp_path / "serving.sock"
+    server = LocalModelServer(ServerOptions(
+        model_name="m", model_base_path=str(tmp_path / "m"), port=0, rest_api_port=0,
+        grpc_socket_path=str(socket_path), file_system_poll_wait_seconds=0,
+        grpc_channel_arguments="grpc.max_connection_age_ms=60000",
+    ))
+    server.start()
+    try:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "m"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto([2.0]))  # [1] on a [-1,1] signature, as TF Serving's tests
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        assert list(reply.outputs["y"].float_val) == [3.0]
+    finally:
+        server.stop()
