@@ -77,7 +77,13 @@ def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
 
 def read_model_server_config(path: str | Path) -> model_server_config_pb2.ModelServerConfig:
     """Parse a --model_config_file (ModelServerConfig text proto)."""
-    config = _parse(path, model_server_config_pb2.ModelServerConfig())
+    return check_model_server_config(_parse(path, model_server_config_pb2.ModelServerConfig()), path)
+
+
+def check_model_server_config(
+    config: model_server_config_pb2.ModelServerConfig, path: str | Path
+) -> model_server_config_pb2.ModelServerConfig:
+    """The rules TF Serving applies to a ModelServerConfig; ``path`` names where it came from in errors."""
     if config.WhichOneof("config") != "model_config_list":
         raise ConfigError(f"{path}: model_config_list is required (custom_model_config is not supported)")
     models = config.model_config_list.config

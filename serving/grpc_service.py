@@ -19,11 +19,14 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import model_server_config_pb2
 
 from serving import example_apis
+from serving.config import ConfigError
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import UNKNOWN, Observation, ServingMetrics
 from serving.model_manager import ServerCore
@@ -142,9 +145,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: ServerCore, metrics: ServingMetrics):
+    def __init__(self, core: ServerCore, metrics: ServingMetrics,
+                 reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None] | None = None):
         self._core = core
         self._metrics = metrics
+        self._reload_config = reload_config
 
     def GetModelStatus(self, request, context):  # noqa: N802
         return _answer(self._metrics, "GetModelStatus", request.model_spec.name, context,
@@ -158,8 +163,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "HandleReloadConfigRequest is not supported by this local "
-                      "server; restart it with the new --model_config_file")
+        return _answer(self._metrics, "HandleReloadConfigRequest", "", context,
+                       lambda _observation: self._reload(request), signature="")
+
+    def _reload(self, request) -> model_management_pb2.ReloadConfigResponse:
+        """model_service_impl.cc: only a model_config_list, applied as the config file's reload is."""
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                   "Only ModelConfigList is currently supported")
+        if self._reload_config is None:
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "this server was built without config reloading")
+        try:
+            self._reload_config(request.config)
+        except ConfigError as exc:
+            raise invalid_argument(str(exc)) from exc
+        return model_management_pb2.ReloadConfigResponse()  # status OK
 
 
 class HealthReporter:
@@ -191,6 +209,7 @@ def build_grpc_server(
     max_message_size: int,
     socket_path: str = "",
     channel_arguments: Sequence[tuple[str, int | str]] = (),
+    reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None] | None = None,
 ) -> tuple[grpc.Server, int]:
     """Port 0 listens on no TCP port (TF Serving's --port=0), ``socket_path`` on a Unix socket too.
 
@@ -206,7 +225,7 @@ def build_grpc_server(
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                          options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, metrics), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, metrics), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, metrics, reload_config), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     bound = 0
     if port:

@@ -178,17 +178,23 @@ class LocalModelServer:
         if text == self._config_text:
             return False
         try:
-            sources = config_sources(self.options, config.read_model_server_config(path))
+            parsed = config.read_model_server_config(path)
         except config.ConfigError as exc:
             log.error("Failed to read ModelServerConfig file: %s", exc)
             return False
         self._config_text = text
-        self.core.reconfigure(sources, self._new_manager)
+        self.apply_config(parsed)
+        return True
+
+    def apply_config(self, parsed: model_server_config_pb2.ModelServerConfig, where: str = "") -> None:
+        """ServerCore::ReloadConfig, from the polled file or ModelService/HandleReloadConfigRequest."""
+        if where:  # from a request: the same rules as a config file
+            config.check_model_server_config(parsed, where)
+        self.core.reconfigure(config_sources(self.options, parsed), self._new_manager)
         for manager in self.core.managers.values():
             self._on_versions_changed(manager)
         if not self._stopped.is_set():
             self.health.set_serving(self.core.any_available())
-        return True
 
     def _config_poll_loop(self) -> None:
         while not self._stopped.wait(self.options.model_config_file_poll_wait_seconds):
@@ -219,6 +225,7 @@ class LocalModelServer:
             self.core, self.metrics, self.health, host=options.host, port=options.port,
             max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
             socket_path=options.grpc_socket_path, channel_arguments=self._channel_arguments,
+            reload_config=lambda parsed: self.apply_config(parsed, where="ReloadConfigRequest.config"),
         ))
         self.grpc_server.start()
         if options.port:

@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -296,5 +297,34 @@ def test_grpc_on_a_unix_socket_only(tmp_path):
         with grpc.insecure_channel(f"unix:{socket_path}") as channel:
             reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         assert list(reply.outputs["y"].float_val) == [3.0]
+    finally:
+        server.stop()
+
+
+def test_handle_reload_config_request_swaps_the_models(tmp_path):
+    export_tf1_half_plus_two(tmp_path / "two" / "1")
+    export_tf1_half_plus_two(tmp_path / "three" / "1")
+    server = LocalModelServer(ServerOptions(
+        model_name="half_plus_two", model_base_path=str(tmp_path / "two"), port=free_port(), rest_api_port=0,
+        file_system_poll_wait_seconds=0,
+    ))
+    server.start()
+    try:
+        request = model_management_pb2.ReloadConfigRequest()
+        entry = request.config.model_config_list.config.add(
+            name="half_plus_three", base_path=str(tmp_path / "three"), model_platform="tensorflow"
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{server.options.port}") as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            assert stub.HandleReloadConfigRequest(request, timeout=30).status.error_code == 0
+            assert list(server.core.managers) == ["half_plus_three"]
+            entry.model_platform = "tflite"
+            with pytest.raises(grpc.RpcError) as err:
+                stub.HandleReloadConfigRequest(request, timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "model_platform" in err.value.details()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), timeout=30)
+            assert "Only ModelConfigList is currently supported" in err.value.details()
+            assert list(server.core.managers) == ["half_plus_three"]
     finally:
         server.stop()
