@@ -54,6 +54,7 @@ class TrainConfig:
     candidates: int = 100  # retrieved movies the ranking stage re-scores
     # Large data: each step takes more rows (see step_batch); retrieval's negatives stay retrieval_batch_size.
     batch_growth_rows: int = 131_072
+    max_eval_users: int = 20_000  # blend choice and test top-k on a seeded sample of at most this many users; 0: all
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -122,6 +123,7 @@ FIELD_HELP: dict[str, str] = {
     "low_rating_weight": "two-stage only: retrieval loss weight of a rating below 4",
     "full_softmax_max_movies": "two-stage only: larger catalogues train retrieval with in-batch sampled softmax",
     "candidates": "two-stage only: retrieved movies the ranking stage re-scores",
+    "max_eval_users": "the blend choice and the test top-k use a seeded sample of at most this many users (0: all)",
     "batch_growth_rows": "from 2x this many training rows, both batch sizes double with each doubling of the rows "
                          f"(at most {MAX_BATCH_GROWTH}x; retrieval negatives stay retrieval_batch_size); 0: off",
 }

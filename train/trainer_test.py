@@ -119,3 +119,12 @@ def test_rows_dataset_batches_every_row_once_and_reshuffles_each_epoch():
     assert users[0].tolist() != users[1].tolist()  # a new order every epoch
     again = np.concatenate([b["user"].numpy() for b in rows.dataset(300, shuffle_seed=5, extra_column=np.arange(n) * 2)])
     assert again.tolist() == users[0].tolist()  # the same seed, the same order
+
+
+def test_evaluation_users_sample_only_above_the_limit():
+    users = np.array([5, 3, 5, 9, 1, 3])
+    assert trainer.evaluation_users(users, 10, seed=1).tolist() == [1, 3, 5, 9]
+    assert trainer.evaluation_users(users, 0, seed=1).tolist() == [1, 3, 5, 9]
+    sample = trainer.evaluation_users(np.arange(1000), 50, seed=1)
+    assert len(sample) == 50 == len(set(sample.tolist())) and sample.tolist() == sorted(sample.tolist())
+    assert sample.tolist() == trainer.evaluation_users(np.arange(1000), 50, seed=1).tolist()
