@@ -47,7 +47,7 @@ MOVIE_ID = "movie_id"
 K = "k"  # recommend, recommend_from_ratings: DT_INT32 [-1], one per user_id (a batch dimension for TF Serving's batcher)
 K_PER_USER_MESSAGE = (
     f"{K} needs one value per {USER_ID} (DT_INT32 [-1], e.g. [10, 10] for two users); "
-    "a scalar k is no longer accepted"
+    "one scalar k for several users is no longer accepted"
 )
 RATED_MOVIE_IDS = "rated_movie_ids"  # recommend_from_ratings: [users, n] movie ids, "" pads
 RATINGS = "ratings"  # recommend_from_ratings: [users, n] the ratings of those movies, 0.5-5

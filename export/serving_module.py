@@ -66,8 +66,19 @@ def outputs(signature: str, computed: dict[str, tf.Tensor]) -> dict[str, tf.Tens
     return result
 
 
-def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Operation:
-    return tf.debugging.assert_equal(tf.shape(k)[0], tf.shape(user_id)[0], message=contract.K_PER_USER_MESSAGE)
+def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """``k`` as a vector, once it holds one value per user; else the error that says what changed.
+
+    TF Serving hands tensors to the graph without checking them against the
+    signature, so a client of the old API (a scalar ``k``) reaches this graph.
+    Flattening first means no op ever sees a scalar (which would fail with an
+    unrelated reduction error), and the count check, a data dependency of every
+    use of ``k``, answers with the contract's message.
+    """
+    k = tf.reshape(k, [-1])
+    check = tf.debugging.assert_equal(tf.size(k), tf.shape(user_id)[0], message=contract.K_PER_USER_MESSAGE)
+    with tf.control_dependencies([check]):
+        return tf.identity(k)
 
 
 class ServingModule(tf.Module):
@@ -107,8 +118,8 @@ class ServingModule(tf.Module):
         })
 
     def _recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        k = _one_k_per_user(user_id, k)
         checks = [
-            _one_k_per_user(user_id, k),
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
             # Scoring builds users × catalogue scores; bound the memory one request can take.
             tf.debugging.assert_less_equal(
@@ -123,10 +134,10 @@ class ServingModule(tf.Module):
 
     def _recommend_from_ratings(self, user_id: tf.Tensor, k: tf.Tensor, rated_movie_ids: tf.Tensor,
                                ratings: tf.Tensor) -> dict[str, tf.Tensor]:
+        k = _one_k_per_user(user_id, k)
         given = tf.not_equal(rated_movie_ids, "")
         in_range = (ratings >= contract.RATING_MIN) & (ratings <= contract.RATING_MAX)
         checks = [
-            _one_k_per_user(user_id, k),
             tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
             tf.debugging.assert_less_equal(
                 tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS,

@@ -222,9 +222,9 @@ def test_batching_on_and_off_give_identical_answers(exported_model):
             assert_same_answer(request, want, have)
         assert len(batch_sizes) < len(requests) + 20, "requests were not merged"
         # The scalar-k API: as in TF Serving, the graph refuses it unbatched (no shape check
-        # before the graph), the batching session before the graph.
-        old = _request(c.RECOMMEND_SIGNATURE, {c.USER_ID: ["1"], c.K: np.int32(3)})
-        for servable, fragment in ((plain, "[[{{node "), (batched, RANK0_MESSAGE)):
+        # before the graph; its own check says what changed), the batching session before the graph.
+        old = _request(c.RECOMMEND_SIGNATURE, {c.USER_ID: ["1", "2"], c.K: np.int32(3)})
+        for servable, fragment in ((plain, c.K_PER_USER_MESSAGE), (batched, RANK0_MESSAGE)):
             with pytest.raises(ServingError) as err:
                 servable.predict(old)
             assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -95,8 +95,9 @@ def test_status_and_metadata(local_server):
          "JSON Value: 1 Type: Number is not of expected type: string"),
         (f"{MODEL}:predict", {"inputs": {c.USER_ID: ["1", "2"], c.MOVIE_ID: ["2"]}}, 400, "assertion failed"),
         # No shape check before the graph (TF Serving has none): the graph's own error.
-        (f"{MODEL}:predict", {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1"], c.K: 2}}, 400,
-         "[[{{node "),
+        # A scalar k (the API before k had a batch dimension) for two users: the graph says what changed.
+        (f"{MODEL}:predict", {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1", "2"], c.K: 2}}, 400,
+         c.K_PER_USER_MESSAGE),
         (f"{MODEL}:predict", {"signature_name": c.RECOMMEND_SIGNATURE, "inputs": {c.USER_ID: ["1", "2"], c.K: [2]}},
          400, c.K_PER_USER_MESSAGE),
         (f"{MODEL}:predict", {"inputs": {c.USER_ID: ["1"], c.MOVIE_ID: ["2"]}, "instances": []}, 400,
