@@ -24,6 +24,7 @@ TF Serving's SharedBatchScheduler. Unloading the version stops it.
 
 from __future__ import annotations
 
+import _thread
 import bisect
 import collections
 import logging
@@ -93,14 +94,30 @@ class BatchingOptions:
 
 
 class _Task:
-    __slots__ = ("arrays", "size", "done", "outputs", "error")
+    """One caller's rows; ``wait()`` blocks until a batch thread has filled ``outputs`` or ``error``.
+
+    Completion is a bare lock held from creation and released once: the
+    cheapest one-shot signal between two threads in CPython (an Event is a
+    Condition around a lock, with its own waiter list, and every wake-up is
+    paid for under the GIL that bounds this server).
+    """
+
+    __slots__ = ("arrays", "size", "_done", "outputs", "error")
 
     def __init__(self, arrays: Mapping[str, np.ndarray], size: int):
         self.arrays = arrays
         self.size = size
-        self.done = threading.Event()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
         self.outputs: dict[str, np.ndarray] | None = None
         self.error: ServingError | None = None
+
+    def finish(self) -> None:
+        self._done.release()
+
+    def wait(self) -> None:
+        self._done.acquire()
+        self._done.release()  # a second wait() returns at once
 
 
 class _Batch:
@@ -160,6 +177,7 @@ class BatchScheduler:
         self._cv = threading.Condition()
         self._queues: dict[str, collections.deque[_Batch]] = {sig: collections.deque() for sig in runners}
         self._stopping = False
+        self._idle = 0  # workers waiting on _cv
         self._threads = [
             threading.Thread(target=self._work, name=f"{options.thread_pool_name}-{name}-{i}", daemon=True)
             for i in range(max(1, options.num_batch_threads))
@@ -188,7 +206,7 @@ class BatchScheduler:
         else:
             tasks = [self._enqueue(signature, arrays, size)]
         for task in tasks:
-            task.done.wait()
+            task.wait()
         for task in tasks:
             if task.error is not None:
                 raise task.error
@@ -207,7 +225,8 @@ class BatchScheduler:
             if batch is not None and batch.size + size > limit:
                 batch.closed = True
                 batch = None
-            if batch is None:
+            opened = batch is None
+            if opened:
                 if len(queue) >= self.options.max_enqueued_batches:
                     raise unavailable(QUEUE_FULL_MESSAGE)
                 batch = _Batch(time.monotonic() + self.options.batch_timeout_micros / 1e6)
@@ -216,7 +235,13 @@ class BatchScheduler:
             batch.size += size
             if batch.size >= limit:
                 batch.closed = True
-            self._cv.notify_all()
+            # Wake one idle worker only when there is something new for it: a
+            # batch to time (a new one) or to run (a full one). A task joining
+            # an open batch changes nothing a waiting worker needs to know, and
+            # waking every worker on every request costs GIL hand-offs that
+            # throttle the whole server under load.
+            if (opened or batch.closed) and self._idle:
+                self._cv.notify()
         return task
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -238,10 +263,12 @@ class BatchScheduler:
             while True:
                 now = time.monotonic()
                 ready: tuple[str, _Batch] | None = None
+                pending = 0
                 wake: float | None = None
                 for signature, queue in self._queues.items():
                     if not queue:
                         continue
+                    pending += len(queue)
                     head = queue[0]
                     if head.closed or now >= head.deadline:
                         if ready is None or head.opened < ready[1].opened:
@@ -250,10 +277,18 @@ class BatchScheduler:
                         wake = head.deadline if wake is None else min(wake, head.deadline)
                 if ready is not None:
                     self._queues[ready[0]].popleft()
+                    if pending > 1 and self._idle:
+                        # More is queued: hand it to an idle worker now (to run or to
+                        # time), since enqueue only woke one worker per new batch.
+                        self._cv.notify()
                     return ready
                 if self._stopping:
                     return None
-                self._cv.wait(None if wake is None else max(0.0, wake - now))
+                self._idle += 1
+                try:
+                    self._cv.wait(None if wake is None else max(0.0, wake - now))
+                finally:
+                    self._idle -= 1
 
     def _work(self) -> None:
         while True:
@@ -281,7 +316,7 @@ class BatchScheduler:
                 task.error = ServingError(grpc.StatusCode.INTERNAL, f"batch processing failed: {exc}")
         finally:
             for task in tasks:
-                task.done.set()
+                task.finish()
 
     def _merge(self, tasks: list[_Task]) -> tuple[dict[str, np.ndarray], int]:
         total = sum(t.size for t in tasks)

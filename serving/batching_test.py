@@ -131,6 +131,31 @@ def test_full_queue_is_unavailable():
         scheduler.stop()
 
 
+def test_a_batch_ready_in_another_queue_wakes_an_idle_worker():
+    """Enqueue wakes one worker per new batch; a second batch (here in another signature's
+    queue) must still reach the second worker while the first one is busy, not wait for it."""
+    gate = threading.Event()
+    slow = _CountingModel(gate=gate)
+    fast = _CountingModel()
+    scheduler = BatchScheduler(BatchingOptions(num_batch_threads=2, max_batch_size=1, batch_timeout_micros=60_000_000),
+                               {"slow": slow, "fast": fast}, name="test")
+    rows = {"x": np.ones(1, np.float32), "y": np.ones(1, np.float32)}
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            held = pool.submit(scheduler.run, "slow", rows)
+            assert slow.running.wait(30)
+            # Both batches are full at once (max_batch_size 1); the free worker runs them
+            # while the other one is still held (a lost wake-up would hang here).
+            done = [pool.submit(scheduler.run, "fast", rows) for _ in range(2)]
+            assert [f.result(timeout=30)["out"].tolist() for f in done] == [[3.0], [3.0]]
+            assert not held.done()
+            gate.set()
+            assert held.result(timeout=30)["out"].tolist() == [3.0]
+    finally:
+        gate.set()
+        scheduler.stop()
+
+
 def _predict_request(users: list[str], movies: list[str]) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = c.MODEL_NAME

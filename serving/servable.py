@@ -160,8 +160,7 @@ class LoadedVersion:
         response.model_spec.name = self.name
         response.model_spec.version.value = self.version
         response.model_spec.signature_name = runner.name
-        for alias, proto in runner.encode_outputs(outputs).items():
-            response.outputs[alias].CopyFrom(proto)
+        runner.encode_outputs_into(response.outputs, outputs)
         return response
 
 

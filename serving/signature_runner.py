@@ -25,10 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from serving import tensor_codec
 from serving.errors import from_tf_error_code, invalid_argument
+from serving.flat_call import FlatCall
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 # Most elements one request tensor may declare: 40 MB of floats, far above this
@@ -73,27 +75,8 @@ def _sorted_join(names: Iterable[str]) -> str:
 
 
 def array_to_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
-    """Encodes like TF Serving's Tensor::AsProtoField: typed repeated fields."""
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    proto.tensor_shape.CopyFrom(
-        tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
-    )
-    flat = array.reshape(-1)
-    if dtype == types_pb2.DT_FLOAT:
-        proto.float_val.extend(flat.tolist())
-    elif dtype == types_pb2.DT_STRING:
-        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist())
-    elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8):
-        proto.int_val.extend(flat.tolist())
-    elif dtype == types_pb2.DT_INT64:
-        proto.int64_val.extend(flat.tolist())
-    elif dtype == types_pb2.DT_DOUBLE:
-        proto.double_val.extend(flat.tolist())
-    elif dtype == types_pb2.DT_BOOL:
-        proto.bool_val.extend(flat.tolist())
-    else:
-        return tf.make_tensor_proto(array, dtype=tf.dtypes.as_dtype(dtype))
-    return proto
+    """Encodes like TF Serving's Tensor::AsProtoField: typed repeated fields (serving.tensor_codec)."""
+    return tensor_codec.encode(np.asarray(array), dtype)
 
 
 def _clean_tf_message(message: str) -> str:
@@ -128,6 +111,8 @@ class SignatureRunner:
         self.inputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.inputs.items()}
         self.outputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.outputs.items()}
         self._function = function
+        # The graph function bound once (serving/flat_call.py); None keeps the structured call.
+        self._flat = FlatCall.for_function(function) if function is not None else None
 
     # -- request checks -----------------------------------------------------
 
@@ -162,7 +147,7 @@ class SignatureRunner:
                 )
             _check_declared_size(alias, proto)
             try:
-                arrays[alias] = tf.make_ndarray(proto)
+                arrays[alias] = tensor_codec.decode(proto)
             except Exception as exc:  # malformed proto: wrong value count, bad content
                 raise invalid_argument(f"tensor parsing error: {alias} ({exc})") from exc
         return arrays
@@ -185,6 +170,13 @@ class SignatureRunner:
 
     def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the concrete function on already-validated arrays; all outputs."""
+        if self._flat is not None and FlatCall.usable():
+            try:
+                return self._flat(arrays)
+            except tf.errors.OpError as exc:
+                raise from_tf_error_code(exc.error_code, _clean_tf_message(exc.message)) from exc
+            except (TypeError, ValueError) as exc:
+                raise invalid_argument(f"signature {self.name!r} rejected its inputs: {exc}") from exc
         feeds = {
             alias: tf.constant(value, dtype=tf.dtypes.as_dtype(self.inputs[alias].dtype))
             for alias, value in arrays.items()
@@ -201,3 +193,8 @@ class SignatureRunner:
 
     def encode_outputs(self, outputs: Mapping[str, np.ndarray]) -> dict[str, tensor_pb2.TensorProto]:
         return {alias: array_to_proto(np.asarray(value), self.outputs[alias].dtype) for alias, value in outputs.items()}
+
+    def encode_outputs_into(self, target, outputs: Mapping[str, np.ndarray]) -> None:
+        """Like encode_outputs, written straight into a response's ``outputs`` map (no message copy)."""
+        for alias, value in outputs.items():
+            tensor_codec.encode_into(target[alias], np.asarray(value), self.outputs[alias].dtype)

@@ -1,0 +1,44 @@
+"""ServingMetrics.observe: one count and one latency sample per request, under the code that ended it."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from serving.errors import ServingError, invalid_argument
+from serving.metrics import UNKNOWN, ServingMetrics
+
+
+def _value(metrics: ServingMetrics, name: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_successful_request_is_counted_with_the_labels_the_handler_found():
+    metrics = ServingMetrics()
+    for _ in range(2):
+        with metrics.observe("Predict") as observation:
+            assert _value(metrics, "serving_requests_in_flight", api="Predict") == 1
+            observation.model, observation.signature = "movielens", "recommend"
+    labels = {"api": "Predict", "model": "movielens", "signature": "recommend", "code": "OK"}
+    assert _value(metrics, "serving_requests_total", **labels) == 2
+    assert _value(metrics, "serving_request_latency_seconds_count", **labels) == 2
+    assert _value(metrics, "serving_requests_in_flight", api="Predict") == 0
+
+
+def test_a_serving_error_is_counted_under_its_code_and_still_raised():
+    metrics = ServingMetrics()
+    with pytest.raises(ServingError):
+        with metrics.observe("Predict"):
+            raise invalid_argument("bad")
+    labels = {"api": "Predict", "model": UNKNOWN, "signature": UNKNOWN, "code": "INVALID_ARGUMENT"}
+    assert _value(metrics, "serving_requests_total", **labels) == 1
+    assert _value(metrics, "serving_requests_in_flight", api="Predict") == 0
+
+
+def test_any_other_exception_is_internal():
+    metrics = ServingMetrics()
+    with pytest.raises(KeyError):
+        with metrics.observe("GetModelStatus", signature=""):
+            raise KeyError("bug")
+    labels = {"api": "GetModelStatus", "model": UNKNOWN, "signature": "", "code": grpc.StatusCode.INTERNAL.name}
+    assert _value(metrics, "serving_requests_total", **labels) == 1
