@@ -51,8 +51,14 @@ from loadtest.runner import LoadTest, gate, run_load_test
 from loadtest.summary import format_ms
 
 USERS = 32
+# gRPC handler threads for both servers of (b)-(d), batching off and on alike. A handler
+# waiting in the batcher holds its thread, so with fewer threads than users in flight the
+# rest wait in gRPC's queue and a batch can never hold more requests than there are
+# threads (the server's default of 16 would cap it at half the users); 64 = max_batch_size.
+GRPC_THREADS = 64
 SAMPLE_USER = "42"
 SAMPLE_MOVIE = "50"
+SERVER_CALL_PATH = "predict batch 1, the server's call path (numpy in and out, flat call)"
 
 
 def _percentiles_ms(fn: Callable[[], object], calls: int, warmup: int = 50) -> dict[str, float]:
@@ -73,10 +79,16 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
         signatures = tf.saved_model.load(str(version_dir)).signatures
     predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
     user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant([10], tf.int32)
+    from serving.flat_call import FlatCall
+
+    flat_predict = FlatCall.for_function(predict)
+    arrays = {USER_ID: np.array([SAMPLE_USER.encode()], dtype=object), MOVIE_ID: np.array([SAMPLE_MOVIE.encode()], dtype=object)}
     rows = {
         "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
         "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
     }
+    if flat_predict is not None:
+        rows[SERVER_CALL_PATH] = _percentiles_ms(lambda: flat_predict(arrays), calls)
     if RECOMMEND_FROM_RATINGS_SIGNATURE in signatures:  # default-preset models only
         card = json.loads(signatures[MODEL_CARD_SIGNATURE](**{MODEL_CARD_REQUEST: tf.constant([0])})[MODEL_CARD].numpy()[0])
         rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
@@ -121,9 +133,22 @@ def _load(server, name: str, out: Path, run_time: str, users: int, user_class: s
     print(f"   load: {name} ({user_class} x{users}, {run_time}, predict batch {batch}) ...", flush=True)
     summary = run_load_test(test)
     summary["server_cpu_s"] = round(_cpu_s(server.process.pid) - cpu_before, 2)
+    summary["load_average_1m"] = round(os.getloadavg()[0], 2)  # at the end of the run: this run and anything else
     for problem in gate(summary, max_p99_ms=None, max_fail_ratio=None):
         print(f"   warning: {name}: {problem}", flush=True)
     return summary
+
+
+def batching_summary(path: Path = BATCHING_CONFIG) -> str:
+    """The batching-on run's parameters, read from the file it uses, e.g. "max batch 64, 3 ms timeout, 2 batch threads"."""
+    from serving.batching import BatchingOptions
+    from serving.config import read_batching_parameters
+
+    options = BatchingOptions.from_proto(read_batching_parameters(str(path)))
+    return (
+        f"max batch {options.max_batch_size}, {options.batch_timeout_micros / 1000:g} ms timeout, "
+        f"{options.num_batch_threads} batch thread{'s' if options.num_batch_threads != 1 else ''}"
+    )
 
 
 def _locust_minus_loop(one_user: dict, loop: dict, names: dict[str, str]) -> str:
@@ -162,6 +187,10 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
     def cpu(s: dict) -> str:
         return f"{s['server_cpu_s']:.0f} s / {s['load_generator_cpu_s']:.0f} s"
 
+    def per_request(s: dict) -> str:
+        """Server CPU per request: what batching saves, whatever else ran on the machine."""
+        return f"{s['server_cpu_s'] / s['requests'] * 1000:.2f}" if s.get("requests") else "-"
+
     lines = [
         "# Benchmarks",
         "",
@@ -180,7 +209,8 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "",
         "## (a) Floor: signature called in-process",
         "",
-        "The loaded SavedModel's concrete functions, called directly from Python (no network, no protos).",
+        "The loaded SavedModel's concrete functions, called directly from Python (no network, no protos); the "
+        "last row is the call the server itself makes (numpy arrays in, numpy arrays out).",
         "",
         "| call | p50 ms | p99 ms |",
         "|---|---:|---:|",
@@ -215,20 +245,30 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         f"**{loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×** (p50): what the server adds beyond the "
         "transport and the model (request decoding and checks, the signature call from a gRPC thread, "
         "response encoding).",
+        *([
+            "",
+            f"The in-process call above is the usual `signature(**tensors)`; the server calls the same graph through "
+            f"`serving/flat_call.py` (bound once at load, single-threaded executor), which takes "
+            f"{fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms in-process (row in (a)). Against that path the server's own "
+            f"share is {loop['predict batch 1']['p50_ms'] - empty['p50_ms'] - fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms "
+            f"per call ({loop['predict batch 1']['p50_ms'] / (empty['p50_ms'] + fl[SERVER_CALL_PATH]['p50_ms']):.2f}×).",
+        ] if SERVER_CALL_PATH in fl else []),
         "",
         f"## (c) Predict throughput at {USERS} users: server-side batching off vs on",
         "",
         f"`PredictUser` x{USERS}, {args.load_time} each, predict batch 1 (many small requests are what batching "
-        f"is for). \"On\" = `--enable_batching` with `serving/batching.cpu.config` (max batch 64, 1 ms timeout, "
-        "2 batch threads), warmup on (every signature is batchable, so the warmup file loads through the batcher).",
+        f"is for). \"On\" = `--enable_batching` with `serving/batching.cpu.config` ({batching_summary()}), "
+        "warmup on (every signature is batchable, so the warmup file loads through the batcher). Both servers run "
+        f"with `--grpc_max_threads {GRPC_THREADS}` (a handler waiting in the batcher holds a gRPC thread: with the "
+        "default 16, half of the 32 users would wait in gRPC's queue and no batch could hold more than 16 requests).",
         "",
-        "| batching | req/s | p50 ms | p99 ms | max ms | failures | CPU server / Locust |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| batching | req/s | p50 ms | p99 ms | max ms | failures | CPU server / Locust | server CPU ms per request | load average |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, s in (("off", c_off), ("on", c_on)):
         lines.append(
             f"| {label} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p99_ms'])} | {format_ms(s['max_ms'])} | "
-            f"{s['failures']} | {cpu(s)} |"
+            f"{s['failures']} | {cpu(s)} | {per_request(s)} | {s.get('load_average_1m', '-')} |"
         )
     lines += [
         "",
@@ -261,7 +301,9 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "",
         f"Batching on / off, whole mix: **{mix_on['rps'] / mix['rps']:.2f}× throughput**, p99 {p99_off:.1f} → "
         f"{p99_on:.1f} ms ({'no worse' if p99_on <= p99_off else 'worse'}). CPU server / Locust: off {cpu(mix)}, "
-        f"on {cpu(mix_on)}. Locust and the server share the {machine.cores} cores.",
+        f"on {cpu(mix_on)}; server CPU per request: off {per_request(mix)} ms, on {per_request(mix_on)} ms; "
+        f"1-minute load average at the end of each run: off {mix.get('load_average_1m', '-')}, on "
+        f"{mix_on.get('load_average_1m', '-')}. Locust and the server share the {machine.cores} cores.",
         "",
         "## (e) Client overhead",
         "",
@@ -316,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("(a) in-process floor ...", flush=True)
     results["floor"] = floor(args.model_base_path / str(version), args.calls)
     print("(b)-(d) batching off: starting the local server ...", flush=True)
-    with start_local_server(args.model_base_path, startup_timeout=120) as server:
+    threads = ["--grpc_max_threads", str(GRPC_THREADS)]
+    with start_local_server(args.model_base_path, startup_timeout=120, extra_args=threads) as server:
         results["client_loop"] = client_loop(server.grpc_target, args.calls)
         results["one_user"] = _load(server, "one-user", args.reports, args.one_user_time, 1, "RecommenderUser", "1")
         results["predict_off"] = _load(server, "predict-batching-off", args.reports, args.load_time, USERS, "PredictUser", "1")
@@ -327,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_batching=True,
         batching_parameters_file=BATCHING_CONFIG,
         startup_timeout=120,
+        extra_args=threads,
     ) as server:
         results["predict_on"] = _load(server, "predict-batching-on", args.reports, args.load_time, USERS, "PredictUser", "1")
         results["mix_on"] = _load(server, "mix-batching-on", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")
