@@ -33,7 +33,8 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name TF Serving's messages use (rapidjson's: Null, True, False, Object, Array, String, Number)."""
     if value is None:
         return "Null"
     if isinstance(value, bool):
@@ -63,7 +64,7 @@ def _add_value(value: Any, name: str, feature: feature_pb2.Feature) -> None:
             raise _kind_error(name, feature)
 
     if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
-        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
     if isinstance(value, bool):
         require("int64_list")
         feature.int64_list.value.append(1 if value else 0)
@@ -95,7 +96,7 @@ def _is_b64(value: dict) -> bool:
 def example_from_json(value: Any, example: example_pb2.Example) -> None:
     """MakeExampleFromJsonObject."""
     if not isinstance(value, dict):
-        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
     for name, content in value.items():
         feature = feature_pb2.Feature()
         for item in content if isinstance(content, list) else [content]:

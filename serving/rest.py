@@ -81,22 +81,6 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
 def _dtype_string(dtype: int) -> str:
     # DataTypeString(): DT_FLOAT -> "float", DT_STRING -> "string".
     return types_pb2.DataType.Name(dtype)[3:].lower()
@@ -108,7 +92,7 @@ def _is_b64_object(value: Any) -> bool:
 
 def _type_error(value: Any, dtype: int) -> ServingError:
     return invalid_argument(
-        f"JSON Value: {_json_text(value)} Type: {_json_type(value)} is not of expected type: {_dtype_string(dtype)}"
+        f"JSON Value: {_json_text(value)} Type: {json_examples.json_type(value)} is not of expected type: {_dtype_string(dtype)}"
     )
 
 
