@@ -39,7 +39,9 @@ class FeatureTables:
     movie_year: np.ndarray  # int32 [n_movie_rows], 0 unknown, else a five-year bucket
     history_indptr: np.ndarray  # int64 [n_user_rows + 1]: training ratings per user row (CSR)
     history_movies: np.ndarray  # int32 [n_train]: movie rows, sorted within each user
-    history_ratings: np.ndarray  # float32 [n_train]: the ratings, aligned with history_movies
+    # float16 [n_train]: the ratings, aligned with history_movies. Half stars are exact in float16, and the
+    # served graph holds this column: at ML-25M's size float32 took 50 of the SavedModel's 202 MB.
+    history_ratings: np.ndarray
     history_times: np.ndarray  # int64 [n_train]: when each was rated, aligned with history_movies
     movie_count: np.ndarray  # int64 [n_movie_rows]: training ratings per movie
     user_ids: np.ndarray  # str [n_user_rows - 1]: the raw id of each known user row
@@ -130,7 +132,7 @@ def build(movielens: MovieLens, train_rows: np.ndarray) -> FeatureTables:
         movie_year=_with_unknown_row(year_bucket(movies.year)),
         history_indptr=history.indptr,
         history_movies=history.indices,
-        history_ratings=ratings.rating[train_rows][order].astype(np.float32),
+        history_ratings=ratings.rating[train_rows][order].astype(np.float16),
         history_times=ratings.timestamp[train_rows][order].astype(np.int64),
         movie_count=np.bincount(movie_rows, minlength=n_movie_rows).astype(np.int64),
         user_ids=users.ids.astype(str),
