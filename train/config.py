@@ -48,7 +48,10 @@ class TrainConfig:
     # ML-100K 0.5 lifted recommend_from_ratings for new users (seed-temporal) from 0.234 to 0.265 Recall@10
     # but cost u1 Recall@10 0.430 -> 0.400, so it is off by default.
     causal_history_share: float = 0.0
-    history_shrinkage: float = 10.0  # the history mean divides by count + this: short histories lean on the profile
+    # The history mean divides by count + this: short histories lean on the profile. ML-100K seed-temporal new
+    # users from 5 ratings, Recall@10 / NDCG@10 lift over most popular, seed 42 and seed 7: 10 -> +6% / +5% and
+    # +11% / +9%; 20 -> +10% / +8% and +14% / +11%. u1 Recall@10 (seed 42) 0.415 -> 0.417.
+    history_shrinkage: float = 20.0
     low_rating_weight: float = 0.3  # loss weight of a rating below 4 (relevant = rating >= 4)
     full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
     candidates: int = 100  # retrieved movies the ranking stage re-scores
