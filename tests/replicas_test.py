@@ -201,7 +201,9 @@ def test_a_killed_replica_costs_no_request_and_rejoins_after_restart(model_copy,
             if cluster.upstream(victim) not in healthy_hosts(cluster.admin_url, GRPC_CLUSTER):
                 unhealthy_at = time.monotonic() - load.started
             time.sleep(0.1)
-        load.at(20)
+        # Restart well before the end: a replica starting while Locust and the survivor hold both
+        # cores takes 5-10 s to reach SERVING, and it must still take traffic before the load ends.
+        load.at(15)
         cluster.start_replica(victim.index)
         restarted_at = time.monotonic() - load.started
         cluster.wait_replica_serving(victim.index, timeout=60)
@@ -227,8 +229,10 @@ def test_a_killed_replica_costs_no_request_and_rejoins_after_restart(model_copy,
     assert summary["failures"] == 0 and summary["requests"] > 0, summary
     assert summary["locust_exceptions"] == 0 and summary["locust_exit_code"] == 0
     assert unhealthy_at is not None, "Envoy never marked the killed replica unhealthy"
-    assert healthy_again_at < RUN_S, f"the restarted replica was healthy only at {healthy_again_at:.1f}s"
-    assert victim_after_restart > 0, "the restarted replica took no traffic before the load ended"
+    # Rejoining is shown by traffic, not by a deadline (which flakes when the cores are busy).
+    assert victim_after_restart > 0, (
+        f"the restarted replica took no traffic before the load ended (healthy again at {healthy_again_at:.1f}s)"
+    )
     assert all_healthy
     assert envoy["upstream_rq_retry_overflow"] == 0, envoy
 
