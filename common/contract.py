@@ -14,7 +14,6 @@ MODEL_NAME = "movielens"
 # Ports: TF Serving's defaults for gRPC and REST; Locust's for its web UI.
 GRPC_PORT = 8500
 REST_PORT = 8501
-MONITORING_PORT = 8502  # the local server's Prometheus endpoint
 LOCUST_WEB_PORT = 8089
 TRAINER_WORKER_PORT = 2222  # multi-worker training: each worker's collective-ops port in TF_CONFIG
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's path, on the REST port
