@@ -26,7 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from common.contract import PREDICT_METHOD, WARMUP_FILE
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import ServingError, failed_precondition, unimplemented
-from serving.session_bundle import SessionBundle, SessionSignatureRunner, is_tf1_meta_graph
+from serving.session_bundle import SessionBundle, SessionSignatureRunner
 from serving.signature_runner import DEFAULT_SIGNATURE, SignatureRunner
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ class LoadedVersion:
         self.signature_defs = dict(signature_defs)
         self.runners = dict(runners)
         self.scheduler = scheduler
-        self._keepalive = keepalive  # the tf.saved_model.load() object owning the variables
-        self._on_release = on_release  # closes a TF1 version's session
+        self._keepalive = keepalive  # the SessionBundle owning the graph and its variables
+        self._on_release = on_release  # closes the version's session
         self._inflight = 0
         self._idle = threading.Condition()
 
@@ -213,38 +213,31 @@ def load_version(
 ) -> LoadedVersion:
     """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure.
 
-    A TF1 export runs in a graph-mode session (session_bundle.py), as TF Serving
-    runs every export; a TF2 export through its signatures' concrete functions.
+    Every SavedModel, TF1 or TF2, runs in a graph-mode session (session_bundle.py),
+    as TF Serving runs it.
     """
     meta = read_meta_graph(path, tags)
-    on_release = None
-    runners: dict[str, SignatureRunner] = {}
-    if is_tf1_meta_graph(meta):
-        try:
-            bundle = SessionBundle(path, tags)
-        except Exception as exc:
-            raise LoadError(f"loading the SavedModel at {path} into a session failed: {exc}") from exc
-        loaded, on_release = bundle, bundle.close
-        for sig_name, signature_def in meta.signature_def.items():
-            if signature_def.method_name in _ALLOWED_METHODS:
-                runners[sig_name] = SessionSignatureRunner(sig_name, signature_def, bundle)
-    else:
-        try:
-            loaded = tf.saved_model.load(str(path), tags=list(tags))
-        except Exception as exc:
-            raise LoadError(f"tf.saved_model.load({path}) failed: {exc}") from exc
-        for sig_name, function in loaded.signatures.items():
-            if sig_name not in meta.signature_def:
-                raise LoadError(f"{path}: signature {sig_name} missing from the MetaGraphDef")
-            runners[sig_name] = SignatureRunner(sig_name, meta.signature_def[sig_name], function)
+    try:
+        bundle = SessionBundle(path, tags)
+    except Exception as exc:
+        raise LoadError(f"loading the SavedModel at {path} into a session failed: {exc}") from exc
+    try:
+        runners = {
+            sig_name: SessionSignatureRunner(sig_name, signature_def, bundle)
+            for sig_name, signature_def in meta.signature_def.items()
+            if signature_def.method_name in _ALLOWED_METHODS
+        }
+    except BaseException:
+        bundle.close()
+        raise
     scheduler = None
     if batching is not None:
         scheduler = BatchScheduler(
             batching, {n: r.run for n, r in runners.items()}, name=f"{name}-{version}", on_batch=on_batch
         )
     servable = LoadedVersion(
-        name, version, path, meta.signature_def, runners, keepalive=loaded, scheduler=scheduler,
-        on_release=on_release,
+        name, version, path, meta.signature_def, runners, keepalive=bundle, scheduler=scheduler,
+        on_release=bundle.close,
     )
     if warmup:
         try:

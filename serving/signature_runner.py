@@ -1,4 +1,4 @@
-"""Validates request tensors against one SignatureDef and runs its concrete function.
+"""Validates request tensors against one SignatureDef; a subclass runs it (serving/session_bundle.py).
 
 TF Serving checks a PredictRequest against the signature before it touches the
 graph (predict_util.cc: input count, aliases, output_filter). This module does
@@ -18,9 +18,9 @@ a few bytes declaring a dimension of 3e9 would otherwise allocate gigabytes.
 
 from __future__ import annotations
 
+import abc
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +29,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import tensor_codec
-from serving.errors import from_tf_error_code, invalid_argument
-from serving.flat_call import FlatCall
+from serving.errors import invalid_argument
 
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 # Most elements one request tensor may declare: 40 MB of floats, far above this
@@ -79,17 +78,6 @@ def array_to_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
     return tensor_codec.encode(np.asarray(array), dtype)
 
 
-def _clean_tf_message(message: str) -> str:
-    # Eager wraps graph errors in "Graph execution error: ... <stack traces
-    # unavailable>"; TF Serving's session returns just the op's own message.
-    marker = "<stack traces unavailable>\n"
-    if marker in message:
-        message = message.split(marker, 1)[1]
-    # Eager also appends the function name, which means nothing to a client.
-    message = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", message)
-    return message.strip()
-
-
 def _check_declared_size(alias: str, proto: tensor_pb2.TensorProto) -> None:
     """Rejects a tensor declaring more than MAX_INPUT_ELEMENTS before anything is allocated for it."""
     dims = [d.size for d in proto.tensor_shape.dim]
@@ -103,16 +91,13 @@ def _check_declared_size(alias: str, proto: tensor_pb2.TensorProto) -> None:
         )
 
 
-class SignatureRunner:
-    """One signature of one loaded version: checks inputs, runs, picks outputs."""
+class SignatureRunner(abc.ABC):
+    """One signature of one loaded version: checks inputs, runs (in a subclass), picks and encodes outputs."""
 
-    def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef, function: Callable[..., Mapping]):
+    def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef):
         self.name = name
         self.inputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.inputs.items()}
         self.outputs = {a: TensorSpecInfo.from_tensor_info(a, i) for a, i in signature_def.outputs.items()}
-        self._function = function
-        # The graph function bound once (serving/flat_call.py); None keeps the structured call.
-        self._flat = FlatCall.for_function(function) if function is not None else None
 
     # -- request checks -----------------------------------------------------
 
@@ -168,28 +153,9 @@ class SignatureRunner:
 
     # -- execution ------------------------------------------------------------
 
+    @abc.abstractmethod
     def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs the concrete function on already-validated arrays; all outputs."""
-        if self._flat is not None and FlatCall.usable():
-            try:
-                return self._flat(arrays)
-            except tf.errors.OpError as exc:
-                raise from_tf_error_code(exc.error_code, _clean_tf_message(exc.message)) from exc
-            except (TypeError, ValueError) as exc:
-                raise invalid_argument(f"signature {self.name!r} rejected its inputs: {exc}") from exc
-        feeds = {
-            alias: tf.constant(value, dtype=tf.dtypes.as_dtype(self.inputs[alias].dtype))
-            for alias, value in arrays.items()
-        }
-        try:
-            result = self._function(**feeds)
-        except tf.errors.OpError as exc:
-            # In-graph assertions (tf.debugging.assert_*) arrive here as
-            # InvalidArgumentError; TF Serving returns the same code.
-            raise from_tf_error_code(exc.error_code, _clean_tf_message(exc.message)) from exc
-        except (TypeError, ValueError) as exc:
-            raise invalid_argument(f"signature {self.name!r} rejected its inputs: {exc}") from exc
-        return {alias: tensor.numpy() for alias, tensor in result.items()}
+        """Runs the signature on already-validated arrays; every output, by alias."""
 
     def encode_outputs(self, outputs: Mapping[str, np.ndarray]) -> dict[str, tensor_pb2.TensorProto]:
         return {alias: array_to_proto(np.asarray(value), self.outputs[alias].dtype) for alias, value in outputs.items()}
