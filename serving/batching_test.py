@@ -230,13 +230,16 @@ def test_batching_on_and_off_give_identical_answers(exported_model):
     """Every signature through the batcher, merged with requests of other sizes, k and widths
     (TF Serving's pad_variable_length_inputs: padded with each tensor's first element)."""
     path = next(p for p in exported_model.iterdir() if p.name.isdigit())
-    plain = load_version(c.MODEL_NAME, int(path.name), path, warmup=False)
+    plain_runs, batched_runs = [], []
+    plain = load_version(c.MODEL_NAME, int(path.name), path, warmup=False,
+                         on_run=lambda signature, cpu: plain_runs.append((signature, cpu)))
     batch_sizes = []
     batched = load_version(
         c.MODEL_NAME, int(path.name), path, warmup=True,
         batching=BatchingOptions(max_batch_size=64, batch_timeout_micros=50_000, num_batch_threads=2,
                                  allowed_batch_sizes=(16, 64), pad_variable_length_inputs=True),
         on_batch=lambda signature, size: batch_sizes.append(size),
+        on_run=lambda signature, cpu: batched_runs.append((signature, cpu)),
     )
     requests = mixed_requests(np.random.default_rng(0))
     try:
@@ -246,6 +249,11 @@ def test_batching_on_and_off_give_identical_answers(exported_model):
         for request, want, have in zip(requests, expected, got):
             assert_same_answer(request, want, have)
         assert len(batch_sizes) < len(requests) + 20, "requests were not merged"
+        # One graph run per request unbatched, one per batch (warmup's included) batched, each with its CPU time.
+        assert [signature for signature, _ in plain_runs] == [r.model_spec.signature_name or "serving_default"
+                                                              for r in requests]
+        assert len(batched_runs) == len(batch_sizes)
+        assert all(cpu >= 0 for _, cpu in plain_runs + batched_runs) and sum(cpu for _, cpu in plain_runs) > 0
         # The scalar-k API: as in TF Serving, the graph refuses it unbatched (no shape check
         # before the graph; its own check says what changed), the batching session before the graph.
         old = _request(c.RECOMMEND_SIGNATURE, {c.USER_ID: ["1", "2"], c.K: np.int32(3)})

@@ -4,7 +4,8 @@ TF Serving exports its own metric names (``:tensorflow:serving:request_count``
 and friends) through its monitoring config; a Python server cannot produce
 those faithfully, so this exports a small, honest set instead: requests and
 latency per API, model, signature and status code, requests in flight per API,
-the loaded version per model, and the sizes of executed batches. A private
+the loaded version per model, the sizes of executed batches, and the graph
+runs with the CPU time they took (what batching shares out). A private
 registry keeps the page free of the Python client's process defaults being
 confused with serving data and lets tests build independent instances.
 
@@ -59,6 +60,16 @@ class ServingMetrics:
             "serving_batch_size", "Rows per executed batch (after padding), by model and signature.",
             ("model", "signature"), buckets=_BATCH_BUCKETS, registry=self.registry,
         )
+        self.graph_runs = Counter(
+            "serving_graph_runs", "Session runs of a signature's graph (one per batch when batching), by model and "
+            "signature.", ("model", "signature"), registry=self.registry,
+        )
+        self.graph_cpu = Counter(
+            "serving_graph_cpu_seconds", "CPU seconds of the threads that ran the graph, inside the runs, by model "
+            "and signature (kernels that fan out to TensorFlow's intra-op pool are not counted).",
+            ("model", "signature"), registry=self.registry,
+        )
+        self._graph_children: dict[tuple[str, str], tuple[object, object]] = {}
 
     def observe(self, api: str, signature: str = UNKNOWN) -> _Observed:
         """Times one request and counts it under the code of whatever exception escapes.
@@ -83,6 +94,15 @@ class ServingMetrics:
         if children is None:
             children = self._children[labels] = (self.requests.labels(*labels), self.latency.labels(*labels))
         return children
+
+    def observe_graph_run(self, model: str, signature: str, cpu_seconds: float) -> None:
+        children = self._graph_children.get((model, signature))
+        if children is None:
+            children = self._graph_children[(model, signature)] = (
+                self.graph_runs.labels(model, signature), self.graph_cpu.labels(model, signature),
+            )
+        children[0].inc()
+        children[1].inc(cpu_seconds)
 
     def set_versions(self, model: str, versions: list[int]) -> None:
         self.loaded_version.labels(model).set(max(versions) if versions else 0)

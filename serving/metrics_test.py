@@ -25,6 +25,17 @@ def test_a_successful_request_is_counted_with_the_labels_the_handler_found():
     assert _value(metrics, "serving_requests_in_flight", api="Predict") == 0
 
 
+def test_graph_runs_and_their_cpu_add_up_per_model_and_signature():
+    metrics = ServingMetrics()
+    metrics.observe_graph_run("movielens", "recommend", 0.25)
+    metrics.observe_graph_run("movielens", "recommend", 0.5)
+    metrics.observe_graph_run("movielens", "serving_default", 0.125)
+    labels = {"model": "movielens", "signature": "recommend"}
+    assert _value(metrics, "serving_graph_runs_total", **labels) == 2
+    assert _value(metrics, "serving_graph_cpu_seconds_total", **labels) == 0.75
+    assert _value(metrics, "serving_graph_runs_total", model="movielens", signature="serving_default") == 1
+
+
 def test_a_serving_error_is_counted_under_its_code_and_still_raised():
     metrics = ServingMetrics()
     with pytest.raises(ServingError):

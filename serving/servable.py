@@ -209,12 +209,14 @@ def load_version(
     batching: BatchingOptions | None = None,
     warmup: bool = True,
     on_batch: Callable[[str, int], None] | None = None,
+    on_run: Callable[[str, float], None] | None = None,
     tags: Sequence[str] = (SERVE_TAG,),
 ) -> LoadedVersion:
     """Loads, wires the batcher, warms up; raises LoadError and leaves nothing running on failure.
 
     Every SavedModel, TF1 or TF2, runs in a graph-mode session (session_bundle.py),
-    as TF Serving runs it.
+    as TF Serving runs it. ``on_batch(signature, rows)`` hears of each merged batch,
+    ``on_run(signature, cpu_seconds)`` of each graph run.
     """
     meta = read_meta_graph(path, tags)
     try:
@@ -223,7 +225,7 @@ def load_version(
         raise LoadError(f"loading the SavedModel at {path} into a session failed: {exc}") from exc
     try:
         runners = {
-            sig_name: SessionSignatureRunner(sig_name, signature_def, bundle)
+            sig_name: SessionSignatureRunner(sig_name, signature_def, bundle, on_run)
             for sig_name, signature_def in meta.signature_def.items()
             if signature_def.method_name in _ALLOWED_METHODS
         }

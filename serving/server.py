@@ -141,9 +141,12 @@ class LocalModelServer:
             def on_batch(signature: str, padded: int) -> None:
                 self.metrics.batch_size.labels(name, signature).observe(padded)
 
+            def on_run(signature: str, cpu_seconds: float) -> None:
+                self.metrics.observe_graph_run(name, signature, cpu_seconds)
+
             return load_version(
                 name, version, path, batching=batching, warmup=options.enable_model_warmup, on_batch=on_batch,
-                tags=tags,
+                on_run=on_run, tags=tags,
             )
 
         self._loader = loader

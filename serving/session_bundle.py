@@ -25,6 +25,7 @@ internally (a large batch's matmul) still use the intra-op pool.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -86,10 +87,22 @@ class SessionBundle:
 
 
 class SessionSignatureRunner(SignatureRunner):
-    """A SignatureRunner whose run() feeds the bundle's session by tensor name, like TF Serving's predictor."""
+    """A SignatureRunner whose run() feeds the bundle's session by tensor name, like TF Serving's predictor.
 
-    def __init__(self, name: str, signature_def: meta_graph_pb2.SignatureDef, bundle: SessionBundle):
+    ``on_run(signature, cpu_seconds)`` hears of every run that returned, with the
+    CPU time of the calling thread during it: the run happens in that thread, so
+    this is the graph's own cost (serving/metrics.py exports it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        signature_def: meta_graph_pb2.SignatureDef,
+        bundle: SessionBundle,
+        on_run: Callable[[str, float], None] | None = None,
+    ):
         super().__init__(name, signature_def)
+        self._on_run = on_run
         # run() gets exactly the signature's inputs (check_input_names) and returns every output.
         self._feed_aliases = sorted(signature_def.inputs)
         self._fetch_aliases = sorted(signature_def.outputs)
@@ -99,5 +112,8 @@ class SessionSignatureRunner(SignatureRunner):
         )
 
     def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.thread_time()
         values = self._call(*(arrays[alias] for alias in self._feed_aliases))
+        if self._on_run is not None:
+            self._on_run(self.name, time.thread_time() - start)
         return {alias: np.asarray(value) for alias, value in zip(self._fetch_aliases, values)}
