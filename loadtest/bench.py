@@ -6,7 +6,9 @@ Measures, on this machine, from the bottom up:
     and an empty gRPC round trip (the health check), the transport's own floor;
 (c) predict-only throughput and p99 at 32 users with TF-Serving-style batching off and on;
 (d) the default 3:1:1 mix at 32 users with batching off and on (warmup on in both);
-(e) the client's own overhead per call.
+(e) the client's own overhead per call;
+(f) what a merged batch costs by size, where each load run's CPU went (Locust, the server
+    outside the graph, graph runs), and the ceiling that puts on batching's gain here.
 It is a benchmark, not a test: it prints and writes numbers and never asserts on them.
 """
 
@@ -26,6 +28,7 @@ from common.quiet import native_stderr_silenced
 from common.contract import (
     K,
     MODEL_BASE_PATH,
+    MODEL_NAME,
     MODEL_CARD,
     MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
@@ -58,7 +61,8 @@ USERS = 32
 GRPC_THREADS = 64
 SAMPLE_USER = "42"
 SAMPLE_MOVIE = "50"
-SERVER_CALL_PATH = "predict batch 1, the server's call path (numpy in and out, flat call)"
+BARE_PREDICT = "predict batch 1, bare stub"
+SERVER_CALL_PATH = "predict batch 1, the server's call path (numpy in and out, session in the calling thread)"
 
 
 def _percentiles_ms(fn: Callable[[], object], calls: int, warmup: int = 50) -> dict[str, float]:
@@ -79,16 +83,17 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
         signatures = tf.saved_model.load(str(version_dir)).signatures
     predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
     user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant([10], tf.int32)
-    from serving.flat_call import FlatCall
+    from serving.servable import load_version
 
-    flat_predict = FlatCall.for_function(predict)
+    served = load_version("bench", 0, version_dir, warmup=False)
     arrays = {USER_ID: np.array([SAMPLE_USER.encode()], dtype=object), MOVIE_ID: np.array([SAMPLE_MOVIE.encode()], dtype=object)}
     rows = {
         "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
         "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
     }
-    if flat_predict is not None:
-        rows[SERVER_CALL_PATH] = _percentiles_ms(lambda: flat_predict(arrays), calls)
+    server_predict = served.runner(PREDICT_SIGNATURE)
+    rows[SERVER_CALL_PATH] = _percentiles_ms(lambda: server_predict.run(arrays), calls)
+    served.release()
     if RECOMMEND_FROM_RATINGS_SIGNATURE in signatures:  # default-preset models only
         card = json.loads(signatures[MODEL_CARD_SIGNATURE](**{MODEL_CARD_REQUEST: tf.constant([0])})[MODEL_CARD].numpy()[0])
         rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
@@ -100,11 +105,97 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
     return rows
 
 
+BATCH_SIZES = (1, 8, 32)
+
+
+def batch_costs(version_dir: Path, calls: int) -> dict[str, dict[int, float]]:
+    """(f) CPU µs per call of each mix signature at batch 1, 8 and 32, on the server's call path.
+
+    A merged batch costs what its graph run costs; whatever grows with the rows
+    is what batching cannot save. CPU, not wall time: the load runs are bound by
+    the cores, so CPU per request is what sets their throughput.
+    """
+    import random
+
+    from client import protocol
+    from loadtest.traffic import sample_ratings
+    from serving.servable import load_version
+
+    served = load_version("bench", 0, version_dir, warmup=False)
+    try:
+        card = json.loads(served.runner(MODEL_CARD_SIGNATURE).run({MODEL_CARD_REQUEST: np.array([0], np.int32)})[MODEL_CARD][0])
+        users, movies = card["vocabulary"]["user_ids"], card["vocabulary"]["movie_ids"]
+        rng = random.Random(0)
+
+        def request(signature: str, n: int):
+            if signature == PREDICT_SIGNATURE:
+                return protocol.predict_request(MODEL_NAME, None, rng.choices(users, k=n), rng.choices(movies, k=n))
+            if signature == RECOMMEND_SIGNATURE:
+                return protocol.recommend_request(MODEL_NAME, None, rng.choices(users, k=n), 10)
+            ids, rows = protocol.ratings_batch([sample_ratings(movies, rng) for _ in range(n)], None)
+            return protocol.recommend_from_ratings_request(MODEL_NAME, None, ids, rows, 10)
+
+        costs: dict[str, dict[int, float]] = {}
+        for signature in (RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, PREDICT_SIGNATURE):
+            if signature not in served.signature_defs:
+                continue
+            runner = served.runner(signature)
+            costs[signature] = {}
+            for n in BATCH_SIZES:
+                arrays = runner.arrays_from_protos(request(signature, n).inputs)
+                repeats = max(50, 2 * calls // n)
+                for _ in range(10):
+                    runner.run(arrays)
+                start = time.process_time()
+                for _ in range(repeats):
+                    runner.run(arrays)
+                costs[signature][n] = (time.process_time() - start) / repeats * 1e6
+        return costs
+    finally:
+        served.release()
+
+
+def batching_ceiling(costs: dict[str, dict[int, float]], mix: dict) -> dict[str, float] | None:
+    """The best batching-on / off throughput ratio the mix could reach on these cores, from (d)'s off run and (f).
+
+    The load runs are bound by the cores (server and Locust on the same two), so
+    throughput is cores / (CPU per request). Per request, (d)'s off run measured
+    Locust's CPU, the server's, and within the server's the graph runs' own CPU
+    (serving_graph_cpu_seconds). Batching can at best cut a request's graph
+    CPU to its per-row share of a 32-row batch, the share measured in-process
+    (the smallest batch-32 / batch-1 cost per row across the mix's signatures,
+    so the ceiling is generous); everything else per request (gRPC, decoding,
+    encoding, Locust) stays, and in fact grows a little (hand-offs to the batch
+    threads).
+    """
+    requests = mix.get("requests") or 0
+    if not requests or not mix.get("graph_runs") or "graph_cpu_s" not in mix:
+        return None
+    share = min(by_size[32] / 32 / by_size[1] for by_size in costs.values())
+    graph = mix["graph_cpu_s"] / requests * 1000
+    server = mix["server_cpu_s"] / requests * 1000
+    locust = mix["load_generator_cpu_s"] / requests * 1000
+    best_graph = graph * share
+    return {
+        "share_32": share,
+        "graph_ms": graph,
+        "best_graph_ms": best_graph,
+        "server_ms": server,
+        "locust_ms": locust,
+        "ceiling": (locust + server) / (locust + server - graph + best_graph),
+        # A load generator that cost nothing: only the server's own CPU per request left.
+        "server_only_ceiling": server / (server - graph + best_graph),
+    }
+
+
 def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
     """(b) cross-check: the same calls from a plain sequential client loop (no Locust, no gevent),
     plus an empty round trip: grpc.health.v1.Health/Check on the same kind of channel."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from client import protocol
 
     with RecommenderClient(target, retry=NO_RETRIES) as client:
         rows = {
@@ -115,6 +206,11 @@ def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
         health = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest()
         rows["empty round trip (health check)"] = _percentiles_ms(lambda: health.Check(request, timeout=5), calls)
+        # The same Predict as above from a bare stub on this plain channel, like the health check:
+        # the transport's cost is then the same in both, and the difference is the server's.
+        predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        predict = protocol.predict_request(MODEL_NAME, None, [SAMPLE_USER], [SAMPLE_MOVIE])
+        rows[BARE_PREDICT] = _percentiles_ms(lambda: predictions.Predict(predict, timeout=5), calls)
     return rows
 
 
@@ -124,15 +220,36 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def graph_totals(metrics_url: str) -> tuple[float, float]:
+    """(graph runs, graph CPU seconds) the server has counted so far, every model and signature."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    totals = {"serving_graph_runs_total": 0.0, "serving_graph_cpu_seconds_total": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals["serving_graph_runs_total"], totals["serving_graph_cpu_seconds_total"]
+
+
 def _load(server, name: str, out: Path, run_time: str, users: int, user_class: str, batch: str) -> dict:
     test = LoadTest(
         target=server.grpc_target, out=out / name, users=users, spawn_rate=users, run_time=run_time,
         user_class=user_class, predict_batch=batch,
     )  # fmt: skip
+    runs_before, graph_before = graph_totals(server.metrics_url)
     cpu_before = _cpu_s(server.process.pid)
     print(f"   load: {name} ({user_class} x{users}, {run_time}, predict batch {batch}) ...", flush=True)
     summary = run_load_test(test)
     summary["server_cpu_s"] = round(_cpu_s(server.process.pid) - cpu_before, 2)
+    runs_after, graph_after = graph_totals(server.metrics_url)
+    # The model card read by each Locust process at start is one run among thousands.
+    summary["graph_runs"] = int(runs_after - runs_before)
+    summary["graph_cpu_s"] = round(graph_after - graph_before, 2)
     summary["load_average_1m"] = round(os.getloadavg()[0], 2)  # at the end of the run: this run and anything else
     for problem in gate(summary, max_p99_ms=None, max_fail_ratio=None):
         print(f"   warning: {name}: {problem}", flush=True)
@@ -175,6 +292,59 @@ def keep_scale_section(path: Path, text: str) -> str:
     if START in old and END in old:
         return text.rstrip("\n") + "\n\n" + old[old.index(START) : old.index(END) + len(END)] + "\n"
     return text
+
+
+def batching_lines(
+    costs: dict[str, dict[int, float]] | None, runs: dict[str, dict], mix: dict, mix_on: dict, cores: int
+) -> list[str]:
+    """Section (f): what a merged batch costs here, and the ceiling that puts on (d)'s ratio."""
+    if not costs:
+        return []
+    sizes = sorted({n for by_size in costs.values() for n in by_size})
+    lines = [
+        "## (f) What batching can save on these cores",
+        "",
+        "CPU per graph run on the server's call path, in-process, by batch size (rows): a merged batch costs "
+        "one run, so the per-row share at 32 rows is the least a request can cost once batched.",
+        "",
+        "| signature | " + " | ".join(f"{n} rows µs" for n in sizes) + " | per row at 32 / at 1 |",
+        "|---|" + "---:|" * (len(sizes) + 1),
+    ]
+    for name, by_size in costs.items():
+        cells = [f"{by_size[n]:.0f}" if n in by_size else "" for n in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {by_size[32] / 32 / by_size[1]:.2f} |")
+    lines += [
+        "",
+        "Where each request's CPU went in the load runs of (c) and (d) (per request, in ms; the graph's share is "
+        "the server's own count, `serving_graph_cpu_seconds`, of the CPU its threads spent inside graph runs):",
+        "",
+        "| run | req/s | Locust | server outside the graph | graph runs | requests per graph run |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, run in runs.items():
+        n = run.get("requests") or 0
+        if not n or "graph_cpu_s" not in run:
+            continue
+        lines.append(
+            f"| {label} | {run['rps']:.0f} | {run['load_generator_cpu_s'] / n * 1000:.2f} | "
+            f"{(run['server_cpu_s'] - run['graph_cpu_s']) / n * 1000:.2f} | {run['graph_cpu_s'] / n * 1000:.2f} | "
+            f"{n / max(run['graph_runs'], 1):.1f} |"
+        )
+    ceiling = batching_ceiling(costs, mix)
+    if ceiling is not None:
+        lines += [
+            "",
+            f"With batching off, a mix request cost {ceiling['locust_ms'] + ceiling['server_ms']:.2f} ms of CPU "
+            f"(Locust {ceiling['locust_ms']:.2f}, server {ceiling['server_ms']:.2f}, of which graph runs "
+            f"{ceiling['graph_ms']:.2f}). Even if batching cut every graph run to a {ceiling['share_32']:.2f} per-row "
+            f"share of a 32-row batch (the cheapest share above) and added no cost of its own, a request would still "
+            f"cost {ceiling['locust_ms'] + ceiling['server_ms'] - ceiling['graph_ms'] + ceiling['best_graph_ms']:.2f} "
+            f"ms, so on these {cores} cores the mix's batching on / off ratio cannot exceed "
+            f"**{ceiling['ceiling']:.2f}×**; (d) measured {mix_on['rps'] / mix['rps']:.2f}×. With a load generator that "
+            f"cost nothing it could reach {ceiling['server_only_ceiling']:.2f}×. On a GPU a batch's run costs about "
+            "what one row's does, which is what `serving/batching.config` is tuned for.",
+        ]
+    return [*lines, ""]
 
 
 def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
@@ -237,21 +407,27 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
             f"{loop[label]['p99_ms']:.2f} | {ratio:.1f}x |"
         )
     predict_expected = empty["p50_ms"] + fl["predict batch 1"]["p50_ms"]
+    bare = loop[BARE_PREDICT]
     lines += [
+        f"| {BARE_PREDICT} (`PredictionService/Predict`, prebuilt request) | | | {bare['p50_ms']:.2f} | "
+        f"{bare['p99_ms']:.2f} | |",
         f"| empty round trip (`grpc.health.v1.Health/Check`) | | | {empty['p50_ms']:.2f} | {empty['p99_ms']:.2f} | |",
         "",
-        f"Predict batch 1 over gRPC against (empty round trip + in-process call): {loop['predict batch 1']['p50_ms']:.2f} ms "
-        f"vs {empty['p50_ms']:.2f} + {fl['predict batch 1']['p50_ms']:.2f} = {predict_expected:.2f} ms, "
-        f"**{loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×** (p50): what the server adds beyond the "
-        "transport and the model (request decoding and checks, the signature call from a gRPC thread, "
-        "response encoding).",
+        f"Predict batch 1 over gRPC against (empty round trip + in-process call): {bare['p50_ms']:.2f} ms vs "
+        f"{empty['p50_ms']:.2f} + {fl['predict batch 1']['p50_ms']:.2f} = {predict_expected:.2f} ms, "
+        f"**{bare['p50_ms'] / predict_expected:.2f}×** (p50): what the server adds beyond the transport and the "
+        "model (request decoding and checks, the signature run from a gRPC thread, response encoding). Predict and "
+        "the health check are both sent from a bare stub on one plain channel, so the transport costs the same in "
+        f"both; through `RecommenderClient` (its checks, request building and parsing: (e)) predict takes "
+        f"{loop['predict batch 1']['p50_ms']:.2f} ms ({loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×).",
         *([
             "",
-            f"The in-process call above is the usual `signature(**tensors)`; the server calls the same graph through "
-            f"`serving/flat_call.py` (bound once at load, single-threaded executor), which takes "
+            f"The in-process call above is the usual `signature(**tensors)`; the server runs the same graph as TF "
+            f"Serving does, in a session fed by tensor name (`serving/session_bundle.py`, run in the calling "
+            f"thread), which takes "
             f"{fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms in-process (row in (a)). Against that path the server's own "
-            f"share is {loop['predict batch 1']['p50_ms'] - empty['p50_ms'] - fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms "
-            f"per call ({loop['predict batch 1']['p50_ms'] / (empty['p50_ms'] + fl[SERVER_CALL_PATH]['p50_ms']):.2f}×).",
+            f"share is {bare['p50_ms'] - empty['p50_ms'] - fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms "
+            f"per call ({bare['p50_ms'] / (empty['p50_ms'] + fl[SERVER_CALL_PATH]['p50_ms']):.2f}×).",
         ] if SERVER_CALL_PATH in fl else []),
         "",
         f"## (c) Predict throughput at {USERS} users: server-side batching off vs on",
@@ -314,6 +490,11 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "|---|---:|",
         *(f"| {n} | {us:.1f} |" for n, us in results["client_overhead_us"].items()),
         "",
+        *batching_lines(
+            results.get("batch_costs"),
+            {"predict-only, off": c_off, "predict-only, on": c_on, "mix, off": mix, "mix, on": mix_on},
+            mix, mix_on, machine.cores,
+        ),
         "## Reproduce",
         "",
         "```sh",
@@ -357,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["client_overhead_us"] = measure_client_overhead()
     print("(a) in-process floor ...", flush=True)
     results["floor"] = floor(args.model_base_path / str(version), args.calls)
+    print("(f) graph cost by batch size ...", flush=True)
+    results["batch_costs"] = batch_costs(args.model_base_path / str(version), args.calls)
     print("(b)-(d) batching off: starting the local server ...", flush=True)
     threads = ["--grpc_max_threads", str(GRPC_THREADS)]
     with start_local_server(args.model_base_path, startup_timeout=120, extra_args=threads) as server:
