@@ -30,9 +30,8 @@ import numpy as np
 
 from train import data
 from train.data import (
-    AGE_BUCKETS, GENRES, DataError, Movies, MovieLens, Ratings, Users, _Block, _check_line, _check_no_nul, _fields,
-    _first, _first_repeat, _int, _pair_key, _read_bytes, _truncated, _unexplained, read_blocks, release_years,
-    verify_checksums,
+    AGE_BUCKETS, GENRES, DataError, Movies, MovieLens, Ratings, Users, _check_line, _check_no_nul, _fields, _int,
+    _read_bytes, _truncated, read_ratings_file, release_years, verify_checksums,
 )
 
 LAYOUT_100K, LAYOUT_1M, LAYOUT_CSV = "ml-100k", "ml-1m", "csv"
@@ -236,176 +235,12 @@ def read_movies_csv(path: Path) -> Movies:
     return _movies(ids, titles, genre_columns, GENRES_CSV)
 
 
-# --- the ratings files, vectorised -----------------------------------------------------------
-
-
-def _parse_ratings_block(chunk: bytes, first_line: int, sep: bytes, half_stars: bool) -> _Block:
-    """Parses whole ``user<sep>movie<sep>rating<sep>timestamp`` lines as far as the first malformed one.
-
-    Ids and timestamps must be canonical integers (as in u.data); the rating an integer, or with
-    ``half_stars`` also ``d.0`` / ``d.5``. The columns are int64 except the rating (float64).
-    Range and id checks are the caller's.
-    """
-    n_fields, rating_field = 4, 2
-    buf = np.frombuffer(chunk, np.uint8)
-    newline = buf == ord("\n")
-    ends = np.flatnonzero(newline)
-    n_good = len(ends)
-
-    def cut_at(position) -> None:  # the line holding byte ``position`` and those after it are not good
-        nonlocal n_good
-        n_good = min(n_good, int(np.searchsorted(ends, position)))
-
-    in_sep = buf == sep[0]
-    if len(sep) == 2:  # '::': runs of ':' must be exactly two long; a separator is where a run starts
-        before = np.zeros_like(in_sep)
-        before[1:] = in_sep[:-1]
-        after = np.zeros_like(in_sep)
-        after[:-1] = in_sep[1:]
-        run_starts, run_ends = np.flatnonzero(in_sep & ~before), np.flatnonzero(in_sep & ~after)
-        wrong = _first(run_ends - run_starts != 1)
-        if wrong is not None:
-            cut_at(run_starts[wrong])
-        sep_at = np.zeros_like(in_sep)
-        sep_at[run_starts] = True
-    else:
-        sep_at = in_sep
-    dot = (buf == ord(".")) if half_stars else np.zeros_like(newline)
-    other = (buf - np.uint8(ord("0")) > 9) & ~newline & ~in_sep & ~dot  # uint8 wraps below "0"
-    if other.any():
-        cut_at(np.argmax(other))
-    field_end = newline | sep_at
-    seps = np.flatnonzero(field_end)
-    fields_per_line = np.diff(np.flatnonzero(newline[seps]), prepend=-1)
-    wrong = _first(fields_per_line != n_fields)
-    if wrong is not None:
-        n_good = min(n_good, wrong)
-    stops = seps[: n_good * n_fields]  # a field ends at its separator
-    starts = np.zeros_like(stops)
-    starts[1:] = stops[:-1] + np.where(newline[stops[:-1]], 1, len(sep))
-    length = stops - starts
-    is_rating = (np.arange(len(stops)) % n_fields) == rating_field
-    first = buf[np.minimum(starts, len(buf) - 1)]
-    bad = (length == 0) | (length > data.MAX_DIGITS) | ((first == ord("0")) & (length > 1) & ~is_rating)
-    if half_stars:  # d, d.0 or d.5; a dot anywhere else is wrong
-        second = buf[np.minimum(starts + 1, len(buf) - 1)]
-        third = buf[np.minimum(starts + 2, len(buf) - 1)]
-        half_form = (length == 3) & (second == ord(".")) & ((third == ord("0")) | (third == ord("5")))
-        bad |= is_rating & (length != 1) & ~half_form
-        dots = np.flatnonzero(dot)
-        dots = dots[dots < (stops[-1] if len(stops) else 0)]
-        field = np.searchsorted(stops, dots)
-        wrong_dot = _first(~is_rating[field] | (dots != starts[field] + 1))
-        if wrong_dot is not None:
-            bad[field[wrong_dot]] = True
-    else:
-        bad |= is_rating & (length > 1) & (first == ord("0"))
-    wrong = _first(bad.reshape(n_good, n_fields).any(axis=1))
-    if wrong is not None:
-        n_good = wrong
-        starts, length = starts[: n_good * n_fields], length[: n_good * n_fields]
-    # Every field of the good lines is now well formed: blank the separators (and each rating's
-    # '.d') and numpy's C text reader converts the integers exactly.
-    size = int(ends[n_good - 1]) + 1 if n_good else 0
-    good = buf[:size].copy()
-    good[field_end[:size] | in_sep[:size]] = ord(" ")
-    half = np.zeros(n_good, bool)
-    if half_stars and n_good:
-        rating_starts, rating_length = starts[rating_field::n_fields], length[rating_field::n_fields]
-        decimal = np.flatnonzero(rating_length == 3)
-        half[decimal] = buf[rating_starts[decimal] + 2] == ord("5")
-        good[rating_starts[decimal] + 1] = good[rating_starts[decimal] + 2] = ord(" ")
-    values = np.fromstring(good.tobytes(), dtype=np.int64, sep=" ")
-    if len(values) != n_good * n_fields:
-        raise AssertionError(f"read {len(values)} integers from {n_good} checked lines")
-    columns = list(values.reshape(n_good, n_fields).T)
-    columns[rating_field] = columns[rating_field] + 0.5 * half
-    return _Block(first_line, chunk, ends, columns, n_good)
-
-
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
-_HALF_STAR = re.compile(r"[0-9](\.[05])?")
-
-
-def _half_star_rating(path: Path, number: int, value: str) -> float:
-    if not _NUMBER.fullmatch(value):
-        raise DataError(path, number, f"rating {value!r} is not a number")
-    rating = float(value)
-    if not 0.5 <= rating <= 5:
-        raise DataError(path, number, f"rating {value} is outside 0.5-5.0")
-    if rating * 2 != int(rating * 2):
-        raise DataError(path, number, f"rating {value} is not a multiple of 0.5")
-    if not _HALF_STAR.fullmatch(value):
-        raise DataError(path, number, f"rating {value!r} is not written as 4, 4.0 or 4.5")
-    return rating
-
-
-def _reject_rating_line(path: Path, number: int, line: str, sep: str, half_stars: bool, movies: Movies,
-                        users: Users | None, movies_file: str, users_file: str | None) -> None:
-    _check_line(path, number, line)
-    fields = _fields(path, number, line, sep, 4)
-    user_id = str(_int(path, number, "user id", fields[0]))
-    movie_id = str(_int(path, number, "movie id", fields[1]))
-    if half_stars:
-        _half_star_rating(path, number, fields[2])
-    else:
-        rating = _int(path, number, "rating", fields[2])
-        if not 1 <= rating <= 5:
-            raise DataError(path, number, f"rating {rating} is outside 1-5")
-    _int(path, number, "timestamp", fields[3])
-    if users is not None and users.index(user_id) < 0:
-        raise DataError(path, number, f"rating for unknown user {user_id} (not in {users_file})")
-    if movies.index(movie_id) < 0:
-        raise DataError(path, number, f"rating for unknown movie {movie_id} (not in {movies_file})")
-    raise _unexplained(path, number)
-
-
-def _read_ratings(path: Path, sep: bytes, half_stars: bool, header: bytes | None, movies: Movies,
-                  users: Users | None, movies_file: str, users_file: str | None):
-    """(user indices, movie indices, ratings, timestamps, user ids) of every line, or the first problem.
-
-    With ``users`` the indices are theirs (an unknown user is an error); without, the users are the
-    distinct ids that rated, in id order, returned as the last item.
-    """
-    low = 0.5 if half_stars else 1.0
-    parts: list[tuple[np.ndarray, ...]] = []
-    failed: tuple[int, str] | None = None
-    first_line = 2 if header is not None else 1
-    for block in read_blocks(path, lambda chunk, line: _parse_ratings_block(chunk, line, sep, half_stars), header):
-        user_id, movie_id, rating, timestamp = block.columns
-        user = user_id if users is None else users.index(user_id)
-        movie = movies.index(movie_id)
-        bad = _first((rating < low) | (rating > 5) | (user < 0) | (movie < 0))
-        n = block.n_good if bad is None else bad
-        parts.append((user[:n].copy(), movie[:n], rating[:n].astype(np.float32), timestamp[:n].copy()))
-        if n < len(block.ends):
-            failed = block.first_line + n, block.line(n)
-            break
-    if not parts:
-        parts.append((np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
-    user, movie, rating, timestamp = (np.concatenate(column) for column in zip(*parts))
-    del parts
-    if users is None:
-        user_ids, user = np.unique(user, return_inverse=True)
-    else:
-        user_ids = users.ids
-    repeat = _first_repeat(_pair_key(user, movie, len(movies)))
-    if repeat is not None:  # every row read comes before the failed line
-        row, earlier = repeat
-        raise DataError(
-            path, row + first_line,
-            f"user {user_ids[user[row]]} rated movie {movies.ids[movie[row]]} again (first at line {earlier + first_line})",
-        )
-    if failed is not None:
-        _reject_rating_line(path, *failed, sep.decode(), half_stars, movies, users, movies_file, users_file)
-    if not len(user):
-        raise DataError(path, None, "no ratings")
-    return user.astype(np.int32), movie, rating, timestamp, user_ids
+# --- the ratings files (parsed by data.read_ratings_file, which reads u.data too) -------------
 
 
 def read_ratings_1m(path: Path, movies: Movies, users: Users) -> Ratings:
     """ratings.dat: UserID::MovieID::Rating::Timestamp, ratings 1-5."""
-    user, movie, rating, timestamp, _ = _read_ratings(path, b"::", False, None, movies, users, "movies.dat", "users.dat")
+    user, movie, rating, timestamp, _ = read_ratings_file(path, b"::", False, None, movies, users, "movies.dat", "users.dat")
     return Ratings(user, movie, rating, timestamp)
 
 
@@ -414,7 +249,7 @@ def read_ratings_csv(path: Path, movies: Movies) -> tuple[Ratings, Users]:
 
     There is no user file: the users are the ids that rated, in id order, without demographics.
     """
-    user, movie, rating, timestamp, ids = _read_ratings(path, b",", True, RATINGS_CSV_HEADER, movies, None,
+    user, movie, rating, timestamp, ids = read_ratings_file(path, b",", True, RATINGS_CSV_HEADER, movies, None,
                                                         "movies.csv", None)
     n = len(ids)
     users = Users(
