@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import cli
 from common.quiet import native_stderr_silenced
@@ -53,6 +54,9 @@ from loadtest.machine import SHARED_CORES_NOTE, this_machine
 from loadtest.runner import LoadTest, gate, run_load_test
 from loadtest.summary import format_ms
 
+if TYPE_CHECKING:
+    from serving.servable import LoadedVersion
+
 USERS = 32
 # gRPC handler threads for both servers of (b)-(d), batching off and on alike. A handler
 # waiting in the batcher holds its thread, so with fewer threads than users in flight the
@@ -77,15 +81,12 @@ def _percentiles_ms(fn: Callable[[], object], calls: int, warmup: int = 50) -> d
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
-def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
+def floor(version_dir: Path, served: LoadedVersion, calls: int) -> dict[str, dict[str, float]]:
     """(a) The loaded signatures called directly: no network, no proto (de)serialization."""
     with native_stderr_silenced():  # TF logs a CUDA probe failure on first load; not news on a CPU box
         signatures = tf.saved_model.load(str(version_dir)).signatures
     predict, recommend = signatures[PREDICT_SIGNATURE], signatures[RECOMMEND_SIGNATURE]
     user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant([10], tf.int32)
-    from serving.servable import load_version
-
-    served = load_version("bench", 0, version_dir, warmup=False)
     arrays = {USER_ID: np.array([SAMPLE_USER.encode()], dtype=object), MOVIE_ID: np.array([SAMPLE_MOVIE.encode()], dtype=object)}
     rows = {
         "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
@@ -93,7 +94,6 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
     }
     server_predict = served.runner(PREDICT_SIGNATURE)
     rows[SERVER_CALL_PATH] = _percentiles_ms(lambda: server_predict.run(arrays), calls)
-    served.release()
     if RECOMMEND_FROM_RATINGS_SIGNATURE in signatures:  # default-preset models only
         card = json.loads(signatures[MODEL_CARD_SIGNATURE](**{MODEL_CARD_REQUEST: tf.constant([0])})[MODEL_CARD].numpy()[0])
         rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
@@ -108,7 +108,7 @@ def floor(version_dir: Path, calls: int) -> dict[str, dict[str, float]]:
 BATCH_SIZES = (1, 8, 32)
 
 
-def batch_costs(version_dir: Path, calls: int) -> dict[str, dict[int, float]]:
+def batch_costs(served: LoadedVersion, calls: int) -> dict[str, dict[int, float]]:
     """(f) CPU µs per call of each mix signature at batch 1, 8 and 32, on the server's call path.
 
     A merged batch costs what its graph run costs; whatever grows with the rows
@@ -119,40 +119,35 @@ def batch_costs(version_dir: Path, calls: int) -> dict[str, dict[int, float]]:
 
     from client import protocol
     from loadtest.traffic import sample_ratings
-    from serving.servable import load_version
 
-    served = load_version("bench", 0, version_dir, warmup=False)
-    try:
-        card = json.loads(served.runner(MODEL_CARD_SIGNATURE).run({MODEL_CARD_REQUEST: np.array([0], np.int32)})[MODEL_CARD][0])
-        users, movies = card["vocabulary"]["user_ids"], card["vocabulary"]["movie_ids"]
-        rng = random.Random(0)
+    card = json.loads(served.runner(MODEL_CARD_SIGNATURE).run({MODEL_CARD_REQUEST: np.array([0], np.int32)})[MODEL_CARD][0])
+    users, movies = card["vocabulary"]["user_ids"], card["vocabulary"]["movie_ids"]
+    rng = random.Random(0)
 
-        def request(signature: str, n: int):
-            if signature == PREDICT_SIGNATURE:
-                return protocol.predict_request(MODEL_NAME, None, rng.choices(users, k=n), rng.choices(movies, k=n))
-            if signature == RECOMMEND_SIGNATURE:
-                return protocol.recommend_request(MODEL_NAME, None, rng.choices(users, k=n), 10)
-            ids, rows = protocol.ratings_batch([sample_ratings(movies, rng) for _ in range(n)], None)
-            return protocol.recommend_from_ratings_request(MODEL_NAME, None, ids, rows, 10)
+    def request(signature: str, n: int):
+        if signature == PREDICT_SIGNATURE:
+            return protocol.predict_request(MODEL_NAME, None, rng.choices(users, k=n), rng.choices(movies, k=n))
+        if signature == RECOMMEND_SIGNATURE:
+            return protocol.recommend_request(MODEL_NAME, None, rng.choices(users, k=n), 10)
+        ids, rows = protocol.ratings_batch([sample_ratings(movies, rng) for _ in range(n)], None)
+        return protocol.recommend_from_ratings_request(MODEL_NAME, None, ids, rows, 10)
 
-        costs: dict[str, dict[int, float]] = {}
-        for signature in (RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, PREDICT_SIGNATURE):
-            if signature not in served.signature_defs:
-                continue
-            runner = served.runner(signature)
-            costs[signature] = {}
-            for n in BATCH_SIZES:
-                arrays = runner.arrays_from_protos(request(signature, n).inputs)
-                repeats = max(50, 2 * calls // n)
-                for _ in range(10):
-                    runner.run(arrays)
-                start = time.process_time()
-                for _ in range(repeats):
-                    runner.run(arrays)
-                costs[signature][n] = (time.process_time() - start) / repeats * 1e6
-        return costs
-    finally:
-        served.release()
+    costs: dict[str, dict[int, float]] = {}
+    for signature in (RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, PREDICT_SIGNATURE):
+        if signature not in served.signature_defs:
+            continue
+        runner = served.runner(signature)
+        costs[signature] = {}
+        for n in BATCH_SIZES:
+            arrays = runner.arrays_from_protos(request(signature, n).inputs)
+            repeats = max(50, 2 * calls // n)
+            for _ in range(10):
+                runner.run(arrays)
+            start = time.process_time()
+            for _ in range(repeats):
+                runner.run(arrays)
+            costs[signature][n] = (time.process_time() - start) / repeats * 1e6
+    return costs
 
 
 def batching_ceiling(costs: dict[str, dict[int, float]], mix: dict) -> dict[str, float] | None:
@@ -536,10 +531,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict = {"version": version}
     print("(e) client overhead ...", flush=True)
     results["client_overhead_us"] = measure_client_overhead()
-    print("(a) in-process floor ...", flush=True)
-    results["floor"] = floor(args.model_base_path / str(version), args.calls)
-    print("(f) graph cost by batch size ...", flush=True)
-    results["batch_costs"] = batch_costs(args.model_base_path / str(version), args.calls)
+    from serving.servable import load_version
+
+    # The server's own call path (a session run in the calling thread), loaded as the server loads it.
+    served = load_version("bench", version, args.model_base_path / str(version), warmup=False)
+    try:
+        print("(a) in-process floor ...", flush=True)
+        results["floor"] = floor(args.model_base_path / str(version), served, args.calls)
+        print("(f) graph cost by batch size ...", flush=True)
+        results["batch_costs"] = batch_costs(served, args.calls)
+    finally:
+        served.release()
     print("(b)-(d) batching off: starting the local server ...", flush=True)
     threads = ["--grpc_max_threads", str(GRPC_THREADS)]
     with start_local_server(args.model_base_path, startup_timeout=120, extra_args=threads) as server:
