@@ -187,6 +187,8 @@ def test_locust_targets_envoy_grpc_and_publishes_its_web_ui(gpu: dict) -> None:
         assert service["build"]["dockerfile"] == "loadtest/Dockerfile"
     assert "--master" in master["command"]
     assert "--worker" in worker["command"] and "--master-host=locust" in worker["command"]
+    # The web UI can start a swarm against any host and has no login: loopback only.
+    assert [p.get("host_ip") for p in master["ports"]] == ["127.0.0.1"]
     # `--scale locust-worker=N` needs replicas that don't collide.
     assert not worker.get("ports") and not worker.get("container_name")
 
@@ -258,6 +260,8 @@ def test_config_flags_point_at_the_mounted_serving_files(gpu: dict) -> None:
         assert posixpath.dirname(in_container) == CONFIG_MOUNT, flag
         reader(SERVING_DIR / posixpath.basename(in_container))  # raises ConfigError on any mistake
     assert int(flags["file_system_poll_wait_seconds"]) >= 1  # 0 would disable picking up new versions
+    # `python -m export.rollout` rewrites models.config; 0 (the default) would never re-read it.
+    assert int(flags["model_config_file_poll_wait_seconds"]) >= 1
 
 
 def test_models_config_parses_with_the_official_proto() -> None:
@@ -428,3 +432,66 @@ def test_distributed_profile_adds_two_trainer_workers_of_one_cluster(compose_hom
 
 def test_distributed_workers_are_off_without_the_profile(gpu: dict) -> None:
     assert not [name for name in gpu["services"] if name.startswith("trainer-")]
+
+
+# --- container hardening (issue 21) ---------------------------------------------------------------
+
+# The edge branch owns these two (Envoy's own hardening and the credentials one-shot); every other
+# service, including the distributed profile's workers, is checked here.
+EDGE_OWNED = {"envoy", "credentials"}
+
+
+def _hardened_services(compose_home: Path) -> dict:
+    resolved = _compose(compose_home, COMPOSE_FILE, args=("--format", "json"), env={"COMPOSE_PROFILES": "distributed"})
+    assert resolved.returncode == 0, resolved.stderr
+    services = json.loads(resolved.stdout)["services"]
+    return {name: service for name, service in services.items() if name not in EDGE_OWNED}
+
+
+def test_every_service_is_hardened(compose_home: Path) -> None:
+    services = _hardened_services(compose_home)
+    assert {"trainer", "trainer-0", "trainer-1", "tfserving", "locust", "locust-worker"} <= set(services)
+    for name, service in services.items():
+        uid = service.get("user", "").split(":")[0]
+        assert uid.isdigit() and int(uid) != 0, f"{name}: runs as {service.get('user')!r}, not a numeric non-root uid"
+        assert service.get("read_only") is True, f"{name}: root filesystem is writable"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: cap_drop {service.get('cap_drop')}"
+        assert not service.get("cap_add"), f"{name}: adds capabilities {service.get('cap_add')}"
+        assert "no-new-privileges:true" in service.get("security_opt", []), f"{name}: may gain privileges"
+        assert not service.get("privileged"), name
+        limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+        memory = service.get("mem_limit") or limits.get("memory")
+        pids = service.get("pids_limit") or limits.get("pids")
+        assert memory and int(memory) > 0, f"{name}: no memory limit"
+        assert pids and 0 < int(pids) <= 4096, f"{name}: no pid limit"
+        # Writable places are explicit: a /tmp tmpfs; everything else is a volume.
+        assert any(t.split(":")[0] == "/tmp" for t in service.get("tmpfs", [])), f"{name}: no /tmp tmpfs"
+
+
+def test_hardening_survives_the_cpu_override(cpu: dict) -> None:
+    tfserving = cpu["services"]["tfserving"]
+    assert tfserving["read_only"] is True and tfserving["user"] == "65534:65534"
+    assert tfserving["mem_limit"] and tfserving["pids_limit"] and tfserving["cap_drop"] == ["ALL"]
+
+
+def test_writable_paths_of_the_read_only_trainer_are_volumes(gpu: dict) -> None:
+    trainer = gpu["services"]["trainer"]
+    # The run directory (runs/<name>, relative to WORKDIR /app), the model store and the download cache.
+    for target in ("/app/runs", "/" + contract.MODELS_DIR, "/home/app/.cache"):
+        mount = _mount(trainer, target)
+        assert mount["type"] == "volume" and not mount.get("read_only"), target
+
+
+def test_tf_serving_runs_as_a_non_root_uid_with_read_only_inputs(gpu: dict) -> None:
+    tfserving = gpu["services"]["tfserving"]
+    assert int(tfserving["user"].split(":")[0]) != 0
+    for target in (CONFIG_MOUNT, "/" + contract.MODELS_DIR):
+        assert _mount(tfserving, target).get("read_only") is True, target
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dockerfile_user_is_a_numeric_non_root_uid(dockerfile: Path) -> None:
+    # Numeric, so Kubernetes' runAsNonRoot can verify it; the same uid compose names.
+    users = [args for keyword, args in _instructions(dockerfile) if keyword == "USER"]
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, users[-1]
