@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas conformance conformance-upstream clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -73,6 +73,23 @@ test: setup
 # rollout); about 3 minutes, so not part of `make test`. .ci/run runs both.
 test-replicas: setup
 	RUN_REPLICA_SCENARIOS=1 $(PY) -m pytest -q tests/replicas_test.py
+
+# The Kubernetes manifests (deploy/kubernetes) through a policy scanner: each overlay rendered with
+# `kubectl kustomize`, then checkov (in its own venv, .venv-tools: it pins libraries the project's
+# venv must not share). Skipped checks are justified in the README ("Kubernetes", policy scan).
+CHECKOV_VERSION ?= 3.3.30
+TOOLS_VENV := .venv-tools
+CHECKOV_SKIP := CKV_K8S_43
+check-k8s: $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION)
+	mkdir -p reports/kubernetes
+	for overlay in gpu cpu; do kubectl kustomize deploy/kubernetes/overlays/$$overlay > reports/kubernetes/$$overlay.yaml || exit 1; done
+	$(TOOLS_VENV)/bin/checkov --framework kubernetes --quiet --compact --skip-download \
+		--skip-check $(CHECKOV_SKIP) -f reports/kubernetes/gpu.yaml -f reports/kubernetes/cpu.yaml
+$(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION):
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV) || python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
 
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py
