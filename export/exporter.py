@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -267,13 +268,63 @@ def verify(directory: Path, module: ServingModule, samples: dict) -> str:
     return f"verified: max |reloaded - in-memory| over every output = {diff:.1e}\n" + signature_table(loaded)
 
 
+class GateRefused(ExportError):
+    """The new version is worse than the served one beyond the tolerance: nothing was published."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Compare with the served version before publishing (export/gate.py)."""
+
+    data_dir: Path | None = None  # the data the run trained on; None: $MOVIELENS_DIR, the cache
+    models_config: Path | None = None  # the config the servers poll: its `stable` label is "served"
+    tolerance: float = 0.02
+
+
+def run_gate(gate: Gate, run_dir: Path, base_path: Path, version: int, module: ServingModule, config,
+             force: bool, step: Callable[[str], None]) -> dict:
+    """The gate's record for the model card; raises GateRefused unless the candidate passes (or ``force``)."""
+    from export import gate as gates
+
+    served = gates.served_version(base_path, gate.models_config)
+    record = {"tolerance": gate.tolerance, "split": config.split, "part": "validation", "served_version": served}
+    if served is None:
+        step("gate: no version is served yet: nothing to compare with")
+        return {**record, "passed": True, "forced": False}
+    step(f"gate: measuring version {version} and the served version {served} on {run_dir}'s validation part ...")
+    try:
+        from train.download import DataUnavailable, locate
+
+        data_dir = locate(gate.data_dir)
+        metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
+        part = gates.ValidationPart.of(data_dir, config, metrics.get("dataset_sha256"))
+        candidate = gates.figures(module.signatures(), part)
+        served_figures = gates.figures(tf.saved_model.load(str(base_path / str(served))).signatures, part)
+    except (gates.GateError, DataUnavailable, OSError, ValueError, KeyError, tf.errors.OpError) as e:
+        raise ExportError(f"gate: cannot compare with the served version {served}: {e}") from e
+    failures = gates.worse(candidate, served_figures, gate.tolerance)
+    record.update(candidate=candidate, served=served_figures, passed=not failures, forced=bool(failures and force),
+                  worse=failures)
+    step(f"gate: version {version}: {gates.describe(candidate)}")
+    step(f"gate: served {served}: {gates.describe(served_figures)}")
+    if failures and not force:
+        raise GateRefused(
+            f"refused: version {version} ({run_dir}) is worse than the served version {served} on the validation part: "
+            + "; ".join(failures) + f". Candidate {gates.describe(candidate)}; served {gates.describe(served_figures)}. "
+            "Nothing was published; --force publishes anyway (recorded in the model card)")
+    step("gate: " + ("FORCED past: " + "; ".join(failures) if failures else f"passed (tolerance {gate.tolerance:.0%})"))
+    return record
+
+
 def export_run(
     run_dir: Path, base_path: Path, version: int | None = None, force: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, gate: Gate | None = None,
 ) -> Path:
     """Exports ``run_dir`` to ``base_path/<version>``; returns the version directory.
 
-    ``progress`` (e.g. ``print``) is told each step as it starts.
+    ``progress`` (e.g. ``print``) is told each step as it starts. ``gate``: publish only if the
+    version is not worse than the served one (export/gate.py), else raise GateRefused before
+    anything is written; ``force`` publishes anyway and records it in the model card.
     """
     step = progress or (lambda message: None)
     started = time.perf_counter()
@@ -291,10 +342,13 @@ def export_run(
         step(f"removed {path}, left by an export that no longer runs")
 
     step(f"loading the run {run_dir} ...")
-    recommender, _, features = trainer.load_recommender(run_dir)
+    recommender, train_config, features = trainer.load_recommender(run_dir)
     module = ServingModule(recommender, features, model_card_json="")
     vocabulary = served_vocabulary(features)
+    gate_record = run_gate(gate, run_dir, base_path, version, module, train_config, force, step) if gate else None
     card = model_card(run_dir, version, module, vocabulary)
+    if gate_record is not None:
+        card["rollout_gate"] = gate_record
     module.card.assign(json.dumps(card, indent=2))
     samples = {name: inputs for name, inputs in sample_inputs(vocabulary).items() if name in module.signatures()}
 

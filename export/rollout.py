@@ -1,0 +1,303 @@
+"""python -m export.rollout init|canary|promote|abort|rollback|status --config serving/models.config
+
+Labelled rollouts: which exported versions the servers serve, and under which version label,
+by rewriting the model config file TF Serving (and `python -m serving`) re-reads every
+--model_config_file_poll_wait_seconds. Each change is one atomic rename of a complete file.
+
+The config switches from the `latest` policy (every new version directory is served at once)
+to a `specific` list of versions with labels:
+
+- `stable`: what everyone gets; `canary`: the version on trial, asked for by label
+  (`python -m client --label canary ...`); `previous`: the stable before the last promote,
+  kept loaded so a rollback is instant.
+- init: pin the newest version (or --version N) as stable. From then on a new export is not
+  served until it is made the canary.
+- canary [N]: serve version N (default: the newest exported) beside stable and point `canary`
+  at it, in two writes (versions first, then the label once N is loaded: TF Serving refuses a
+  label on a version it has not loaded).
+- promote: stable becomes the canary, the old stable becomes `previous`.
+- abort: drop the canary (stable unchanged).
+- rollback: stable goes back to `previous`; any canary is dropped.
+
+TF Serving answers a request that names no version or label with the highest loaded version,
+which during a canary is the canary: clients that must stay on stable ask for it by label.
+Exit codes: 0 done, 1 refused (nothing to promote, version missing...), 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import cli, contract
+
+STABLE, CANARY, PREVIOUS = "stable", "canary", "previous"
+HEADER = """\
+# TF Serving --model_config_file (tensorflow.serving.ModelServerConfig text proto), written by
+# `python -m export.rollout {command}` (README, "Rollouts"): only the versions listed under
+# `specific` are served; `stable` is what everyone gets, `canary` the version on trial (asked
+# for by label), `previous` the stable before the last promote (kept loaded for rollback).
+# Every server re-reads this file (--model_config_file_poll_wait_seconds).
+"""
+
+
+class RolloutError(RuntimeError):
+    pass
+
+
+@dataclass
+class State:
+    """One model's entry: its version policy and labels."""
+
+    policy: str  # "latest" | "all" | "specific"
+    versions: set[int] = field(default_factory=set)
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.policy != "specific":
+            return f"policy {self.policy} (no labels): every new version directory is served"
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(self.labels.items(), key=lambda kv: kv[1])) or "none"
+        return f"serving versions {', '.join(map(str, sorted(self.versions))) or '(none)'}; labels {labels}"
+
+
+def _parse(path: Path):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return text_format.Parse(path.read_text(encoding="utf-8"), model_server_config_pb2.ModelServerConfig())
+
+
+def _entry(config, model_name: str):
+    for entry in config.model_config_list.config:
+        if entry.name == model_name:
+            return entry
+    raise RolloutError(f"the config lists no model {model_name!r}")
+
+
+def read_state(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+    entry = _entry(_parse(path), model_name)
+    policy = entry.model_version_policy.WhichOneof("policy_choice") or "latest"
+    versions = set(entry.model_version_policy.specific.versions) if policy == "specific" else set()
+    return State(policy, versions, dict(entry.version_labels))
+
+
+def write_state(path: Path, state: State, command: str, model_name: str = contract.MODEL_NAME) -> None:
+    """Rewrites ``path`` with ``state`` for ``model_name`` (other models untouched): temp file + rename."""
+    from google.protobuf import text_format
+
+    config = _parse(path)
+    entry = _entry(config, model_name)
+    entry.model_version_policy.Clear()
+    if state.policy == "specific":
+        entry.model_version_policy.specific.versions.extend(sorted(state.versions))
+    else:
+        entry.model_version_policy.latest.num_versions = 1
+    entry.version_labels.clear()
+    for label, version in sorted(state.labels.items()):
+        entry.version_labels[label] = version
+    text = HEADER.format(command=command) + text_format.MessageToString(config)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # servers run as other users
+        os.replace(tmp, path)  # a poll reads the old file or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Locked:
+    """An exclusive flock for one read-modify-write (two rollouts never interleave).
+
+    On the config's directory, not the file: the rename replaces the file's inode.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.fd = os.open(self.path.resolve().parent, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def _exported(base_path: Path) -> dict[int, Path]:
+    from common.versions import list_versions
+
+    return list_versions(base_path)
+
+
+def _require_on_disk(base_path: Path, version: int) -> None:
+    if version not in _exported(base_path):
+        raise RolloutError(f"version {version} is not in {base_path} (export it first: python -m export)")
+
+
+def _require_labelled(state: State, path: Path) -> None:
+    if state.policy != "specific" or STABLE not in state.labels:
+        raise RolloutError(f"{path} has no stable label ({state.describe()}): run `python -m export.rollout init` first")
+
+
+def _wait_available(servers: list[str], version: int, seconds: float, model_name: str) -> None:
+    """Until every server reports ``version`` AVAILABLE (GetModelStatus on its own port), or a timeout."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    deadline = time.monotonic() + seconds
+    for server in servers:
+        with grpc.insecure_channel(server) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            while True:
+                request = get_model_status_pb2.GetModelStatusRequest()
+                request.model_spec.name = model_name
+                request.model_spec.version.value = version
+                try:
+                    states = stub.GetModelStatus(request, timeout=5).model_version_status
+                    if any(s.version == version and s.state == s.AVAILABLE for s in states):
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RolloutError(f"{server} did not report version {version} AVAILABLE within {seconds:.0f} s; "
+                                       "the config lists it but the canary label was not set")
+                time.sleep(0.5)
+
+
+def init(path: Path, base_path: Path, version: int | None = None, model_name: str = contract.MODEL_NAME) -> State:
+    with _Locked(path):
+        state = read_state(path, model_name)
+        if state.policy == "specific" and STABLE in state.labels and version is None:
+            return state  # already labelled: nothing to do
+        exported = _exported(base_path)
+        version = version if version is not None else max(exported, default=None)
+        if version is None:
+            raise RolloutError(f"no version in {base_path} to pin as stable")
+        _require_on_disk(base_path, version)
+        new = State("specific", {version}, {STABLE: version})
+        write_state(path, new, "init", model_name)
+        return new
+
+
+def canary(path: Path, base_path: Path, version: int | None = None, servers: list[str] | None = None,
+           wait_seconds: float = 10.0, model_name: str = contract.MODEL_NAME, progress=print) -> State:
+    with _Locked(path):
+        state = read_state(path, model_name)
+        _require_labelled(state, path)
+        if version is None:
+            version = max(_exported(base_path), default=0)
+        _require_on_disk(base_path, version)
+        if version == state.labels[STABLE]:
+            raise RolloutError(f"version {version} is already stable")
+        kept = {state.labels[STABLE]} | ({state.labels[PREVIOUS]} if PREVIOUS in state.labels else set())
+        labels = {k: v for k, v in state.labels.items() if k != CANARY}
+        # 1. Load it (no label yet): TF Serving refuses a label on a version it has not loaded.
+        loading = State("specific", kept | {version}, labels)
+        write_state(path, loading, f"canary {version}", model_name)
+        progress(f"{path}: loading version {version} ({loading.describe()})")
+        if servers:
+            _wait_available(servers, version, wait_seconds, model_name)
+        else:
+            time.sleep(wait_seconds)
+        # 2. Then label it.
+        new = State("specific", loading.versions, {**labels, CANARY: version})
+        write_state(path, new, f"canary {version}", model_name)
+        return new
+
+
+def promote(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+    with _Locked(path):
+        state = read_state(path, model_name)
+        _require_labelled(state, path)
+        if CANARY not in state.labels:
+            raise RolloutError(f"no canary to promote ({state.describe()})")
+        stable, candidate = state.labels[STABLE], state.labels[CANARY]
+        new = State("specific", {stable, candidate}, {STABLE: candidate, PREVIOUS: stable})
+        write_state(path, new, "promote", model_name)
+        return new
+
+
+def abort(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+    with _Locked(path):
+        state = read_state(path, model_name)
+        _require_labelled(state, path)
+        if CANARY not in state.labels:
+            raise RolloutError(f"no canary to drop ({state.describe()})")
+        labels = {k: v for k, v in state.labels.items() if k != CANARY}
+        new = State("specific", set(labels.values()), labels)
+        write_state(path, new, "abort", model_name)
+        return new
+
+
+def rollback(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+    with _Locked(path):
+        state = read_state(path, model_name)
+        _require_labelled(state, path)
+        if PREVIOUS not in state.labels:
+            raise RolloutError(f"no previous stable version to go back to ({state.describe()})")
+        back = state.labels[PREVIOUS]
+        # The label moves to a loaded version in the same write that unloads the rolled-back one.
+        new = State("specific", {back}, {STABLE: back})
+        write_state(path, new, "rollback", model_name)
+        return new
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export.rollout", description=cli.plain(__doc__.split("\n\n", 1)[1]))
+    parser.add_argument("command", choices=["init", "canary", "promote", "abort", "rollback", "status"])
+    parser.add_argument("version", nargs="?", type=int, help="init, canary: the version (default: the newest exported)")
+    parser.add_argument("--config", type=Path, default=Path("serving/models.config"),
+                        help="the model config file the servers poll (default %(default)s)")
+    parser.add_argument("--model-base-path", type=Path, default=Path(contract.MODEL_BASE_PATH),
+                        help="where the exported versions are, on this machine (default %(default)s)")
+    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
+                        help="canary: a replica's own gRPC port to wait on until the version is AVAILABLE before "
+                             "labelling it (repeat per replica); without it, wait --wait-seconds")
+    parser.add_argument("--wait-seconds", type=float, default=15.0,
+                        help="canary: how long to wait (default %(default)s; with --server, the timeout). Allow for "
+                             "the servers' config poll period and the load (Kubernetes: the kubelet's ConfigMap sync too)")
+    return parser
+
+
+@cli.interruptible
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.config
+    if not path.is_file():
+        return cli.fail(f"{path} does not exist")
+    try:
+        if args.command == "status":
+            state = read_state(path, args.model_name)
+            on_disk = sorted(_exported(args.model_base_path))
+            print(f"{path}: {state.describe()}\n{args.model_base_path}: exported versions "
+                  f"{', '.join(map(str, on_disk)) or '(none)'}")
+            return cli.EXIT_OK
+        if args.command == "init":
+            state = init(path, args.model_base_path, args.version, args.model_name)
+        elif args.command == "canary":
+            state = canary(path, args.model_base_path, args.version, args.server, args.wait_seconds, args.model_name)
+        elif args.command == "promote":
+            state = promote(path, args.model_name)
+        elif args.command == "abort":
+            state = abort(path, args.model_name)
+        else:
+            state = rollback(path, args.model_name)
+    except RolloutError as e:
+        return cli.fail(str(e))
+    print(f"{args.command}: {path}: {state.describe()}", flush=True)
+    return cli.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
