@@ -39,11 +39,17 @@ class AsyncRecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        label: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        protocol.validate_label(version, label)
         self.target = target
         self.model = model
-        self.version = version
+        # A version label (`label="canary"`, TF Serving's ModelSpec.version_label) travels where the
+        # version number would: every request names the labelled version instead of the newest.
+        self.label = label
+        self.version = label if label is not None else version
         self.timeout_s = timeout_s
         channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
         options = channel_options(retry, round_robin=round_robin)

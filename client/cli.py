@@ -92,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
                              "(default %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="model name (default %(default)s)")
-    parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
+    pinned = parser.add_mutually_exclusive_group()
+    pinned.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
+    pinned.add_argument("--label", default=None,
+                        help="a version label of the server's config instead, e.g. stable or canary (README, Rollouts)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
     cli.add_verbose(parser)
@@ -199,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cli.apply_verbose(args)
     try:
-        with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
+        with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout,
+                               label=args.label) as client:
             print(_run(args, client))
             sys.stdout.flush()  # a closed pipe fails here, inside the try, not in Python's flush at exit
     except KeyboardInterrupt:

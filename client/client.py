@@ -41,7 +41,8 @@ class RecommenderClient:
 
     ``target`` is ``HOST:PORT`` or several comma-separated (``h1:8500,h2:8500``), which
     spreads calls over them with gRPC's round_robin policy (see client/channel.py).
-    ``version=None`` asks for the newest loaded version. ``timeout_s`` is the default
+    ``version=None`` asks for the newest loaded version; ``label="canary"`` (keyword) for the
+    version the server's config labels so (README, "Rollouts"). ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
     """
 
@@ -52,11 +53,17 @@ class RecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        label: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        protocol.validate_label(version, label)
         self.target = target
         self.model = model
-        self.version = version
+        # A version label (`label="canary"`, TF Serving's ModelSpec.version_label) travels where the
+        # version number would: every request names the labelled version instead of the newest.
+        self.label = label
+        self.version = label if label is not None else version
         self.timeout_s = timeout_s
         channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
         self._channel = grpc.insecure_channel(channel_target, options=channel_options(retry, round_robin=round_robin))

@@ -244,6 +244,15 @@ def validate_client_options(target: str, model: str, version: int | None, timeou
 NOT_READY_YET = (Unavailable, NotFound, DeadlineExceeded)
 
 
+def validate_label(version: int | None, label: str | None) -> None:
+    if label is None:
+        return
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"label must be a non-empty str (a version label such as 'canary') or None, got {label!r}")
+    if version is not None:
+        raise ValueError(f"pass a version or a label, not both (version={version!r}, label={label!r})")
+
+
 def is_ready(versions: list[VersionStatus]) -> bool:
     return any(v.state == "AVAILABLE" for v in versions)
 
@@ -263,9 +272,12 @@ def not_ready(model: str, target: str, timeout_s: float, last: str) -> DeadlineE
 # --- requests ---------------------------------------------------------------
 
 
-def model_spec(model: str, version: int | None, signature: str | None = None) -> model_pb2.ModelSpec:
+def model_spec(model: str, version: int | str | None, signature: str | None = None) -> model_pb2.ModelSpec:
+    """``version``: a number, a version label (a str: ModelSpec.version_label, e.g. "canary"), or None (newest)."""
     spec = model_pb2.ModelSpec(name=model)
-    if version is not None:
+    if isinstance(version, str):
+        spec.version_label = version
+    elif version is not None:
         spec.version.value = version
     if signature is not None:
         spec.signature_name = signature
