@@ -91,6 +91,11 @@ $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION):
 	$(TOOLS_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
+# A guarded, labelled rollout under 16 Locust users (tests/rollout_scenario_test.py): a bad run
+# refused, a good one canary -> stable -> rolled back, 0 failed requests (about 2.5 minutes).
+test-rollout: setup
+	RUN_ROLLOUT_SCENARIO=1 $(PY) -m pytest -q tests/rollout_scenario_test.py
+
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py
 
