@@ -27,8 +27,10 @@ SPLIT ?= u1
 train: setup
 	$(PY) -m train --preset two-stage --split $(SPLIT) --run-name $(RUN)
 
+# EXPORT_FLAGS=--force publishes even when the gate finds the run worse than the served version.
+EXPORT_FLAGS ?=
 export: setup
-	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH)
+	$(PY) -m export --run runs/$(RUN) --model-base-path $(MODEL_BASE_PATH) $(EXPORT_FLAGS)
 
 # Train, export, then serve + query + load-test the new version (loadtest/demo.py).
 demo: train export

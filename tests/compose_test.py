@@ -495,3 +495,15 @@ def test_dockerfile_user_is_a_numeric_non_root_uid(dockerfile: Path) -> None:
     users = [args for keyword, args in _instructions(dockerfile) if keyword == "USER"]
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) != 0, users[-1]
+
+
+def test_the_trainers_export_gate_reads_the_config_tf_serving_polls(gpu: dict) -> None:
+    services = gpu["services"]
+    trainer = services["trainer"]
+    _, export_step = _trainer_steps(trainer)
+    config = _option(export_step, "--models-config")
+    mount = _mount(trainer, posixpath.dirname(config))
+    # The same host directory TF Serving reads its config from, mounted whole (a rollout renames
+    # models.config into place, which a single-file bind mount would not follow).
+    assert mount["type"] == "bind" and Path(mount["source"]) == SERVING_DIR and mount.get("read_only") is True
+    assert _flags(services["tfserving"])["model_config_file"] == config
