@@ -87,6 +87,20 @@ def read_state(path: Path, model_name: str = contract.MODEL_NAME) -> State:
     return State(policy, versions, dict(entry.version_labels))
 
 
+# Run after every rewrite (`--after-write`), e.g. the command that copies the file into a
+# Kubernetes ConfigMap; a failure stops the rollout there.
+AFTER_WRITE: list[str] = []
+
+
+def _after_write(path: Path) -> None:
+    import subprocess
+
+    for command in AFTER_WRITE:
+        result = subprocess.run(command, shell=True, check=False)
+        if result.returncode != 0:
+            raise RolloutError(f"{path} was rewritten but `{command}` failed (exit {result.returncode})")
+
+
 def write_state(path: Path, state: State, command: str, model_name: str = contract.MODEL_NAME) -> None:
     """Rewrites ``path`` with ``state`` for ``model_name`` (other models untouched): temp file + rename."""
     from google.protobuf import text_format
@@ -113,6 +127,7 @@ def write_state(path: Path, state: State, command: str, model_name: str = contra
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _after_write(path)
 
 
 class _Locked:
@@ -139,8 +154,11 @@ def _exported(base_path: Path) -> dict[int, Path]:
     return list_versions(base_path)
 
 
+CHECK_ON_DISK = True  # --skip-version-check: the versions live elsewhere (a cluster's volume, a bucket)
+
+
 def _require_on_disk(base_path: Path, version: int) -> None:
-    if version not in _exported(base_path):
+    if CHECK_ON_DISK and version not in _exported(base_path):
         raise RolloutError(f"version {version} is not in {base_path} (export it first: python -m export)")
 
 
@@ -181,6 +199,8 @@ def init(path: Path, base_path: Path, version: int | None = None, model_name: st
             return state  # already labelled: nothing to do
         exported = _exported(base_path)
         version = version if version is not None else max(exported, default=None)
+        if version is None and not CHECK_ON_DISK:
+            raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
         if version is None:
             raise RolloutError(f"no version in {base_path} to pin as stable")
         _require_on_disk(base_path, version)
@@ -195,6 +215,8 @@ def canary(path: Path, base_path: Path, version: int | None = None, servers: lis
         state = read_state(path, model_name)
         _require_labelled(state, path)
         if version is None:
+            if not CHECK_ON_DISK:
+                raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
             version = max(_exported(base_path), default=0)
         _require_on_disk(base_path, version)
         if version == state.labels[STABLE]:
@@ -267,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait-seconds", type=float, default=15.0,
                         help="canary: how long to wait (default %(default)s; with --server, the timeout). Allow for "
                              "the servers' config poll period and the load (Kubernetes: the kubelet's ConfigMap sync too)")
+    parser.add_argument("--skip-version-check", action="store_true",
+                        help="do not look for the version under --model-base-path (it is on a cluster's volume or in "
+                             "a bucket); init and canary then need the version number")
+    parser.add_argument("--after-write", action="append", default=[], metavar="COMMAND",
+                        help="a shell command run after every rewrite, e.g. the one that copies the file into the "
+                             "Kubernetes ConfigMap the servers mount (README, Kubernetes)")
     return parser
 
 
@@ -276,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.config
     if not path.is_file():
         return cli.fail(f"{path} does not exist")
+    global CHECK_ON_DISK
+    CHECK_ON_DISK = not args.skip_version_check
+    AFTER_WRITE[:] = args.after_write
     try:
         if args.command == "status":
             state = read_state(path, args.model_name)

@@ -99,3 +99,17 @@ def test_the_command_line(setup, capsys) -> None:
     assert rollout.main(["promote", *common]) == 0
     assert rollout.main(["promote", *common]) == 1
     assert capsys.readouterr().err.startswith("error: no canary")
+
+
+def test_after_write_runs_after_each_rewrite_and_versions_can_live_elsewhere(setup, tmp_path, monkeypatch) -> None:
+    config, base = setup
+    log = tmp_path / "writes.log"
+    monkeypatch.setattr(rollout, "CHECK_ON_DISK", True)
+    monkeypatch.setattr(rollout, "AFTER_WRITE", [])
+    common = ["--config", str(config), "--model-base-path", str(tmp_path / "elsewhere"), "--skip-version-check",
+              "--after-write", f"grep -c stable {config} >> {log}"]
+    assert rollout.main(["init", "5", *common]) == 0
+    assert rollout.main(["canary", "6", "--wait-seconds", "0", *common]) == 0  # two writes
+    assert rollout.main(["canary", "--wait-seconds", "0", *common]) == 1  # which version? not on this machine
+    assert len(log.read_text().split()) == 3  # init: one write; canary: two (version, then label)
+    assert rollout.read_state(config).labels == {"stable": 5, "canary": 6}
