@@ -406,3 +406,20 @@ def test_locust_master_and_workers_load_the_public_entry(rendered) -> None:
     for container in (master, worker):
         assert f"--host=envoy:{contract.GRPC_PORT}" in container["command"]
     assert _one(objects, "Service", "locust")["spec"]["type"] == "ClusterIP"  # UI via port-forward only
+
+
+def test_each_indexed_worker_gets_a_tf_config_the_trainer_accepts(gpu: list[dict]) -> None:
+    from train import distribute
+
+    job = _one(gpu, "Job", "trainer-distributed")
+    script = _container(job)["command"][2].replace("python -m", "echo python -m")
+    roles = []
+    for index in range(job["spec"]["completions"]):
+        result = subprocess.run(["sh", "-c", script + '; echo "$TF_CONFIG"'], capture_output=True, text=True,
+                                env={"JOB_COMPLETION_INDEX": str(index), "PATH": "/usr/bin:/bin"}, timeout=10, check=True)
+        lines = result.stdout.strip().splitlines()
+        task = distribute.task_from_environment({distribute.TF_CONFIG: lines[-1]})
+        assert task.index == index
+        roles.append((task.is_chief, any(line.startswith("python -m export") for line in lines)))
+    # Every worker trains; only the chief (worker 0) exports.
+    assert roles == [(True, True)] + [(False, False)] * (len(roles) - 1)
