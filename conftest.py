@@ -41,11 +41,17 @@ def fixture_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, fixture_dir) -> Path:
+def training_data_dir(fixture_dir) -> Path:
+    """The folder ``trained_run`` trains on (what `python -m export --data-dir` needs for its gate)."""
+    return _real_data()[0] or fixture_dir
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, training_data_dir) -> Path:
     from train import trainer
     from train.config import DEFAULT_PRESET, PRESETS, TrainConfig
 
-    data_dir = _real_data()[0] or fixture_dir
+    data_dir = training_data_dir
     run_dir = tmp_path_factory.mktemp("runs") / "session"
     # The default preset, briefly: the served model of every serving, client and load test.
     config = TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "epochs": 3, "retrieval_epochs": 2})

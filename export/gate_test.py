@@ -122,3 +122,17 @@ def test_labelled_rollouts_compare_with_stable_and_force_is_recorded(runs, fixtu
     assert record["forced"] and not record["passed"] and record["worse"]
     # Exported, but not served: the config lists only stable until `rollout canary`.
     assert rollout.read_state(config).versions == {1}
+
+
+def test_without_the_data_the_gate_refuses_unless_forced(runs, published, tmp_path) -> None:
+    from export.exporter import ExportError, Gate, run_gate
+    from export.serving_module import ServingModule
+    from train import trainer
+
+    recommender, config, features = trainer.load_recommender(runs["good"])
+    module = ServingModule(recommender, features, model_card_json="")
+    missing = Gate(tmp_path / "no-data")
+    with pytest.raises(ExportError, match="cannot compare"):
+        run_gate(missing, runs["good"], published, 2, module, config, False, lambda m: None)
+    record = run_gate(missing, runs["good"], published, 2, module, config, True, lambda m: None)
+    assert record["forced"] and record["passed"] is None and record["error"]

@@ -264,7 +264,8 @@ class Probe(threading.Thread):
                 time.sleep(0.02)
 
 
-def test_a_new_version_reaches_every_replica_without_failures_or_going_back(model_copy, trained_run, tmp_path):
+def test_a_new_version_reaches_every_replica_without_failures_or_going_back(model_copy, trained_run, training_data_dir,
+                                                                            tmp_path):
     with LocalCluster(model_copy, 2, workdir=tmp_path / "cluster", poll_seconds=1.0) as cluster:
         stop = threading.Event()
         probes = [Probe(cluster.grpc_target, stop) for _ in range(2)]
@@ -276,7 +277,7 @@ def test_a_new_version_reaches_every_replica_without_failures_or_going_back(mode
         export_started = time.monotonic() - load.started
         exported = subprocess.run(
             [sys.executable, "-m", "export", "--run", str(trained_run), "--model-base-path", str(model_copy),
-             "--version", "2"],
+             "--version", "2", "--data-dir", str(training_data_dir)],  # the gate's validation part
             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         export_done = time.monotonic() - load.started
