@@ -11,7 +11,7 @@ as compose's TF Serving), version 1 pinned as `stable`, 16 Locust users for the 
 4. `promote`: stable answers with 2; 5. `rollback`: stable answers with 1 again;
 
 and Locust counts 0 failed requests. The figures go to reports/rollout/rollout.json. Runs take
-the small synthetic fixture (seconds to train); the whole scenario about 2 minutes (steps done in 42 s of the 75 s load here).
+the small synthetic fixture (seconds to train); the whole scenario about 2 minutes (steps done in 37-42 s of the 75 s load here).
 """
 
 from __future__ import annotations
