@@ -36,7 +36,7 @@ def test_the_served_version_is_the_stable_label_else_the_newest(tmp_path: Path) 
     config = tmp_path / "models.config"
     config.write_text(Path(__file__).resolve().parents[1].joinpath("serving", "models.config").read_text())
     assert gate.served_version(base, config) == 3  # `latest`: the newest directory
-    rollout.init(config, base, 2)
+    rollout.init(config, base, 2, wait_seconds=0)
     assert gate.served_version(base, config) == 2  # labelled: stable, not the unlisted 3
 
 
@@ -111,7 +111,7 @@ def test_labelled_rollouts_compare_with_stable_and_force_is_recorded(runs, fixtu
 
     config = tmp_path / "models.config"
     config.write_text(Path(__file__).resolve().parents[1].joinpath("serving", "models.config").read_text())
-    rollout.init(config, published, 1)
+    rollout.init(config, published, 1, wait_seconds=0)
     # A tolerance no model meets (50% better than stable): refused; --force publishes it, recorded.
     demanding = Gate(fixture_dir, models_config=config, tolerance=-0.5)
     with pytest.raises(GateRefused):

@@ -10,8 +10,8 @@ to a `specific` list of versions with labels:
 - `stable`: what everyone gets; `canary`: the version on trial, asked for by label
   (`python -m client --label canary ...`); `previous`: the stable before the last promote,
   kept loaded so a rollback is instant.
-- init: pin the newest version (or --version N) as stable. From then on a new export is not
-  served until it is made the canary.
+- init [N]: pin the newest version (or N) as stable. From then on a new export is not served
+  until it is made the canary. (N not loaded now: two writes, as canary.)
 - canary [N]: serve version N (default: the newest exported) beside stable and point `canary`
   at it, in two writes (versions first, then the label once N is loaded: TF Serving refuses a
   label on a version it has not loaded).
@@ -192,18 +192,28 @@ def _wait_available(servers: list[str], version: int, seconds: float, model_name
                 time.sleep(0.5)
 
 
-def init(path: Path, base_path: Path, version: int | None = None, model_name: str = contract.MODEL_NAME) -> State:
+def init(path: Path, base_path: Path, version: int | None = None, servers: list[str] | None = None,
+         wait_seconds: float = 10.0, model_name: str = contract.MODEL_NAME) -> State:
     with _Locked(path):
         state = read_state(path, model_name)
         if state.policy == "specific" and STABLE in state.labels and version is None:
             return state  # already labelled: nothing to do
         exported = _exported(base_path)
-        version = version if version is not None else max(exported, default=None)
+        newest = max(exported, default=None)
+        version = version if version is not None else newest
         if version is None and not CHECK_ON_DISK:
             raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
         if version is None:
             raise RolloutError(f"no version in {base_path} to pin as stable")
         _require_on_disk(base_path, version)
+        loaded = (state.versions if state.policy == "specific" else {newest}) or set()
+        if version not in loaded:
+            # Not loaded now (the `latest` policy serves only the newest): load it before labelling it.
+            write_state(path, State("specific", {version}), "init", model_name)
+            if servers:
+                _wait_available(servers, version, wait_seconds, model_name)
+            else:
+                time.sleep(wait_seconds)
         new = State("specific", {version}, {STABLE: version})
         write_state(path, new, "init", model_name)
         return new
@@ -284,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the exported versions are, on this machine (default %(default)s)")
     parser.add_argument("--model-name", default=contract.MODEL_NAME)
     parser.add_argument("--server", action="append", default=[], metavar="HOST:PORT",
-                        help="canary: a replica's own gRPC port to wait on until the version is AVAILABLE before "
-                             "labelling it (repeat per replica); without it, wait --wait-seconds")
+                        help="canary (and init of a version not loaded now): a replica's own gRPC port to wait on "
+                             "until the version is AVAILABLE before labelling it (repeat per replica); without it, "
+                             "wait --wait-seconds")
     parser.add_argument("--wait-seconds", type=float, default=15.0,
                         help="canary: how long to wait (default %(default)s; with --server, the timeout). Allow for "
                              "the servers' config poll period and the load (Kubernetes: the kubelet's ConfigMap sync too)")
@@ -315,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(map(str, on_disk)) or '(none)'}")
             return cli.EXIT_OK
         if args.command == "init":
-            state = init(path, args.model_base_path, args.version, args.model_name)
+            state = init(path, args.model_base_path, args.version, args.server, args.wait_seconds, args.model_name)
         elif args.command == "canary":
             state = canary(path, args.model_base_path, args.version, args.server, args.wait_seconds, args.model_name)
         elif args.command == "promote":

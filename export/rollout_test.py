@@ -41,7 +41,7 @@ def test_the_repository_config_serves_the_latest_version_until_init(setup) -> No
 
 def test_canary_promote_rollback(setup) -> None:
     config, base = setup
-    rollout.init(config, base, 1)
+    rollout.init(config, base, 1, wait_seconds=0)
     state = rollout.canary(config, base, wait_seconds=0, progress=lambda m: None)  # the newest: 2
     assert state.versions == {1, 2} and state.labels == {"stable": 1, "canary": 2}
     assert _served(config)[1] == {"stable": 1, "canary": 2}
@@ -62,7 +62,7 @@ def test_canary_promote_rollback(setup) -> None:
 
 def test_canary_writes_the_version_before_the_label(setup) -> None:
     config, base = setup
-    rollout.init(config, base, 1)
+    rollout.init(config, base, 1, wait_seconds=0)
     seen = []
     rollout.canary(config, base, 2, wait_seconds=0, progress=lambda m: seen.append(rollout.read_state(config)))
     (loading,) = seen
@@ -73,7 +73,7 @@ def test_canary_writes_the_version_before_the_label(setup) -> None:
 @pytest.mark.parametrize("command", ["promote", "abort", "rollback"])
 def test_nothing_to_do_is_refused_and_leaves_the_file_alone(setup, command) -> None:
     config, base = setup
-    rollout.init(config, base, 1)
+    rollout.init(config, base, 1, wait_seconds=0)
     before = config.read_bytes()
     with pytest.raises(rollout.RolloutError):
         getattr(rollout, command)(config)
@@ -84,7 +84,7 @@ def test_canary_needs_init_and_an_exported_version(setup) -> None:
     config, base = setup
     with pytest.raises(rollout.RolloutError, match="init"):
         rollout.canary(config, base, 2, wait_seconds=0)
-    rollout.init(config, base, 1)
+    rollout.init(config, base, 1, wait_seconds=0)
     with pytest.raises(rollout.RolloutError, match="not in"):
         rollout.canary(config, base, 7, wait_seconds=0)
 
@@ -92,7 +92,7 @@ def test_canary_needs_init_and_an_exported_version(setup) -> None:
 def test_the_command_line(setup, capsys) -> None:
     config, base = setup
     common = ["--config", str(config), "--model-base-path", str(base)]
-    assert rollout.main(["init", "1", *common]) == 0
+    assert rollout.main(["init", "1", "--wait-seconds", "0", *common]) == 0
     assert rollout.main(["canary", "2", "--wait-seconds", "0", *common]) == 0
     assert rollout.main(["status", *common]) == 0
     assert "labels stable=1, canary=2" in capsys.readouterr().out
@@ -108,8 +108,22 @@ def test_after_write_runs_after_each_rewrite_and_versions_can_live_elsewhere(set
     monkeypatch.setattr(rollout, "AFTER_WRITE", [])
     common = ["--config", str(config), "--model-base-path", str(tmp_path / "elsewhere"), "--skip-version-check",
               "--after-write", f"grep -c stable {config} >> {log}"]
-    assert rollout.main(["init", "5", *common]) == 0
+    assert rollout.main(["init", "5", "--wait-seconds", "0", *common]) == 0
     assert rollout.main(["canary", "6", "--wait-seconds", "0", *common]) == 0  # two writes
     assert rollout.main(["canary", "--wait-seconds", "0", *common]) == 1  # which version? not on this machine
-    assert len(log.read_text().split()) == 3  # init: one write; canary: two (version, then label)
+    # init (what is loaded elsewhere is unknown: version, then label) and canary: two writes each.
+    assert len(log.read_text().split()) == 4
     assert rollout.read_state(config).labels == {"stable": 5, "canary": 6}
+
+
+def test_init_of_an_older_version_loads_it_before_labelling_it(setup, monkeypatch) -> None:
+    config, base = setup
+    writes = []
+    original = rollout.write_state
+    monkeypatch.setattr(rollout, "write_state", lambda path, state, *a, **k: (writes.append(state), original(path, state, *a, **k)))
+    rollout.init(config, base, 1, wait_seconds=0)  # `latest` serves 2 now: 1 is not loaded
+    assert [(w.versions, w.labels) for w in writes] == [({1}, {}), ({1}, {"stable": 1})]
+    writes.clear()
+    config.write_text((ROOT / "serving" / "models.config").read_text())
+    rollout.init(config, base, wait_seconds=0)  # the newest, loaded now: one write
+    assert [(w.versions, w.labels) for w in writes] == [({2}, {"stable": 2})]
