@@ -27,8 +27,11 @@ _EXPORTS = {
     "InvalidArgument": "client.errors",
     "MalformedResponse": "client.errors",
     "NotFound": "client.errors",
+    "PermissionDenied": "client.errors",
     "RecommenderError": "client.errors",
+    "ResourceExhausted": "client.errors",
     "SignatureNotFound": "client.errors",
+    "Unauthenticated": "client.errors",
     "Unavailable": "client.errors",
     "ModelMetadata": "client.protocol",
     "Recommendation": "client.protocol",
@@ -49,8 +52,11 @@ if TYPE_CHECKING:
         InvalidArgument,
         MalformedResponse,
         NotFound,
+        PermissionDenied,
         RecommenderError,
+        ResourceExhausted,
         SignatureNotFound,
+        Unauthenticated,
         Unavailable,
     )
     from client.protocol import ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus

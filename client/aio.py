@@ -19,7 +19,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 
 from client import protocol
-from client.channel import RetryPolicy, channel_options, grpc_target
+from client.channel import RetryPolicy, open_channel
+from client.credentials import Pem, security
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from client.errors import SignatureNotFound, from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
@@ -39,15 +40,20 @@ class AsyncRecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        tls_ca: Pem | None = None,
+        token: str | None = None,
+        client_cert: Pem | None = None,
+        client_key: Pem | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
         self.target = target
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
-        options = channel_options(retry, round_robin=round_robin)
-        self._channel = grpc.aio.insecure_channel(channel_target, options=options)
+        self._channel = open_channel(target, retry, credentials, aio=True)
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._closed = False

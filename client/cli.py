@@ -4,10 +4,15 @@
     python -m client recommend --rated 50=5 --rated 172=4 --rated 181=5 -k 10 [--json]
     python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
     python -m client status | metadata | card
+    python -m client --target edge:8500 --tls-ca credentials/ca.pem --token-file credentials/tokens/demo.jwt ...
 
 Tables for people, ``--json`` for scripts. Never a traceback; exit codes:
 0 done; 1 the call failed (server down, bad input, unknown model), one line on
 stderr; 2 bad command line (argparse's usage message); 130 interrupted (Ctrl-C).
+TLS and a bearer token (``--tls-ca``, ``--token``/``--token-file``, ``--client-cert``/
+``--client-key``, ``--tls-server-name``) fall back to MOVIELENS_TLS_CA, MOVIELENS_TOKEN,
+MOVIELENS_TOKEN_FILE, MOVIELENS_CLIENT_CERT, MOVIELENS_CLIENT_KEY, MOVIELENS_TLS_SERVER_NAME
+(client/credentials.py).
 Output cut short by a closed pipe (``| head``) ends quietly with 1, as Python's
 documentation recommends. Several users (``--user 1 2`` or ``--user 1 --user 2``)
 are one ``recommend`` call, as in the API: a table per user, or with ``--json`` a
@@ -21,18 +26,29 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from common import cli
 from common.contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
 
+from client import credentials
 from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
-from client.errors import DeadlineExceeded, RecommenderError, Unavailable
+from client.errors import (
+    DeadlineExceeded,
+    PermissionDenied,
+    RecommenderError,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 from client.protocol import Recommendation
 from client.table import format_table
 
 EXIT_ERROR = cli.EXIT_FAILED
+# gRPC's words when the TLS handshake fails (wrong CA, wrong name, or a plain-text server).
+_TLS_FAILURE = re.compile(r"ssl|tls|handshake|certificate", re.IGNORECASE)
 EXIT_INTERRUPTED = cli.EXIT_INTERRUPTED  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 
 
@@ -96,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
     cli.add_verbose(parser)
+    credentials.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="top-k unrated movies for a user, or for a new user's ratings")
@@ -199,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cli.apply_verbose(args)
     try:
-        with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
+        security = credentials.keywords(args)
+        with RecommenderClient(
+            args.target, model=args.model, version=args.version, timeout_s=args.timeout, **security
+        ) as client:
             print(_run(args, client))
             sys.stdout.flush()  # a closed pipe fails here, inside the try, not in Python's flush at exit
     except KeyboardInterrupt:
@@ -211,7 +231,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except Unavailable as error:
-        print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
+        if _TLS_FAILURE.search(error.message):
+            print(f"error: no TLS connection to the recommender at {args.target} (wrong --tls-ca or "
+                  f"--tls-server-name, or the server speaks plain text? {error.message})", file=sys.stderr)
+        else:
+            print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
+        return EXIT_ERROR
+    except Unauthenticated as error:
+        print(f"error: the server refused the credentials ({error}); give a valid token "
+              "(--token-file or MOVIELENS_TOKEN_FILE)", file=sys.stderr)
+        return EXIT_ERROR
+    except PermissionDenied as error:
+        print(f"error: the server does not allow this call ({error})", file=sys.stderr)
+        return EXIT_ERROR
+    except ResourceExhausted as error:
+        print(f"error: the server is rate-limiting this caller or shedding load; retry later ({error})",
+              file=sys.stderr)
         return EXIT_ERROR
     except DeadlineExceeded as error:
         print(

@@ -20,7 +20,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from common.contract import GRPC_PORT, MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 
 from client import protocol
-from client.channel import RetryPolicy, channel_options, grpc_target
+from client.channel import RetryPolicy, open_channel
+from client.credentials import Pem, security
 from client.errors import SignatureNotFound, from_rpc_error
 from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
@@ -43,6 +44,12 @@ class RecommenderClient:
     spreads calls over them with gRPC's round_robin policy (see client/channel.py).
     ``version=None`` asks for the newest loaded version. ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
+
+    TLS and credentials (client/credentials.py): ``tls_ca`` (a CA certificate's path or
+    PEM bytes) turns TLS on; ``token`` (a JWT) is sent as ``authorization: Bearer`` on
+    every call and needs TLS unless the target is loopback; ``client_cert`` and
+    ``client_key`` add mutual TLS; ``tls_server_name`` is the name the server's
+    certificate is checked against when it is not the target's host name.
     """
 
     def __init__(
@@ -52,14 +59,20 @@ class RecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        tls_ca: Pem | None = None,
+        token: str | None = None,
+        client_cert: Pem | None = None,
+        client_key: Pem | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
         self.target = target
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
-        self._channel = grpc.insecure_channel(channel_target, options=channel_options(retry, round_robin=round_robin))
+        self._channel = open_channel(target, retry, credentials)
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._closed = False

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -311,18 +311,32 @@ def free_port() -> int:
 
 
 @contextmanager
-def fake_server(port: int = 0, behaviour: FakeBehaviour | None = None) -> Iterator[tuple[str, FakeBehaviour]]:
-    """Run the fake on 127.0.0.1:port (0 = any free port); yields (target, behaviour)."""
+def fake_server(
+    port: int = 0,
+    behaviour: FakeBehaviour | None = None,
+    *,
+    server_credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    host: str = "127.0.0.1",
+) -> Iterator[tuple[str, FakeBehaviour]]:
+    """Run the fake on host:port (0 = any free port); yields (target, behaviour).
+
+    ``server_credentials`` serve TLS instead of plain text; ``interceptors`` run before
+    every call (e.g. client/tls_fixtures.py's token check)."""
     behaviour = behaviour or FakeBehaviour()
     servicer = FakeServing(behaviour)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=tuple(interceptors))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    address = f"{host}:{port}"
+    if server_credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials)
     if bound == 0:
-        raise OSError(f"fake server could not bind 127.0.0.1:{port}")
+        raise OSError(f"fake server could not bind {address}")
     server.start()
     try:
-        yield f"127.0.0.1:{bound}", behaviour
+        yield f"{host}:{bound}", behaviour
     finally:
         server.stop(grace=None)
