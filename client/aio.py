@@ -14,16 +14,14 @@ from typing import Any, overload
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-
-from client import protocol
-from client.channel import RetryPolicy, open_channel
-from client.credentials import Pem, security
-from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
-from client.errors import SignatureNotFound, from_rpc_error
-from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
+from . import messages, protocol
+from .contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
+from .channel import RetryPolicy, open_channel
+from .credentials import Pem, security
+from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from .errors import SignatureNotFound, from_rpc_error
+from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 
 class AsyncRecommenderClient:
@@ -54,8 +52,10 @@ class AsyncRecommenderClient:
         self.version = version
         self.timeout_s = timeout_s
         self._channel = open_channel(target, retry, credentials, aio=True)
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
+        self._predict = messages.PREDICT.handle(self._channel)
+        self._get_metadata = messages.GET_MODEL_METADATA.handle(self._channel)
+        self._get_status = messages.GET_MODEL_STATUS.handle(self._channel)
         self._closed = False
 
     async def close(self) -> None:
@@ -80,7 +80,7 @@ class AsyncRecommenderClient:
         users = protocol.normalize_ids(user_ids, "user_ids")
         k = protocol.validate_k(k)
         request = protocol.recommend_request(self.model, self.version, users, k)
-        response = await self._call(self._predictions.Predict, request, timeout_s)
+        response = await self._call(self._predict, request, timeout_s)
         rows = protocol.parse_recommend(response, len(users))
         return rows[0] if protocol.is_single(user_ids) else rows
 
@@ -103,7 +103,7 @@ class AsyncRecommenderClient:
         k = protocol.validate_k(k)
         request = protocol.recommend_from_ratings_request(self.model, self.version, users, rows, k)
         try:
-            response = await self._call(self._predictions.Predict, request, timeout_s)
+            response = await self._call(self._predict, request, timeout_s)
         except SignatureNotFound as error:
             raise protocol.explain_missing_signature(error, self.model, self.target) from error
         recommendations = protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
@@ -114,19 +114,19 @@ class AsyncRecommenderClient:
     ) -> np.ndarray:
         users, movies = protocol.pair_ids(user_ids, movie_ids)
         request = protocol.predict_request(self.model, self.version, users, movies)
-        return protocol.parse_predict(await self._call(self._predictions.Predict, request, timeout_s), len(users))
+        return protocol.parse_predict(await self._call(self._predict, request, timeout_s), len(users))
 
     async def metadata(self, *, timeout_s: float | None = None) -> ModelMetadata:
         request = protocol.metadata_request(self.model, self.version)
-        return protocol.parse_metadata(await self._call(self._predictions.GetModelMetadata, request, timeout_s))
+        return protocol.parse_metadata(await self._call(self._get_metadata, request, timeout_s))
 
     async def model_card(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         request = protocol.model_card_request(self.model, self.version)
-        return protocol.parse_model_card(await self._call(self._predictions.Predict, request, timeout_s))
+        return protocol.parse_model_card(await self._call(self._predict, request, timeout_s))
 
     async def status(self, *, timeout_s: float | None = None) -> list[VersionStatus]:
         request = protocol.status_request(self.model, self.version)
-        return protocol.parse_status(await self._call(self._models.GetModelStatus, request, timeout_s))
+        return protocol.parse_status(await self._call(self._get_status, request, timeout_s))
 
     async def wait_until_ready(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> list[VersionStatus]:
         deadline = time.monotonic() + timeout_s

@@ -28,9 +28,9 @@ from typing import Any
 
 import grpc
 
-from client.credentials import PLAINTEXT, Security, channel_credentials
+from .credentials import PLAINTEXT, Security, channel_credentials
+from .messages import SERVICES
 
-_SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
 _MIN_BACKOFF_S = 0.001
 
 
@@ -66,7 +66,7 @@ class RetryPolicy:
             {
                 "methodConfig": [
                     {
-                        "name": [{"service": s} for s in _SERVICES],
+                        "name": [{"service": s} for s in SERVICES],
                         "retryPolicy": {
                             "maxAttempts": self.max_attempts,
                             "initialBackoff": _duration(self.initial_backoff_s),

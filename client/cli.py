@@ -30,12 +30,10 @@ import re
 import sys
 from collections.abc import Sequence
 
-from common import cli
-from common.contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
-
-from client import credentials
-from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
-from client.errors import (
+from . import credentials
+from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
+from .contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
+from .errors import (
     DeadlineExceeded,
     PermissionDenied,
     RecommenderError,
@@ -43,13 +41,23 @@ from client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from client.protocol import Recommendation
-from client.table import format_table
+from .protocol import Recommendation
+from .table import format_table
 
-EXIT_ERROR = cli.EXIT_FAILED
+# The project's exit codes (common/cli.py), spelled here because the thin client ships without common/.
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 # gRPC's words when the TLS handshake fails (wrong CA, wrong name, or a plain-text server).
 _TLS_FAILURE = re.compile(r"ssl|tls|handshake|certificate", re.IGNORECASE)
-EXIT_INTERRUPTED = cli.EXIT_INTERRUPTED  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+VERBOSE_ENV = "MOVIELENS_VERBOSE"
+VERBOSE_HELP = f"also print gRPC's own log lines (same as {VERBOSE_ENV}=1)"
+PROG = "python -m client" if __package__ == "client" else "movielens-client"
+
+
+def _plain(docstring: str | None) -> str:
+    """A docstring's first paragraph as plain help text (no reStructuredText ``code`` marks)."""
+    first = (docstring or "").strip().split("\n\n")[0]
+    return " ".join(first.replace("``", "").replace("python -m client", PROG).split())
 
 
 def recommendations_table(recs: Sequence[Recommendation]) -> str:
@@ -103,7 +111,7 @@ class _RatedAction(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=cli.plain(__doc__))
+    parser = argparse.ArgumentParser(prog=PROG, description=_plain(__doc__))
     parser.add_argument("--target", default=DEFAULT_TARGET,
                         help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
                              "(default %(default)s)")
@@ -111,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
-    cli.add_verbose(parser)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     credentials.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -142,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="the model card (JSON; the vocabulary shown as counts)")
     card.add_argument("--json", action="store_true", help="the whole card, vocabulary lists included")
     for sub in commands.choices.values():  # --verbose after the command works too
-        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=cli.VERBOSE_HELP)
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
@@ -214,7 +222,6 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cli.apply_verbose(args)
     try:
         security = credentials.keywords(args)
         with RecommenderClient(
