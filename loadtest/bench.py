@@ -311,14 +311,16 @@ def thin_client_vs_stub(target: str, calls: int) -> dict[str, dict[str, float]]:
         outputs = stub.Predict(call, timeout=5).outputs
         ids = [v.decode() for v in outputs["movie_ids"].string_val]
         titles = [v.decode() for v in outputs["movie_titles"].string_val]
-        scores = np.frombuffer(outputs["scores"].tensor_content, "<f4").tolist()
+        packed = outputs["scores"].tensor_content  # TF Serving packs floats; the local server may fill float_val
+        scores = np.frombuffer(packed, "<f4").tolist() if packed else list(outputs["scores"].float_val)
         return [Recommendation(i, t, s) for i, t, s in zip(ids, titles, scores) if i]
 
     previous = PreviousClient.start(target)
     try:
         with RecommenderClient(target, retry=NO_RETRIES) as client, open_channel(target, NO_RETRIES) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            assert previous_path(stub, SAMPLE_USER, 10) == client.recommend(SAMPLE_USER, k=10)  # the same answer
+            same = [(r.movie_id, r.title) for r in previous_path(stub, SAMPLE_USER, 10)]
+            assert same == [(r.movie_id, r.title) for r in client.recommend(SAMPLE_USER, k=10)], same  # the same answer
             fns = {THIN_RECOMMEND: lambda: client.recommend(SAMPLE_USER, k=10)}
             if previous is not None:
                 fns[PREVIOUS_RECOMMEND] = previous
