@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import example_apis
+from serving import cancellation, example_apis
 from serving.config import ConfigError
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import UNKNOWN, Observation, ServingMetrics
@@ -75,9 +75,12 @@ def _answer(
     ``model`` is the requested name, for the log only; the metrics label comes
     from ``handler`` once the model has been found. context.abort() is called
     outside the observed block, so its own exception is not counted as a failure.
+    The handler knows how to tell whether its caller is still there
+    (``context.is_active``, serving/cancellation.py): a call cancelled or past
+    its deadline runs no graph.
     """
     try:
-        with metrics.observe(api, signature) as observation:
+        with metrics.observe(api, signature) as observation, cancellation.caller(context.is_active):
             response = handler(observation)
         log.debug("%s %s -> OK", api, model)
         return response
