@@ -30,7 +30,8 @@ is 431, a body larger than ``--rest_api_max_body_bytes`` (64 MiB) is 413; more
 than ``--rest_api_max_concurrent_requests`` (64) requests in progress is 429
 RESOURCE_EXHAUSTED (as gRPC's ``--grpc_max_concurrent_rpcs``); a connection
 beyond ``--rest_api_max_connections`` (256 open at once, each holds a thread)
-is answered 503 and closed. A call whose ``--rest_api_timeout_in_ms`` has
+is answered 503 on accept and closed, without reading it (a client whose request
+was already on the way may see the connection reset instead). A call whose ``--rest_api_timeout_in_ms`` has
 passed runs no graph (serving/cancellation.py).
 """
 

@@ -289,6 +289,13 @@ def test_long_request_lines_large_headers_and_bodies_are_refused_before_any_work
         server.server_close()
 
 
+def _wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_requests_above_the_concurrency_cap_get_429_at_once_and_connections_above_theirs_503():
     api = _SlowApi()
     server = _serving(RestLimits(max_concurrent_requests=2, max_connections=3), api)
@@ -296,22 +303,19 @@ def test_requests_above_the_concurrency_cap_get_429_at_once_and_connections_abov
     try:
         for connection in held:
             connection.request("GET", "/v1/models/m")  # both wait inside the API
-        deadline = time.monotonic() + 10
-        while server._busy < 2 and time.monotonic() < deadline:  # noqa: SLF001
-            time.sleep(0.01)
+        _wait_for(lambda: server._busy == 2)  # noqa: SLF001
         start = time.monotonic()
         status, error, connection = _raw_status(server, b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (status, connection) == (429, "close") and "--rest_api_max_concurrent_requests" in error
         assert time.monotonic() - start < 5
-        idle = socket.create_connection(server.server_address)  # the third connection: admitted, idle
-        try:
-            deadline = time.monotonic() + 10
-            while server._connections < 3 and time.monotonic() < deadline:  # noqa: SLF001
-                time.sleep(0.01)
-            status, error, connection = _raw_status(server, b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert (status, connection) == (503, "close") and "--rest_api_max_connections" in error
-        finally:
-            idle.close()
+        _wait_for(lambda: server._connections == 2)  # noqa: SLF001  (the refused one has ended)
+        with socket.create_connection(server.server_address) as idle:  # the third connection: admitted, idle
+            _wait_for(lambda: server._connections == 3)  # noqa: SLF001
+            with socket.create_connection(server.server_address, timeout=30) as fourth:
+                response = http.client.HTTPResponse(fourth)  # answered on accept, before any request
+                response.begin()
+                assert (response.status, response.getheader("Connection")) == (503, "close")
+                assert "--rest_api_max_connections" in json.loads(response.read())["error"]
         api.release.set()
         assert [c.getresponse().status for c in held] == [200, 200]
     finally:
