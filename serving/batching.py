@@ -332,7 +332,7 @@ class BatchScheduler:
             for task in batch.tasks:
                 task.finish()
 
-    def _run_tasks(self, signature: str, tasks: list[_Task]) -> None:
+    def _run_tasks(self, signature: str, tasks: list[_Task], top: bool = True) -> None:
         """One merged run for ``tasks``; when a caller's values fail it, the halves again (no batch poisoning)."""
         live = []
         for task in tasks:
@@ -355,11 +355,12 @@ class BatchScheduler:
                 # Some caller's values failed a check of the merged run (TF Serving
                 # would fail every request of the batch with it). Bisect, so only
                 # the offenders get this error, each with its own message.
-                log.info("%s: a batch of %d tasks for %s failed (%s); running it again in halves",
-                         self._name, len(live), signature, exc.message.split("\n", 1)[0][:200])
+                log.log(logging.INFO if top else logging.DEBUG,  # one line per batch, not per split
+                        "%s: a batch of %d tasks for %s failed (%s); running it again in halves",
+                        self._name, len(live), signature, exc.message.split("\n", 1)[0][:200])
                 middle = len(live) // 2
-                self._run_tasks(signature, live[:middle])
-                self._run_tasks(signature, live[middle:])
+                self._run_tasks(signature, live[:middle], top=False)
+                self._run_tasks(signature, live[middle:], top=False)
                 return
             for task in live:
                 task.error = exc
