@@ -234,7 +234,8 @@ def poisoning_counts(target: str, good: int = 400, bad: int = 50, concurrency: i
         "good": good,
         "good_failed": sum(1 for is_bad, code in results if not is_bad and code != grpc.StatusCode.OK),
         "bad": bad,
-        "bad_invalid_argument": sum(1 for is_bad, code in results if is_bad and code == grpc.StatusCode.INVALID_ARGUMENT),
+        "bad_invalid_argument": sum(
+            1 for is_bad, code in results if is_bad and code == grpc.StatusCode.INVALID_ARGUMENT),
     }
 
 
