@@ -324,3 +324,35 @@ def test_requests_above_the_concurrency_cap_get_429_at_once_and_connections_abov
             connection.close()
         server.stop_accepting()
         server.server_close()
+
+
+class _LateApi:
+    """Takes longer than the REST timeout before it would run a graph; records what the caller check says."""
+
+    def __init__(self) -> None:
+        self.gone = threading.Event()
+        self.checked = threading.Event()
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        from serving import cancellation
+
+        time.sleep(0.5)
+        if cancellation.is_gone(cancellation.current()):
+            self.gone.set()
+        self.checked.set()
+        return 200, "{}"
+
+
+def test_a_rest_call_past_its_timeout_is_seen_as_gone_before_its_graph_would_run():
+    api = _LateApi()
+    server = RestServer(("127.0.0.1", 0), api, ServingMetrics(), None, timeout=0.2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    try:
+        connection.request("GET", "/v1/models/m")
+        assert connection.getresponse().status == 504
+        assert api.checked.wait(10) and api.gone.is_set()
+    finally:
+        connection.close()
+        server.stop_accepting()
+        server.server_close()
