@@ -31,8 +31,8 @@ than ``--rest_api_max_concurrent_requests`` (64) requests in progress is 429
 RESOURCE_EXHAUSTED (as gRPC's ``--grpc_max_concurrent_rpcs``); a connection
 beyond ``--rest_api_max_connections`` (256 open at once, each holds a thread)
 is answered 503 on accept and closed, without reading it (a client whose request
-was already on the way may see the connection reset instead). A call whose ``--rest_api_timeout_in_ms`` has
-passed runs no graph (serving/cancellation.py).
+was already on the way may see the connection reset instead). A call whose
+``--rest_api_timeout_in_ms`` has passed runs no graph (serving/cancellation.py).
 """
 
 from __future__ import annotations
@@ -722,14 +722,19 @@ class _Handler(BaseHTTPRequestHandler):
         """The HTTP layer's own refusals (414, 431, 501, ...): JSON like every other error, then close."""
         status = HTTPStatus(code)
         text = message or status.phrase
-        if code == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
+        if code == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and message == "Line too long":
             text = f"Request header section too large: at most {self.server.limits.max_header_bytes} bytes"
         elif explain and explain != status.description:
             text = f"{text}: {explain}"
-        log.info("REST %s -> %d %s", self.requestline[:200], code, text)
+        log.info("REST %s -> %d %s", getattr(self, "requestline", "")[:200], code, text)
         self.close_connection = True
         try:
-            self._respond(code, error_json(text), close=True)
+            if getattr(self, "command", "") == "HEAD":  # no body on a HEAD response
+                self.send_response(code)
+                self.send_header("Connection", "close")
+                self.end_headers()
+            else:
+                self._respond(code, error_json(text), close=True)
         except OSError:
             pass
 
