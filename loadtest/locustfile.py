@@ -23,6 +23,11 @@ Knobs (environment; ``python -m loadtest`` sets them from ``--user-class``, ``-k
 ``--predict-batch``): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
 capped at the model's max_k), LOADTEST_PREDICT_BATCH ("1-50" or "1"), LOADTEST_SAMPLES_DIR
 (write raw per-request timings there for exact percentiles; unset, none are kept).
+TLS and a bearer token (client/credentials.py): LOADTEST_TLS_CA, LOADTEST_TOKEN,
+LOADTEST_TOKEN_FILE, LOADTEST_CLIENT_CERT, LOADTEST_CLIENT_KEY, LOADTEST_TLS_SERVER_NAME
+(``python -m loadtest``'s ``--tls-ca`` … flags set them), each falling back to the
+client's MOVIELENS_* name (MOVIELENS_TLS_CA, MOVIELENS_TOKEN, …), so a plain
+``locust -f loadtest/locustfile.py`` (compose) takes them from its environment.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from locust.exception import StopUser  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
+from client import credentials  # noqa: E402
 from common.contract import (  # noqa: E402
     PREDICT_SIGNATURE,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
@@ -68,6 +74,12 @@ USER_CLASS = os.environ.get("LOADTEST_USER_CLASS", "RecommenderUser")
 if USER_CLASS not in ("RecommenderUser", "PredictUser"):
     raise SystemExit(f"LOADTEST_USER_CLASS must be RecommenderUser or PredictUser, got {USER_CLASS!r}")
 SAMPLES_DIR = os.environ.get("LOADTEST_SAMPLES_DIR")
+# LOADTEST_TLS_CA etc., else MOVIELENS_TLS_CA etc.: the keywords every user's client gets.
+CREDENTIAL_ENV = {
+    key: (f"LOADTEST_{names[0].removeprefix('MOVIELENS_')}", *names) for key, names in credentials.ENV_NAMES.items()
+}
+SECURITY = credentials.keywords(names=CREDENTIAL_ENV)
+credentials.security(**SECURITY)  # an unreadable file stops Locust at start, not in every user
 
 _T = TypeVar("_T")
 
@@ -87,11 +99,45 @@ def _write_samples(environment, **_):
         (Path(SAMPLES_DIR) / f"samples-{os.getpid()}.json").write_text(json.dumps(_samples))
 
 
+_environment = None
+
+
+def _keep_environment(environment, **_):
+    global _environment
+    _environment = environment
+
+
+def _write_final_counts(**_):
+    """Locust's own final counts, failures and exceptions, as Locust shuts down (``quit``).
+
+    Its ``*_stats.csv``, ``*_failures.csv`` and ``*_exceptions.csv`` are snapshots it rewrites
+    once a second and does not write again at the end, so they can miss the last second of a
+    run; loadtest/summary.py reads this file instead when it is there.
+    """
+    from locust.runners import WorkerRunner
+
+    runner = getattr(_environment, "runner", None)
+    if runner is None or isinstance(runner, WorkerRunner):  # the master's stats hold the workers'
+        return
+    stats = runner.stats
+    counts = {e.name: {"requests": e.num_requests, "failures": e.num_failures} for e in stats.entries.values()}
+    counts["Aggregated"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
+    final = {
+        "counts": counts,
+        "failures": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()],
+        "exceptions": sum(int(e.get("count", 0)) for e in runner.exceptions.values()),
+    }
+    Path(SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    (Path(SAMPLES_DIR) / "locust-final.json").write_text(json.dumps(final))
+
+
 # Only a run that asked for raw timings keeps them: compose's Locust runs for as long as
 # its web UI says, and a list of every request would grow without bound.
 if SAMPLES_DIR:
     events.request.add_listener(_record)
     events.test_stop.add_listener(_write_samples)
+    events.init.add_listener(_keep_environment)
+    events.quit.add_listener(_write_final_counts)
 
 
 _served: ServedModel | None = None
@@ -129,7 +175,7 @@ class GrpcUser(User):
         if not self.host:
             raise StopUser("no --host given (expected HOST:PORT of the gRPC API)")
         # No retries: a load test must see every UNAVAILABLE, not hide it in latency.
-        self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES)
+        self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES, **SECURITY)
         self.served = served_model(self.client, self.host)
 
     def on_stop(self) -> None:

@@ -4,11 +4,17 @@ Flag names follow ``tensorflow_model_server``, so a command line copied from
 the container (or from TF Serving's own tests) works here: every flag of TF
 Serving's main.cc is accepted. The ones this server acts on are listed in
 ``--help``; the others (TLS, TPU, TF Lite, thread pools, ...) are accepted with
-one warning line saying they have no effect, never a usage error. Each flag
+one warning line saying they have no effect, never a usage error (except
+``--use_alts_credentials=true``: asking for a secure transport this server does
+not have is refused rather than served in the clear). Each flag
 also accepts the dashed spelling (``--rest-api-port``). Flags TF Serving does
 not have (``--host``, ``--monitoring-port``, ``--grpc_max_message_size``,
 ``--drain_seconds``) exist because a local process, unlike a container, shares
-the host's network; none of them opens a port by default.
+the host's network; none of them opens a port by default. Others bound what one
+caller can make the server hold (``--grpc_max_concurrent_rpcs``,
+``--rest_api_max_*``), and ``--allow_insecure_non_loopback`` is required to
+serve cleartext (gRPC without ``--ssl_config_file``, REST, metrics) on an
+address other than loopback.
 
 Exit codes: 0 after a clean stop (SIGTERM or Ctrl-C is how a server is asked to
 stop, so a drained shutdown is success); 1 when it cannot start (a bad config
@@ -24,11 +30,14 @@ import sys
 from common import cli
 from common.contract import GRPC_PORT, MODEL_NAME, REST_PORT
 from serving import config
+from serving.rest import MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_CONNECTIONS
 from serving.server import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    InsecureListenerError,
     LocalModelServer,
     ServerOptions,
     StartupError,
+    check_transport_security,
     configure_logging,
 )
 
@@ -72,8 +81,6 @@ INERT_TF_SERVING_FLAGS: dict[str, type] = {
     "tensorflow_session_config_file": str,
     "tensorflow_intra_op_parallelism": int,
     "tensorflow_inter_op_parallelism": int,
-    "use_alts_credentials": bool,
-    "ssl_config_file": str,
     "platform_config_file": str,
     "per_process_gpu_memory_fraction": float,
     "num_request_iterations_for_warmup": int,
@@ -148,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
           help="Classify/Regress require the signature's method_name to match (default false)")
     _flag(parser, "grpc_max_message_size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE,
           help="max gRPC message size in bytes, both directions (default INT32_MAX, as TF Serving)")
+    _flag(parser, "grpc_max_concurrent_rpcs", type=int, default=None,
+          help="gRPC calls in progress or waiting for a worker thread; beyond, RESOURCE_EXHAUSTED at once "
+               "(default 4 x --grpc_max_threads; 0: no limit)")
+    _flag(parser, "ssl_config_file",
+          help="tensorflow.serving.SSLConfig text proto (server_key, server_cert, custom_ca: PEM text; "
+               "client_verify): serve gRPC over TLS, as TF Serving (REST stays plain)")
+    _flag(parser, "use_alts_credentials", type=_bool, nargs="?", const=True, default=False,
+          help="TF Serving's ALTS transport: not available here, so true is refused (never served in the clear)")
+    _flag(parser, "allow_insecure_non_loopback", type=_bool, nargs="?", const=True, default=False,
+          help="allow cleartext listeners (gRPC without --ssl_config_file, REST, metrics) on a --host that is not "
+               "loopback; only for a private network, e.g. replicas behind Envoy (default false: refused)")
+    _flag(parser, "rest_api_max_body_bytes", type=int, default=MAX_BODY_BYTES,
+          help="largest REST request body; larger is 413 (default %(default)s)")
+    _flag(parser, "rest_api_max_concurrent_requests", type=int, default=MAX_CONCURRENT_REQUESTS,
+          help="REST requests in progress at once; beyond, 429 RESOURCE_EXHAUSTED at once (default %(default)s; "
+               "0: no limit)")
+    _flag(parser, "rest_api_max_connections", type=int, default=MAX_CONNECTIONS,
+          help="open REST connections (one thread each); beyond, 503 and close (default %(default)s; 0: no limit)")
     _flag(parser, "drain_seconds", type=float, default=30.0,
           help="on SIGTERM, how long in-flight requests may take to finish (default %(default)s)")
     _flag(parser, "version", action="store_true", help="print the versions and exit")
@@ -171,11 +196,23 @@ def main(argv: list[str] | None = None) -> int:
         config.parse_grpc_channel_arguments(args.grpc_channel_arguments)
     except config.ConfigError as exc:
         parser.error(str(exc))
+    if args.use_alts_credentials:
+        parser.error("--use_alts_credentials: ALTS is not available in this local server; use --ssl_config_file "
+                     "for TLS (it never falls back to cleartext when a secure transport was asked for)")
+    for name in ("grpc_max_concurrent_rpcs", "rest_api_max_concurrent_requests", "rest_api_max_connections"):
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name} must be >= 0 (0: no limit), got {getattr(args, name)}")
+    if args.rest_api_max_body_bytes < 1:
+        parser.error(f"--rest_api_max_body_bytes must be >= 1, got {args.rest_api_max_body_bytes}")
     cli.apply_verbose(args)
     configure_logging()
     for warning in inert_flag_warnings(args):
         log.warning("%s", warning)
     options = ServerOptions(**{k: v for k, v in vars(args).items() if k in ServerOptions.__dataclass_fields__})
+    try:
+        check_transport_security(options)
+    except InsecureListenerError as exc:
+        parser.error(str(exc))
     try:
         server = LocalModelServer(options)
     except Exception as exc:  # config errors: one clear line, not a traceback

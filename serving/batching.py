@@ -17,6 +17,22 @@ executions under load. This module reproduces the parts clients can observe:
 - ``allowed_batch_sizes`` pads a batch up to the next allowed size with copies
   of a real row, and ``pad_variable_length_inputs`` pads inner dimensions.
 
+Two things differ from TF Serving, on purpose, and neither changes an answer a
+caller would get from an unbatched server:
+
+- **No batch poisoning.** A merged run fails as a whole when any one caller's
+  values fail an in-graph check (``k`` = 0, a rating of 9, a rated list wider
+  than the limit): TF Serving's BatchingSession then fails every request in the
+  batch with that caller's message. Here a merged run that fails with
+  INVALID_ARGUMENT is split in halves and each half run again, down to single
+  requests, so only the offenders get INVALID_ARGUMENT (the graph's own
+  message, naming the input) and every other caller its normal answer. It
+  costs nothing while callers send valid values, and about 2·log2(n) extra
+  runs per offender in a batch of n requests when they do not.
+- **Gone callers are dropped.** A request whose caller cancelled or whose
+  deadline passed (serving/cancellation.py) is taken out of its batch before
+  the merged run, so its rows never reach the graph.
+
 One ``BatchScheduler`` belongs to one loaded version, with one queue per
 signature and ``num_batch_threads`` worker threads shared by all queues, like
 TF Serving's SharedBatchScheduler. Unloading the version stops it.
@@ -37,6 +53,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from serving import cancellation
 from serving.errors import ServingError, failed_precondition, invalid_argument, unavailable
 
 log = logging.getLogger(__name__)
@@ -102,11 +119,12 @@ class _Task:
     paid for under the GIL that bounds this server).
     """
 
-    __slots__ = ("arrays", "size", "_done", "outputs", "error")
+    __slots__ = ("arrays", "size", "alive", "_done", "outputs", "error")
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], size: int):
+    def __init__(self, arrays: Mapping[str, np.ndarray], size: int, alive: cancellation.Alive | None = None):
         self.arrays = arrays
         self.size = size
+        self.alive = alive  # None: nobody said how to tell whether the caller is still there
         self._done = _thread.allocate_lock()
         self._done.acquire()
         self.outputs: dict[str, np.ndarray] | None = None
@@ -187,8 +205,14 @@ class BatchScheduler:
 
     # -- callers --------------------------------------------------------------
 
-    def run(self, signature: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Blocks until this request's rows have been run as part of a batch."""
+    def run(
+        self, signature: str, arrays: Mapping[str, np.ndarray], alive: cancellation.Alive | None = None
+    ) -> dict[str, np.ndarray]:
+        """Blocks until this request's rows have been run as part of a batch.
+
+        ``alive()`` false when the batch is about to run: the caller is gone, its
+        rows are left out of the run and it gets CANCELLED.
+        """
         size = batch_size_of(arrays)
         limit = self.options.execution_limit
         if size > self.options.max_batch_size:
@@ -202,9 +226,11 @@ class BatchScheduler:
                 {alias: value[start : start + limit] for alias, value in arrays.items()}
                 for start in range(0, size, limit)
             ]
-            tasks = [self._enqueue(signature, piece, min(limit, size - i * limit)) for i, piece in enumerate(pieces)]
+            tasks = [
+                self._enqueue(signature, piece, min(limit, size - i * limit), alive) for i, piece in enumerate(pieces)
+            ]
         else:
-            tasks = [self._enqueue(signature, arrays, size)]
+            tasks = [self._enqueue(signature, arrays, size, alive)]
         for task in tasks:
             task.wait()
         for task in tasks:
@@ -214,8 +240,10 @@ class BatchScheduler:
             return tasks[0].outputs  # type: ignore[return-value]
         return {alias: np.concatenate([t.outputs[alias] for t in tasks]) for alias in tasks[0].outputs}  # type: ignore[index]
 
-    def _enqueue(self, signature: str, arrays: Mapping[str, np.ndarray], size: int) -> _Task:
-        task = _Task(arrays, size)
+    def _enqueue(
+        self, signature: str, arrays: Mapping[str, np.ndarray], size: int, alive: cancellation.Alive | None
+    ) -> _Task:
+        task = _Task(arrays, size, alive)
         limit = self.options.execution_limit
         with self._cv:
             if self._stopping:
@@ -298,25 +326,48 @@ class BatchScheduler:
             self._process(*item)
 
     def _process(self, signature: str, batch: _Batch) -> None:
-        tasks = batch.tasks
         try:
-            merged, padded_size = self._merge(tasks)
+            self._run_tasks(signature, batch.tasks)
+        finally:
+            for task in batch.tasks:
+                task.finish()
+
+    def _run_tasks(self, signature: str, tasks: list[_Task], top: bool = True) -> None:
+        """One merged run for ``tasks``; when a caller's values fail it, the halves again (no batch poisoning)."""
+        live = []
+        for task in tasks:
+            if cancellation.is_gone(task.alive):
+                task.error = cancellation.cancelled()
+            else:
+                live.append(task)
+        if not live:
+            return
+        try:
+            merged, padded_size = self._merge(live)
             log.debug("%s: running a batch of %d tasks, %d rows (padded to %d) for %s",
-                      self._name, len(tasks), batch.size, padded_size, signature)
+                      self._name, len(live), sum(t.size for t in live), padded_size, signature)
             if self._on_batch is not None:
                 self._on_batch(signature, padded_size)
             outputs = self._runners[signature](merged)
-            self._split(outputs, tasks, padded_size)
+            self._split(outputs, live, padded_size)
         except ServingError as exc:
-            for task in tasks:
+            if exc.code == grpc.StatusCode.INVALID_ARGUMENT and len(live) > 1:
+                # Some caller's values failed a check of the merged run (TF Serving
+                # would fail every request of the batch with it). Bisect, so only
+                # the offenders get this error, each with its own message.
+                log.log(logging.INFO if top else logging.DEBUG,  # one line per batch, not per split
+                        "%s: a batch of %d tasks for %s failed (%s); running it again in halves",
+                        self._name, len(live), signature, exc.message.split("\n", 1)[0][:200])
+                middle = len(live) // 2
+                self._run_tasks(signature, live[:middle], top=False)
+                self._run_tasks(signature, live[middle:], top=False)
+                return
+            for task in live:
                 task.error = exc
         except Exception as exc:  # a bug must fail the batch's requests, not kill the worker
-            log.exception("batch of %d rows for signature %s failed", batch.size, signature)
-            for task in tasks:
+            log.exception("batch of %d tasks for signature %s failed", len(live), signature)
+            for task in live:
                 task.error = ServingError(grpc.StatusCode.INTERNAL, f"batch processing failed: {exc}")
-        finally:
-            for task in tasks:
-                task.finish()
 
     def _merge(self, tasks: list[_Task]) -> tuple[dict[str, np.ndarray], int]:
         total = sum(t.size for t in tasks)

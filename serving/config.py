@@ -15,6 +15,8 @@ too, with a warning.
 """
 
 import logging
+import ssl
+import tempfile
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -194,3 +196,56 @@ def prometheus_path(config: Message) -> str | None:
     if not prometheus.enable:
         return None
     return prometheus.path or PROMETHEUS_PATH
+
+
+def read_ssl_config(path: str | Path) -> Message:
+    """Parse and check a --ssl_config_file (tensorflow.serving.SSLConfig text proto).
+
+    As in TF Serving, ``server_key``, ``server_cert`` and ``custom_ca`` hold the
+    PEM text itself, not file names. TF Serving CHECK-fails on a file it cannot
+    parse and leaves bad PEM to gRPC; here every problem is a ConfigError naming
+    the file and the field: an empty or malformed key or certificate, a key that
+    does not match the certificate, ``client_verify`` without a ``custom_ca`` to
+    verify client certificates against (gRPC refuses that too).
+    """
+    config = _parse(path, tfs_protos.SSLConfig())
+    for field in ("server_key", "server_cert"):
+        if not getattr(config, field).strip():
+            raise ConfigError(f"{path}: {field} is empty; it must hold the PEM text itself (not a file name)")
+    if config.client_verify and not config.custom_ca.strip():
+        raise ConfigError(f"{path}: client_verify is true but custom_ca is empty: client certificates need a CA "
+                          "(PEM text) to be verified against")
+    _check_pem_pair(path, config.server_cert, config.server_key)
+    if config.custom_ca.strip():
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_verify_locations(cadata=config.custom_ca)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"{path}: custom_ca is not a PEM certificate: {e}") from e
+    return config
+
+
+def _check_pem_pair(path: str | Path, cert: str, key: str) -> None:
+    """What gRPC would fail on at the first handshake, found at startup: both parse and belong together."""
+    for field, text, marker in (("server_cert", cert, "CERTIFICATE"), ("server_key", key, "PRIVATE KEY")):
+        if "-----BEGIN" not in text or marker not in text:
+            raise ConfigError(f"{path}: {field} is not PEM text (no '-----BEGIN ...{marker}-----' block); it must "
+                              "hold the PEM itself, not a file name")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="ssl-config-") as folder:  # load_cert_chain reads files only
+        cert_file, key_file = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert_file.write_text(cert)
+        key_file.touch(mode=0o600)
+        key_file.write_text(key)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as e:
+            raise ConfigError(f"{path}: server_cert and server_key are not a matching PEM certificate and private "
+                              f"key: {e.reason or e}") from e
+
+
+def ssl_config_text(server_cert: str, server_key: str, custom_ca: str = "", client_verify: bool = False) -> str:
+    """An SSLConfig text proto holding the given PEM texts, e.g. from credentials/server.pem and server.key."""
+    config = tfs_protos.SSLConfig(server_cert=server_cert, server_key=server_key, custom_ca=custom_ca,
+                                  client_verify=client_verify)
+    return text_format.MessageToString(config)

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving import example_apis
+from serving import cancellation, example_apis
 from serving.config import ConfigError
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import UNKNOWN, Observation, ServingMetrics
@@ -75,9 +75,12 @@ def _answer(
     ``model`` is the requested name, for the log only; the metrics label comes
     from ``handler`` once the model has been found. context.abort() is called
     outside the observed block, so its own exception is not counted as a failure.
+    The handler knows how to tell whether its caller is still there
+    (``context.is_active``, serving/cancellation.py): a call cancelled or past
+    its deadline runs no graph.
     """
     try:
-        with metrics.observe(api, signature) as observation:
+        with metrics.observe(api, signature) as observation, cancellation.caller(context.is_active):
             response = handler(observation)
         log.debug("%s %s -> OK", api, model)
         return response
@@ -198,6 +201,20 @@ class HealthReporter:
         self.servicer.enter_graceful_shutdown()
 
 
+def server_credentials(ssl_config) -> grpc.ServerCredentials:
+    """server.cc BuildServerCredentials from a parsed SSLConfig (serving.config.read_ssl_config).
+
+    client_verify: clients must present a certificate signed by custom_ca
+    (GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY); otherwise none
+    is requested, custom_ca or not, exactly as TF Serving sets it up.
+    """
+    return grpc.ssl_server_credentials(
+        [(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+        root_certificates=ssl_config.custom_ca.encode() if ssl_config.custom_ca else None,
+        require_client_auth=bool(ssl_config.client_verify),
+    )
+
+
 def build_grpc_server(
     core: ServerCore,
     metrics: ServingMetrics,
@@ -210,11 +227,17 @@ def build_grpc_server(
     socket_path: str = "",
     channel_arguments: Sequence[tuple[str, int | str]] = (),
     reload_config: Callable[[model_server_config_pb2.ModelServerConfig], None] | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    max_concurrent_rpcs: int | None = None,
 ) -> tuple[grpc.Server, int]:
     """Port 0 listens on no TCP port (TF Serving's --port=0), ``socket_path`` on a Unix socket too.
 
     ``channel_arguments`` (--grpc_channel_arguments) come last, so they win over
     the defaults, as they do when TF Serving adds them to its ServerBuilder.
+    ``credentials`` (from --ssl_config_file) serve both listeners over TLS, as
+    TF Serving does. ``max_concurrent_rpcs``: RPCs beyond it, counting those
+    waiting for a worker thread, are answered RESOURCE_EXHAUSTED at once
+    ("Concurrent RPC limit exceeded!", gRPC's own) instead of queueing.
     """
     options = [
         ("grpc.max_send_message_length", max_message_size),
@@ -223,19 +246,24 @@ def build_grpc_server(
         *channel_arguments,
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                         options=options)
+                         options=options, maximum_concurrent_rpcs=max_concurrent_rpcs or None)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, metrics, reload_config), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
+    def listen(address: str) -> int:
+        if credentials is not None:
+            return server.add_secure_port(address, credentials)
+        return server.add_insecure_port(address)
+
     bound = 0
     if port:
         try:
-            bound = server.add_insecure_port(f"{host}:{port}")
+            bound = listen(f"{host}:{port}")
         except RuntimeError as exc:  # grpc's only signal that the address is taken or unusable
             raise OSError("address in use or not available") from exc
     if socket_path:
         try:
-            server.add_insecure_port(f"unix:{socket_path}")
+            listen(f"unix:{socket_path}")
         except RuntimeError as exc:
             raise OSError(f"cannot listen on Unix socket {socket_path}") from exc
     return server, bound

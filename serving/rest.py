@@ -22,20 +22,35 @@ is plenty for a local server and keeps the dependency list empty. A request the
 HTTP layer cannot frame (bad Content-Length or chunk size) is answered 400 and
 the connection closed; once shutdown has begun, every new request, including
 one on an open keep-alive connection, is answered 503 with ``Connection: close``.
+
+Limits (``RestLimits``; flags of ``python -m serving``), each answered at once
+with a JSON ``{"error": ...}`` and ``Connection: close``, before any work is done:
+a request line longer than 8 KiB is 414, a header section larger than 16 KiB
+is 431, a body larger than ``--rest_api_max_body_bytes`` (64 MiB) is 413; more
+than ``--rest_api_max_concurrent_requests`` (64) requests in progress is 429
+RESOURCE_EXHAUSTED (as gRPC's ``--grpc_max_concurrent_rpcs``); a connection
+beyond ``--rest_api_max_connections`` (256 open at once, each holds a thread)
+is answered 503 on accept and closed, without reading it (a client whose request
+was already on the way may see the connection reset instead). A call whose
+``--rest_api_timeout_in_ms`` has passed runs no graph (serving/cancellation.py).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import math
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -45,7 +60,7 @@ from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, model_pb2, regression_pb2
 
-from serving import example_apis, json_examples
+from serving import cancellation, example_apis, json_examples
 from serving.errors import ServingError, invalid_argument, unimplemented
 from serving.grpc_service import SIGNATURE_DEF_FIELD, model_metadata
 from serving.metrics import Observation, ServingMetrics
@@ -68,9 +83,26 @@ _MAX_RANK = 63
 # Largest request body read: far above any request this model needs, and a
 # bound on what one connection can make the server allocate.
 MAX_BODY_BYTES = 64 * 2**20
+# Request line ("POST /v1/models/...:predict HTTP/1.1") and header section caps:
+# a model path is a few dozen bytes, and 8 KiB is what most proxies allow a line.
+MAX_REQUEST_LINE_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+MAX_CONCURRENT_REQUESTS = 64
+MAX_CONNECTIONS = 256
 # Calls running at once under --rest_api_timeout_in_ms (TF Serving: --rest_api_num_threads,
 # 4 x CPUs); more wait for a worker, and their wait counts towards the timeout.
 _REST_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class RestLimits:
+    """What one REST client may make the server hold; beyond it the answer comes at once (module docstring)."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_request_line_bytes: int = MAX_REQUEST_LINE_BYTES
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS  # 0: no limit
+    max_connections: int = MAX_CONNECTIONS  # 0: no limit
 _BYTES_SUFFIX = "_bytes"
 
 
@@ -507,9 +539,10 @@ class RestServer(ThreadingHTTPServer):
 
     def __init__(
         self, address: tuple[str, int], api: RestApi, metrics: ServingMetrics, metrics_path: str | None,
-        timeout: float | None = None,
+        timeout: float | None = None, limits: RestLimits = RestLimits(),
     ):
         self.api = api
+        self.limits = limits
         self.metrics = metrics
         self.metrics_path = metrics_path
         # --rest_api_timeout_in_ms: TF Serving bounds each REST call's run; here the
@@ -520,17 +553,50 @@ class RestServer(ThreadingHTTPServer):
             ThreadPoolExecutor(max_workers=_REST_WORKERS, thread_name_prefix="rest-call") if timeout else None
         )
         self._busy = 0
+        self._connections = 0
         self._draining = False
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
 
-    def admit(self) -> bool:
-        """Counts a request in, unless shutdown has begun; one lock, so drain() cannot miss it."""
+    def admit(self) -> HTTPStatus | None:
+        """Counts a request in (None), or says why not: 503 once shutdown has begun, 429 over the cap.
+
+        One lock, so drain() cannot miss a request.
+        """
         with self._idle:
             if self._draining:
-                return False
+                return HTTPStatus.SERVICE_UNAVAILABLE
+            cap = self.limits.max_concurrent_requests
+            if cap and self._busy >= cap:
+                return HTTPStatus.TOO_MANY_REQUESTS
             self._busy += 1
-            return True
+            return None
+
+    def process_request(self, request, client_address) -> None:
+        """One thread per connection, up to --rest_api_max_connections; beyond, 503 and close at once."""
+        with self._idle:
+            cap = self.limits.max_connections
+            refuse = bool(cap) and self._connections >= cap
+            if not refuse:
+                self._connections += 1
+        if not refuse:
+            super().process_request(request, client_address)
+            return
+        body = error_json(f"Too many connections: this server holds at most {cap} open REST connections "
+                          "(--rest_api_max_connections)").encode()
+        try:
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._idle:
+                self._connections -= 1
 
     def done(self) -> None:
         with self._idle:
@@ -552,7 +618,8 @@ class RestServer(ThreadingHTTPServer):
         """The API's answer, or DEADLINE_EXCEEDED once the --rest_api_timeout_in_ms has passed."""
         if self._workers is None:
             return self.api.handle(method, path, body)
-        future = self._workers.submit(self.api.handle, method, path, body)
+        deadline = time.monotonic() + self.timeout
+        future = self._workers.submit(self._handle_until, deadline, method, path, body)
         try:
             return future.result(timeout=self.timeout)
         except FutureTimeout:
@@ -562,6 +629,11 @@ class RestServer(ThreadingHTTPServer):
                 f"({self.timeout * 1000:.0f} ms)",
             )
             return error.http_status, error_json(error.message)
+
+    def _handle_until(self, deadline: float, method: str, path: str, body: bytes) -> tuple[int, str]:
+        """In a worker: once the deadline has passed the client has its 504, so no graph runs for it."""
+        with cancellation.caller(lambda: time.monotonic() < deadline):
+            return self.api.handle(method, path, body)
 
     def server_close(self) -> None:
         super().server_close()
@@ -576,9 +648,26 @@ def _length(text: str, hexadecimal: bool, what: str) -> int:
     return int(text, 16 if hexadecimal else 10)
 
 
-def _check_body_size(size: int) -> None:
-    if size > MAX_BODY_BYTES:
-        raise _BadFraming(413, f"Request body of {size} bytes is larger than the {MAX_BODY_BYTES} this server accepts")
+def _check_body_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise _BadFraming(413, f"Request body of {size} bytes is larger than the {limit} this server accepts "
+                               "(--rest_api_max_body_bytes)")
+
+
+class _HeaderBudget:
+    """The connection's reader while headers are parsed: past ``limit`` bytes in all, LineTooLong (431)."""
+
+    def __init__(self, rfile, limit: int):
+        self._rfile = rfile
+        self._remaining = limit
+
+    def readline(self, size: int = -1) -> bytes:
+        want = self._remaining + 1 if size < 0 else min(size, self._remaining + 1)
+        line = self._rfile.readline(want)
+        self._remaining -= len(line)
+        if self._remaining < 0:
+            raise http.client.LineTooLong("header section")
+        return line
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -593,14 +682,14 @@ class _Handler(BaseHTTPRequestHandler):
                 line = self.rfile.readline().split(b";", 1)[0].strip().decode("latin-1")
                 size = _length(line, True, "chunk size")
                 total += size
-                _check_body_size(total)
+                _check_body_size(total, self.server.limits.max_body_bytes)
                 if size == 0:
                     self.rfile.readline()
                     return b"".join(chunks)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         length = _length(self.headers.get("Content-Length") or "0", False, "Content-Length")
-        _check_body_size(length)
+        _check_body_size(length, self.server.limits.max_body_bytes)
         return self.rfile.read(length) if length else b""
 
     def _respond(self, status: int, body: str, content_type: str = "application/json", close: bool = False) -> None:
@@ -613,9 +702,54 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def parse_request(self) -> bool:
+        """The standard parser with this server's caps: request line (414), header section (431)."""
+        limits = self.server.limits
+        if len(self.raw_requestline) > limits.max_request_line_bytes:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "Request line too long",
+                            f"the request line is longer than the {limits.max_request_line_bytes} bytes this "
+                            "server accepts")
+            return False
+        rfile = self.rfile
+        self.rfile = _HeaderBudget(rfile, limits.max_header_bytes)
+        try:
+            return super().parse_request()  # LineTooLong -> send_error(431)
+        finally:
+            self.rfile = rfile
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The HTTP layer's own refusals (414, 431, 501, ...): JSON like every other error, then close."""
+        status = HTTPStatus(code)
+        text = message or status.phrase
+        if code == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and message == "Line too long":
+            text = f"Request header section too large: at most {self.server.limits.max_header_bytes} bytes"
+        elif explain and explain != status.description:
+            text = f"{text}: {explain}"
+        log.info("REST %s -> %d %s", getattr(self, "requestline", "")[:200], code, text)
+        self.close_connection = True
+        try:
+            if getattr(self, "command", "") == "HEAD":  # no body on a HEAD response
+                self.send_response(code)
+                self.send_header("Connection", "close")
+                self.end_headers()
+            else:
+                self._respond(code, error_json(text), close=True)
+        except OSError:
+            pass
+
     def _serve(self, method: str) -> None:
-        if not self.server.admit():
+        refused = self.server.admit()
+        if refused == HTTPStatus.SERVICE_UNAVAILABLE:
             self._respond(503, error_json("Server is shutting down"), close=True)
+            return
+        if refused is not None:
+            # RESOURCE_EXHAUSTED, as gRPC answers above --grpc_max_concurrent_rpcs. The body is
+            # not read, so the connection cannot carry another request.
+            cap = self.server.limits.max_concurrent_requests
+            self._respond(refused, error_json(f"Too many requests in progress: this server runs at most {cap} "
+                                              "REST requests at once (--rest_api_max_concurrent_requests)"),
+                          close=True)
             return
         try:
             try:
@@ -654,9 +788,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start_rest_server(
     core: ServerCore, metrics: ServingMetrics, host: str, port: int, metrics_path: str | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None, limits: RestLimits = RestLimits(),
 ) -> RestServer:
     """``timeout``: seconds a call may run before the client is answered DEADLINE_EXCEEDED (None: no limit)."""
-    server = RestServer((host, port), RestApi(core, metrics), metrics, metrics_path, timeout)
+    server = RestServer((host, port), RestApi(core, metrics), metrics, metrics_path, timeout, limits)
     threading.Thread(target=server.serve_forever, name="rest-http", daemon=True).start()
     return server

@@ -17,7 +17,15 @@ from tensorflow.core.framework import types_pb2
 
 from common import contract as c
 from serving.metrics import ServingMetrics
-from serving.rest import MAX_BODY_BYTES, RestServer, _decimal, outputs_to_json
+from serving.rest import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_REQUEST_LINE_BYTES,
+    RestLimits,
+    RestServer,
+    _decimal,
+    outputs_to_json,
+)
 from serving.signature_runner import TensorSpecInfo
 
 
@@ -245,3 +253,106 @@ def test_classify_and_regress_over_rest(tmp_path):
         assert status == 400 and json.loads(text)["error"].startswith("No regression inputs found in SignatureDef")
     finally:
         manager.unload_all(time.monotonic() + 30)
+
+
+def _serving(limits: RestLimits, api=None) -> RestServer:
+    server = RestServer(("127.0.0.1", 0), api or _OkApi(), ServingMetrics(), None, limits=limits)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _raw_status(server: RestServer, request: bytes) -> tuple[int, str, str]:
+    with socket.create_connection(server.server_address, timeout=30) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read()).get("error", ""), response.getheader("Connection", "")
+
+
+def test_long_request_lines_large_headers_and_bodies_are_refused_before_any_work():
+    server = _serving(RestLimits(max_body_bytes=1000))
+    try:
+        line = f"GET /v1/models/{'m' * MAX_REQUEST_LINE_BYTES} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        status, error, connection = _raw_status(server, line)
+        assert (status, connection) == (414, "close") and "longer than the 8192 bytes" in error
+        headers = "".join(f"X-{i}: {'v' * 1000}\r\n" for i in range(MAX_HEADER_BYTES // 1000 + 1))
+        status, error, connection = _raw_status(server, f"GET /v1/models/m HTTP/1.1\r\n{headers}\r\n".encode())
+        assert (status, connection) == (431, "close") and f"at most {MAX_HEADER_BYTES} bytes" in error
+        body = b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n"
+        status, error, connection = _raw_status(server, body)
+        assert (status, connection) == (413, "close") and "--rest_api_max_body_bytes" in error
+        some_headers = "".join(f"X-{i}: {'v' * 1000}\r\n" for i in range(MAX_HEADER_BYTES // 1000 - 2))
+        within = f"GET /v1/models/{'m' * 1000} HTTP/1.1\r\nHost: x\r\n{some_headers}\r\n".encode()
+        assert _raw_status(server, within)[:1] == (200,)
+    finally:
+        server.stop_accepting()
+        server.server_close()
+
+
+def _wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_requests_above_the_concurrency_cap_get_429_at_once_and_connections_above_theirs_503():
+    api = _SlowApi()
+    server = _serving(RestLimits(max_concurrent_requests=2, max_connections=3), api)
+    held = [http.client.HTTPConnection(*server.server_address, timeout=30) for _ in range(2)]
+    try:
+        for connection in held:
+            connection.request("GET", "/v1/models/m")  # both wait inside the API
+        _wait_for(lambda: server._busy == 2)  # noqa: SLF001
+        start = time.monotonic()
+        status, error, connection = _raw_status(server, b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (status, connection) == (429, "close") and "--rest_api_max_concurrent_requests" in error
+        assert time.monotonic() - start < 5
+        _wait_for(lambda: server._connections == 2)  # noqa: SLF001  (the refused one has ended)
+        with socket.create_connection(server.server_address) as idle:  # the third connection: admitted, idle
+            _wait_for(lambda: server._connections == 3)  # noqa: SLF001
+            with socket.create_connection(server.server_address, timeout=30) as fourth:
+                response = http.client.HTTPResponse(fourth)  # answered on accept, before any request
+                response.begin()
+                assert (response.status, response.getheader("Connection")) == (503, "close")
+                assert "--rest_api_max_connections" in json.loads(response.read())["error"]
+        api.release.set()
+        assert [c.getresponse().status for c in held] == [200, 200]
+    finally:
+        api.release.set()
+        for connection in held:
+            connection.close()
+        server.stop_accepting()
+        server.server_close()
+
+
+class _LateApi:
+    """Takes longer than the REST timeout before it would run a graph; records what the caller check says."""
+
+    def __init__(self) -> None:
+        self.gone = threading.Event()
+        self.checked = threading.Event()
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        from serving import cancellation
+
+        time.sleep(0.5)
+        if cancellation.is_gone(cancellation.current()):
+            self.gone.set()
+        self.checked.set()
+        return 200, "{}"
+
+
+def test_a_rest_call_past_its_timeout_is_seen_as_gone_before_its_graph_would_run():
+    api = _LateApi()
+    server = RestServer(("127.0.0.1", 0), api, ServingMetrics(), None, timeout=0.2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    try:
+        connection.request("GET", "/v1/models/m")
+        assert connection.getresponse().status == 504
+        assert api.checked.wait(10) and api.gone.is_set()
+    finally:
+        connection.close()
+        server.stop_accepting()
+        server.server_close()

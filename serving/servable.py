@@ -24,6 +24,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from common.contract import PREDICT_METHOD, WARMUP_FILE
+from serving import cancellation
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.errors import ServingError, failed_precondition, unimplemented
 from serving.session_bundle import SessionBundle, SessionSignatureRunner
@@ -141,10 +142,17 @@ class LoadedVersion:
     def execute(
         self, runner: SignatureRunner, arrays: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
-        """Runs validated inputs (through the batcher when on); returns the chosen outputs."""
+        """Runs validated inputs (through the batcher when on); returns the chosen outputs.
+
+        A caller that is gone (serving/cancellation.py) gets CANCELLED instead of
+        a graph run: checked here, and by the batcher again just before its batch runs.
+        """
         aliases = runner.resolve_output_filter(output_filter)
+        alive = cancellation.current()
+        if cancellation.is_gone(alive):
+            raise cancellation.cancelled()
         if self.scheduler is not None:
-            outputs = self.scheduler.run(runner.name, arrays)
+            outputs = self.scheduler.run(runner.name, arrays, alive)
         else:
             outputs = runner.run(arrays)
         return {alias: outputs[alias] for alias in aliases}

@@ -9,13 +9,23 @@ rolling restart lose no requests. A port that cannot be opened stops whatever
 had started and fails with a StartupError naming the port. With
 --model_config_file_poll_wait_seconds the config file is re-read on that period
 and the served models follow it (TF Serving's PollFilesystemAndReloadConfig).
+
+Transport security: --ssl_config_file (a tensorflow.serving.SSLConfig) serves
+gRPC over TLS, with client certificates required when it says client_verify;
+REST stays plain, as in TF Serving. A file that cannot be read or used stops the
+server before it listens. Cleartext is for loopback: a TCP listener in the clear
+(gRPC without --ssl_config_file, REST, metrics) on any other address is refused
+at startup unless --allow_insecure_non_loopback says the network is private
+(replicas behind Envoy in compose or Kubernetes).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -26,10 +36,10 @@ from tensorflow_serving.config import model_server_config_pb2
 from common.contract import MODEL_NAME, MODELS_DIR, PROMETHEUS_PATH
 from serving import config, example_apis
 from serving.batching import BatchingOptions
-from serving.grpc_service import HealthReporter, build_grpc_server
+from serving.grpc_service import HealthReporter, build_grpc_server, server_credentials
 from serving.metrics import ServingMetrics, start_metrics_server
 from serving.model_manager import ModelManager, ModelSource, ServerCore, VersionPolicy, seconds_until
-from serving.rest import start_rest_server
+from serving.rest import MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_CONNECTIONS, RestLimits, start_rest_server
 from serving.servable import load_version
 
 log = logging.getLogger("serving")
@@ -61,11 +71,79 @@ class ServerOptions:
     grpc_max_threads: int = 16
     grpc_max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     grpc_channel_arguments: str = ""
+    # RPCs in progress or waiting for a thread; beyond, RESOURCE_EXHAUSTED at once. None: 4 x grpc_max_threads.
+    grpc_max_concurrent_rpcs: int | None = None
+    rest_api_max_body_bytes: int = MAX_BODY_BYTES
+    rest_api_max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS
+    rest_api_max_connections: int = MAX_CONNECTIONS
+    ssl_config_file: str | None = None
+    allow_insecure_non_loopback: bool = False
     drain_seconds: float = 30.0
+
+    @property
+    def max_concurrent_rpcs(self) -> int:
+        """--grpc_max_concurrent_rpcs, default 4 x --grpc_max_threads (0: no limit)."""
+        if self.grpc_max_concurrent_rpcs is None:
+            return 4 * self.grpc_max_threads
+        return self.grpc_max_concurrent_rpcs
 
 
 class StartupError(Exception):
     """The server could not start (a port is taken); everything it had started is stopped."""
+
+
+class InsecureListenerError(ValueError):
+    """A listener would serve cleartext on a non-loopback address without --allow_insecure_non_loopback."""
+
+
+ALLOW_INSECURE_FLAG = "--allow_insecure_non_loopback"
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, or a name that resolves to loopback addresses only (localhost).
+
+    0.0.0.0 and :: (every interface) are not loopback; neither is a name that
+    cannot be resolved (the bind would fail anyway).
+    """
+    bare = host.strip("[]")
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(bare, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%", 1)[0]).is_loopback for a in addresses)
+
+
+def cleartext_listeners(options: ServerOptions) -> list[str]:
+    """The TCP listeners that would carry cleartext on a non-loopback address ("gRPC 0.0.0.0:8500", ...)."""
+    if is_loopback(options.host):
+        return []
+    plain = []
+    if options.port and not options.ssl_config_file:
+        plain.append(f"gRPC {options.host}:{options.port} (no --ssl_config_file)")
+    if options.rest_api_port:
+        plain.append(f"REST {options.host}:{options.rest_api_port} (REST has no TLS, as in TF Serving)")
+    if options.monitoring_port:
+        plain.append(f"metrics {options.host}:{options.monitoring_port}")
+    return plain
+
+
+def check_transport_security(options: ServerOptions) -> None:
+    """Refuses cleartext beyond loopback unless --allow_insecure_non_loopback; raises InsecureListenerError."""
+    plain = cleartext_listeners(options)
+    if not plain or options.allow_insecure_non_loopback:
+        if plain:
+            log.warning("serving cleartext on a non-loopback address (%s) because of %s: keep this network "
+                        "private (replicas behind Envoy)", "; ".join(plain), ALLOW_INSECURE_FLAG)
+        return
+    raise InsecureListenerError(
+        f"refusing to serve cleartext on {options.host}, which is not a loopback address: {'; '.join(plain)}. "
+        f"Bind --host 127.0.0.1, give gRPC TLS with --ssl_config_file and turn REST off with --rest_api_port=0, "
+        f"or pass {ALLOW_INSECURE_FLAG} if only a private network (e.g. Envoy in compose or Kubernetes) can reach it"
+    )
 
 
 def resolve_base_path(raw: str) -> Path:
@@ -129,6 +207,11 @@ def rest_metrics_path(options: ServerOptions) -> str | None:
 class LocalModelServer:
     def __init__(self, options: ServerOptions):
         self.options = options
+        check_transport_security(options)
+        # Read before anything loads: a TLS config that cannot be used stops the server, never cleartext.
+        self._credentials = (
+            server_credentials(config.read_ssl_config(options.ssl_config_file)) if options.ssl_config_file else None
+        )
         self.metrics = ServingMetrics()
         self.health = HealthReporter()
         self._stopped = threading.Event()
@@ -229,8 +312,11 @@ class LocalModelServer:
             max_workers=options.grpc_max_threads, max_message_size=options.grpc_max_message_size,
             socket_path=options.grpc_socket_path, channel_arguments=self._channel_arguments,
             reload_config=lambda parsed: self.apply_config(parsed, where="ReloadConfigRequest.config"),
+            credentials=self._credentials, max_concurrent_rpcs=options.max_concurrent_rpcs,
         ))
         self.grpc_server.start()
+        if self._credentials is not None:
+            log.info("gRPC uses SSL credentials from %s", options.ssl_config_file)
         if options.port:
             log.info("Running gRPC ModelServer at: %s:%d ...", options.host, grpc_port)
         if options.grpc_socket_path:
@@ -239,6 +325,11 @@ class LocalModelServer:
             self.rest_server = _listen("REST", options.host, options.rest_api_port, lambda: start_rest_server(
                 self.core, self.metrics, options.host, options.rest_api_port, self._rest_metrics_path,
                 timeout=options.rest_api_timeout_in_ms / 1000 if options.rest_api_timeout_in_ms > 0 else None,
+                limits=RestLimits(
+                    max_body_bytes=options.rest_api_max_body_bytes,
+                    max_concurrent_requests=options.rest_api_max_concurrent_requests,
+                    max_connections=options.rest_api_max_connections,
+                ),
             ))
             log.info("Exporting HTTP/REST API at: %s:%d ...", options.host, options.rest_api_port)
         if options.monitoring_port:

@@ -1,17 +1,19 @@
 """TF Serving config protos that the tensorflow-serving-api wheel does not ship.
 
-`--batching_parameters_file` and `--monitoring_config_file` are text protos of
-`tensorflow.serving.BatchingParameters` and `tensorflow.serving.MonitoringConfig`,
+`--batching_parameters_file`, `--monitoring_config_file` and `--ssl_config_file` are
+text protos of `tensorflow.serving.BatchingParameters`, `tensorflow.serving.MonitoringConfig`
+and `tensorflow.serving.SSLConfig`,
 but the PyPI package only carries the `apis/` and part of `config/`. Parsing the
 files as real messages (instead of hand-rolled regexes) is what makes a typo'd
 field fail the same way it would fail in `tensorflow_model_server`, so this
-module rebuilds the two message types at import time from a
+module rebuilds the three message types at import time from a
 FileDescriptorProto that mirrors upstream's field names, numbers and types:
 
 - tensorflow_serving/servables/tensorflow/session_bundle_config.proto
   (BatchingParameters only; SessionBundleConfig drags in TensorFlow's
   ConfigProto and is not needed to read the batching file)
 - tensorflow_serving/config/monitoring_config.proto
+- tensorflow_serving/config/ssl_config.proto (``--ssl_config_file``)
 
 The types live in a private DescriptorPool so they can never clash with a
 future tensorflow-serving-api release that registers the same file names in the
@@ -92,11 +94,31 @@ def _monitoring_config_file() -> descriptor_pb2.FileDescriptorProto:
     )
 
 
+def _ssl_config_file() -> descriptor_pb2.FileDescriptorProto:
+    # PEM contents, not paths: TF Serving hands these strings to gRPC as they are.
+    ssl = descriptor_pb2.DescriptorProto(
+        name="SSLConfig",
+        field=[
+            _field("server_key", 1, _F.TYPE_STRING),
+            _field("server_cert", 2, _F.TYPE_STRING),
+            _field("custom_ca", 3, _F.TYPE_STRING),
+            _field("client_verify", 4, _F.TYPE_BOOL),
+        ],
+    )
+    return descriptor_pb2.FileDescriptorProto(
+        name="tensorflow_serving/config/ssl_config.proto",
+        package=_PACKAGE,
+        syntax="proto3",
+        message_type=[ssl],
+    )
+
+
 def _build_pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.AddSerializedFile(_session_bundle_config_file().SerializeToString())
     pool.AddSerializedFile(_monitoring_config_file().SerializeToString())
+    pool.AddSerializedFile(_ssl_config_file().SerializeToString())
     return pool
 
 
@@ -110,3 +132,4 @@ def _message_class(name: str) -> type[Message]:
 BatchingParameters: type[Message] = _message_class("BatchingParameters")
 PrometheusConfig: type[Message] = _message_class("PrometheusConfig")
 MonitoringConfig: type[Message] = _message_class("MonitoringConfig")
+SSLConfig: type[Message] = _message_class("SSLConfig")
