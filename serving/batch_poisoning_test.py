@@ -23,7 +23,7 @@ from common import contract as c
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.batching_test import _request, assert_same_answer, outputs
 from serving.errors import ServingError, invalid_argument
-from serving.testing import start_local_server
+from serving.launcher import start_local_server
 
 BATCHING_CONFIG = Path(__file__).resolve().parent / "batching.config"
 

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from common import contract as c
 from serving.batching_test import assert_same_answer, mixed_requests
-from serving.testing import start_local_server
+from serving.launcher import start_local_server
 
 BATCHING_CONFIG = Path(__file__).resolve().parent / "batching.config"
 
