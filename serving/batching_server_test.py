@@ -1,4 +1,4 @@
-"""The acceptance of issue 12: with ``--enable_batching --batching_parameters_file serving/batching.config``
+"""Batching end to end: with ``--enable_batching --batching_parameters_file serving/batching.config``
 and warmup on, the exported model loads, every signature answers through the official
 ``tensorflow-serving-api`` stubs, and the answers equal the unbatched server's."""
 
