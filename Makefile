@@ -109,7 +109,7 @@ conformance: setup
 # TF Serving's own model-server tests, unchanged, against `python -m serving` (about 2 minutes):
 # ../shared/tfserving-tests, or TFSERVING_TESTS_DIR; the runner prints the tests it skips and why.
 conformance-upstream: setup
-	$(PY) -m serving.upstream_conformance
+	$(PY) -m testing.upstream_conformance
 
 clean:
 	rm -rf runs models reports

@@ -71,7 +71,7 @@ def exported_model(tmp_path_factory, trained_run) -> Path:
 
 @pytest.fixture(scope="session")
 def local_server(exported_model):
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     with start_local_server(exported_model) as server:
         yield server

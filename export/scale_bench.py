@@ -9,7 +9,7 @@ the reloaded SavedModel in-process. A child per size makes its peak RSS its
 own. Every size trains the same way: the default preset with its one
 batch-size rule (``train.config.step_batch``: the batch grows with the
 training rows), so the growth ratios compare like with like. The table (with
-issue 13's acceptance figures checked at 25M) goes between markers in
+the acceptance limits, ``LIMITS``, checked at 25M) goes between markers in
 BENCHMARKS.md, which ``make bench`` keeps, and a log-log plot beside it
 (``bench_scale.png``).
 """
@@ -35,7 +35,7 @@ DEFAULT_SIZES = ("100K", "1M", "5M", "25M")
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 LATENCY_CALLS = 300
 PLOT_FILE = "bench_scale.png"
-# Issue 13's acceptance at 25M ratings on 2 cores / 24 GiB, and the growth allowed from 1M to 25M.
+# The acceptance limits at 25M ratings on 2 cores / 24 GiB, and the growth allowed from 1M to 25M.
 LIMITS = {"wall_s": 1200.0, "peak_rss_gib": 12.0, "model_mb": 200.0, "recommend_p50_ms": 10.0}
 MAX_WALL_RATIO_1M_TO_25M = 30.0
 
@@ -127,7 +127,7 @@ def measure(size: str, work: Path) -> dict:
 
 
 def checks(results: list[dict]) -> list[str]:
-    """Issue 13's acceptance, one line each, from the 25M row (and 1M for the growth ratio)."""
+    """The acceptance limits, one line each, from the 25M row (and 1M for the growth ratio)."""
     by_size = {r["size"]: r for r in results}
     if "25M" not in by_size:
         return []

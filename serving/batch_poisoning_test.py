@@ -1,10 +1,10 @@
-"""No batch poisoning (issue 21): one caller's invalid values never fail another caller's request
+"""No batch poisoning: one caller's invalid values never fail another caller's request
 merged into the same batch, and the offender still gets INVALID_ARGUMENT with the graph's message.
 
 Unit tests on the scheduler with a stand-in model, then the acceptance over real gRPC:
 the local server with ``--enable_batching --batching_parameters_file serving/batching.config``,
 32 concurrent good callers and one caller sending ``k`` = 0, out-of-range ratings and a rated
-list wider than the limit. ``poisoning_counts`` is also the issue's reproduction (400 good
+list wider than the limit. ``poisoning_counts`` is also the poisoning measurement (400 good
 ``recommend`` calls, 50 with ``k`` = 0, 48 at a time), runnable against any server.
 """
 
@@ -23,7 +23,7 @@ from common import contract as c
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.batching_test import _request, assert_same_answer, outputs
 from serving.errors import ServingError, invalid_argument
-from serving.testing import start_local_server
+from serving.launcher import start_local_server
 
 BATCHING_CONFIG = Path(__file__).resolve().parent / "batching.config"
 
@@ -211,7 +211,7 @@ def test_good_callers_are_answered_correctly_next_to_a_caller_sending_invalid_va
 
 
 def poisoning_counts(target: str, good: int = 400, bad: int = 50, concurrency: int = 48) -> dict[str, int]:
-    """Issue 21's measurement: ``good`` recommend calls and ``bad`` with k = 0, ``concurrency`` at a time."""
+    """The poisoning measurement: ``good`` recommend calls and ``bad`` with k = 0, ``concurrency`` at a time."""
     rng = np.random.default_rng(0)
     calls = [(False, _request(c.RECOMMEND_SIGNATURE, {
         c.USER_ID: [str(rng.integers(1, 944))], c.K: np.array([10], np.int32)})) for _ in range(good)]
@@ -239,6 +239,6 @@ def poisoning_counts(target: str, good: int = 400, bad: int = 50, concurrency: i
     }
 
 
-def test_the_issue_measurement_has_no_good_call_failing(batching_server):
+def test_the_poisoning_measurement_has_no_good_call_failing(batching_server):
     counts = poisoning_counts(batching_server.grpc_target)
     assert counts == {"good": 400, "good_failed": 0, "bad": 50, "bad_invalid_argument": 50}

@@ -1,4 +1,4 @@
-"""The acceptance of issue 12: with ``--enable_batching --batching_parameters_file serving/batching.config``
+"""Batching end to end: with ``--enable_batching --batching_parameters_file serving/batching.config``
 and warmup on, the exported model loads, every signature answers through the official
 ``tensorflow-serving-api`` stubs, and the answers equal the unbatched server's."""
 
@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from common import contract as c
 from serving.batching_test import assert_same_answer, mixed_requests
-from serving.testing import start_local_server
+from serving.launcher import start_local_server
 
 BATCHING_CONFIG = Path(__file__).resolve().parent / "batching.config"
 

@@ -11,7 +11,7 @@ from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2
 from serving import example_apis
 from serving.errors import ServingError
 from serving.servable import load_version
-from serving.testing import export_tf1_half_plus_two
+from testing.tf1_models import export_tf1_half_plus_two
 
 
 @pytest.fixture(scope="module")

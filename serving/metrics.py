@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from serving.errors import ServingError
 
@@ -152,27 +153,24 @@ class Observation:
         self.code = grpc.StatusCode.OK
 
 
-def start_metrics_server(metrics: ServingMetrics, host: str, port: int, path: str) -> ThreadingHTTPServer:
-    """Serves the metrics page at exactly ``path`` (404 elsewhere) on its own port."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # scrapes every few seconds: keep the log quiet
+        pass
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (http.server naming)
-            if self.path.split("?", 1)[0] != path:
-                body = f"Unexpected path: {self.path}. Should be {path}".encode()
-                self.send_response(404)
-                self.send_header("Content-Type", "text/plain")
-            else:
-                body = metrics.render()
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, format: str, *args) -> None:  # scrapes every few seconds: keep the log quiet
-            pass
+def start_metrics_server(metrics: ServingMetrics, host: str, port: int, path: str) -> ThreadingWSGIServer:
+    """Serves the metrics page (prometheus_client's WSGI app) at exactly ``path``, 404 elsewhere, on its own port."""
+    page = make_wsgi_app(metrics.registry)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    def app(environ, start_response):
+        if environ.get("PATH_INFO", "") != path:
+            query = environ.get("QUERY_STRING", "")
+            requested = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+            body = f"Unexpected path: {requested}. Should be {path}".encode()
+            start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return page(environ, start_response)
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import grpc
 import pytest
+from portpicker import pick_unused_port
 
 from serving.errors import ServingError, invalid_argument
-from serving.metrics import UNKNOWN, ServingMetrics
+from serving.metrics import UNKNOWN, ServingMetrics, start_metrics_server
 
 
 def _value(metrics: ServingMetrics, name: str, **labels) -> float | None:
@@ -53,3 +57,23 @@ def test_any_other_exception_is_internal():
             raise KeyError("bug")
     labels = {"api": "GetModelStatus", "model": UNKNOWN, "signature": "", "code": grpc.StatusCode.INTERNAL.name}
     assert _value(metrics, "serving_requests_total", **labels) == 1
+
+
+def test_the_metrics_port_serves_the_page_at_its_path_only():
+    metrics = ServingMetrics()
+    with metrics.observe("Predict"):
+        pass
+    port = pick_unused_port()
+    server = start_metrics_server(metrics, "127.0.0.1", port, "/monitoring/prometheus/metrics")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics", timeout=10) as page:
+            assert page.status == 200
+            assert page.headers["Content-Type"].startswith("text/plain")
+            assert page.read() == metrics.render()
+        with pytest.raises(urllib.error.HTTPError) as elsewhere:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert elsewhere.value.code == 404
+        assert elsewhere.value.read() == b"Unexpected path: /metrics. Should be /monitoring/prometheus/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()

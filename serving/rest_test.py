@@ -233,7 +233,7 @@ def test_classify_and_regress_over_rest(tmp_path):
     from serving.model_manager import ModelManager, ModelSource, ServerCore
     from serving.rest import RestApi
     from serving.servable import load_version
-    from serving.testing import export_tf1_half_plus_two
+    from testing.tf1_models import export_tf1_half_plus_two
 
     export_tf1_half_plus_two(tmp_path / "1")
     manager = ModelManager(ModelSource("m", tmp_path), lambda n, v, p: load_version(n, v, p, warmup=False))

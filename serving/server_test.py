@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from portpicker import pick_unused_port
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
@@ -29,9 +30,10 @@ from tensorflow_serving.apis import (
 
 from common import contract as c
 from serving.batching import RANK0_MESSAGE
+from serving.launcher import REPO_ROOT, start_local_server
 from serving.model_manager import VersionPolicy
 from serving.server import LocalModelServer, ServerOptions, StartupError, model_sources, resolve_base_path
-from serving.testing import REPO_ROOT, export_tf1_half_plus_two, free_port, start_local_server
+from testing.tf1_models import export_tf1_half_plus_two
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -227,7 +229,7 @@ def test_busy_grpc_port_is_a_startup_error(tmp_path, taken_port):
 
 
 def test_busy_rest_port_stops_the_grpc_server_that_had_started(tmp_path, taken_port):
-    grpc_port = free_port()
+    grpc_port = pick_unused_port()
     server = LocalModelServer(_no_model_options(tmp_path, port=grpc_port, rest_api_port=taken_port))
     with pytest.raises(StartupError, match=f"cannot listen for REST on 127.0.0.1:{taken_port}: Address already in use"):
         server.start()
@@ -237,7 +239,7 @@ def test_busy_rest_port_stops_the_grpc_server_that_had_started(tmp_path, taken_p
 
 def test_busy_port_exits_nonzero_with_one_line_and_no_traceback(tmp_path, taken_port):
     completed = subprocess.run(
-        [sys.executable, "-m", "serving", "--model_base_path", str(tmp_path / "empty"), "--port", str(free_port()),
+        [sys.executable, "-m", "serving", "--model_base_path", str(tmp_path / "empty"), "--port", str(pick_unused_port()),
          "--rest_api_port", str(taken_port), "--monitoring_port", "0", "--file_system_poll_wait_seconds", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
@@ -305,7 +307,7 @@ def test_handle_reload_config_request_swaps_the_models(tmp_path):
     export_tf1_half_plus_two(tmp_path / "two" / "1")
     export_tf1_half_plus_two(tmp_path / "three" / "1")
     server = LocalModelServer(ServerOptions(
-        model_name="half_plus_two", model_base_path=str(tmp_path / "two"), port=free_port(), rest_api_port=0,
+        model_name="half_plus_two", model_base_path=str(tmp_path / "two"), port=pick_unused_port(), rest_api_port=0,
         file_system_poll_wait_seconds=0,
     ))
     server.start()

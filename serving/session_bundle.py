@@ -15,10 +15,8 @@ message naming the node, as TF Serving returns it.
 
 Each signature is one ``Session::MakeCallable`` whose run runs in the caller's
 thread (``RunOptions.inter_op_thread_pool = -1``). A serving graph is small:
-handing it to the inter-op pool and waiting for it costs more than its kernels
-(on the 2-core VM of the README, predict for one pair: 630 µs of CPU per call
-through the pool or an eager function call, 260 µs in the caller's thread, the
-rest being pool threads waking and spinning). Kernels that parallelise
+handing it to the inter-op pool and waiting for it costs more CPU than its
+kernels (pool threads waking and spinning). Kernels that parallelise
 internally (a large batch's matmul) still use the intra-op pool.
 """
 

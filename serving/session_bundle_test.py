@@ -13,7 +13,7 @@ from tensorflow_serving.apis import predict_pb2
 from serving.errors import ServingError
 from serving.servable import load_version, read_meta_graph
 from serving.session_bundle import SessionSignatureRunner
-from serving.testing import export_tf1_half_plus_two
+from testing.tf1_models import export_tf1_half_plus_two
 
 
 @pytest.fixture(scope="module")

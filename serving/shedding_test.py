@@ -26,7 +26,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.batching import QUEUE_FULL_MESSAGE
 from serving.cancellation import CANCELLED_MESSAGE
-from serving.testing import export_tf1_half_plus_two, start_local_server
+from serving.launcher import start_local_server
+from testing.tf1_models import export_tf1_half_plus_two
 
 BATCH_TIMEOUT_S = 1.5
 MAX_RPCS = 4

@@ -19,10 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from portpicker import pick_unused_port
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from common import cli
 from serving import config
+from serving.launcher import REPO_ROOT
 from serving.server import (
     InsecureListenerError,
     LocalModelServer,
@@ -31,7 +33,7 @@ from serving.server import (
     cleartext_listeners,
     is_loopback,
 )
-from serving.testing import REPO_ROOT, export_tf1_half_plus_two, free_port
+from testing.tf1_models import export_tf1_half_plus_two
 
 
 def _key_pem(key) -> str:
@@ -139,7 +141,7 @@ def test_a_missing_ssl_config_file_is_an_error():
 
 
 def _server(half_plus_two: Path, ssl_config_file: str) -> tuple[LocalModelServer, int]:
-    port = free_port()
+    port = pick_unused_port()
     server = LocalModelServer(ServerOptions(
         model_name="half", model_base_path=str(half_plus_two), port=port, rest_api_port=0,
         file_system_poll_wait_seconds=0, ssl_config_file=ssl_config_file, drain_seconds=5,
@@ -201,7 +203,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 
 def test_an_unusable_ssl_config_file_stops_the_server_before_it_listens(tmp_path, half_plus_two):
     path = _write(tmp_path, "server_key: 'k'\nserver_cert: 'c'\n")
-    result = _run(["--model_base_path", str(half_plus_two), "--port", str(free_port()), "--rest_api_port=0",
+    result = _run(["--model_base_path", str(half_plus_two), "--port", str(pick_unused_port()), "--rest_api_port=0",
                    "--ssl_config_file", path])
     assert result.returncode == cli.EXIT_FAILED
     assert f"{path}: server_cert is not PEM text" in result.stderr

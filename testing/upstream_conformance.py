@@ -17,7 +17,7 @@ no pytest cache).
 Tests that need what the local server does not have are skipped here, with
 their reason printed, rather than edited out of the suite.
 
-Usage: ``python -m serving.upstream_conformance [pytest args, e.g. -k testClassify]``.
+Usage: ``python -m testing.upstream_conformance [pytest args, e.g. -k testClassify]``.
 """
 
 from __future__ import annotations

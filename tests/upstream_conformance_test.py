@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import upstream_conformance as upstream
+from testing import upstream_conformance as upstream
 
 
 def test_wrapper_execs_the_given_python_with_every_argument(tmp_path: Path):
