@@ -12,14 +12,14 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean client-wheel
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,serve,loadtest,dev]'
+	$(PY) -m pip install --quiet -e '.[train,serve,loadtest,dev,docs]'
 	touch $@
 
 # The default preset (two-stage) on MovieLens' u1 fold: every user has a training history.
@@ -49,7 +49,7 @@ query: setup
 	$(PY) -m client --target localhost:$(PORT) recommend --user 42 -k 10
 
 # The thin client's wheel (movielens-recommender-client: grpcio, protobuf, numpy; no TensorFlow)
-# into dist/; README.md, "Client", starts with installing it.
+# into dist/; docs/client.md starts with installing it.
 client-wheel: setup
 	$(PY) -m client.build_wheel --out dist
 
@@ -83,7 +83,7 @@ test-replicas: setup
 
 # The Kubernetes manifests (deploy/kubernetes) through a policy scanner: each overlay rendered with
 # `kubectl kustomize`, then checkov (in its own venv, .venv-tools: it pins libraries the project's
-# venv must not share). Skipped checks are justified in the README ("Kubernetes", policy scan).
+# venv must not share). Skipped checks are justified in docs/kubernetes.md ("Checks").
 CHECKOV_VERSION ?= 3.3.30
 TOOLS_VENV := .venv-tools
 CHECKOV_SKIP := CKV_K8S_43
@@ -111,5 +111,14 @@ conformance: setup
 conformance-upstream: setup
 	$(PY) -m testing.upstream_conformance
 
+# The documentation site (mkdocs.yml, docs/): `make docs` serves it on http://127.0.0.1:8000 and
+# rebuilds on every save; `make docs-check` builds it with --strict into site/ (git-ignored), failing
+# on a broken link, a page missing from the nav or a missing included report (CI runs it).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-check: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf runs models reports
+	rm -rf runs models reports site

@@ -1,0 +1,39 @@
+"""MkDocs hook: the images the generated reports show, served from where the reports put them.
+
+EVALUATION.md, BENCHMARKS.md and TUNING.md are written at the repository root by `make evaluate`,
+`make bench` / `make bench-scale` and `make tune`, and included into docs pages (evaluation.md, ...)
+with pymdownx.snippets. Their image links are relative to the root (`evaluation.png`,
+`tuning/....png`); the including pages sit at the top of docs/, so adding each referenced root file
+to the site under the same relative path makes those links resolve, without copying anything into
+docs/. A referenced image that does not exist is left out, and --strict then fails on the link.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORTS = ("EVALUATION.md", "BENCHMARKS.md", "TUNING.md")
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def report_images(root: Path = ROOT) -> list[str]:
+    """The relative image paths that the reports present at ``root`` reference."""
+    found: list[str] = []
+    for name in REPORTS:
+        report = root / name
+        if report.is_file():
+            for path in IMAGE.findall(report.read_text(encoding="utf-8")):
+                if "://" not in path and path not in found:
+                    found.append(path)
+    return found
+
+
+def on_files(files: Files, config, **kwargs) -> Files:
+    for path in report_images():
+        if (ROOT / path).is_file() and files.get_file_from_path(path) is None:
+            files.append(File(path, str(ROOT), config["site_dir"], config["use_directory_urls"]))
+    return files
