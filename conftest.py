@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import common.tf_setup  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads, quiet logs)
 import pytest
 
 from train.fixture import write_movielens_fixture

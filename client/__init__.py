@@ -6,60 +6,71 @@
             print(rec.movie_id, rec.title, rec.score)
         new_user = client.recommend_from_ratings({50: 5, 172: 4, 181: 5}, k=10)
 
-The names below load on first use: TF Serving's protos import TensorFlow
-(seconds, plus native log lines on stderr), and ``python -m client`` wants to
-import them itself with those lines silenced.
+    # The public entry: TLS and a bearer token (client/credentials.py)
+    RecommenderClient("edge.example:8500", tls_ca="ca.pem", token=open("demo.jwt").read())
+
+The same package is the repository's ``client/`` and the thin distribution's
+``movielens_client`` (``make client-wheel``; README.md, "Client"): it needs grpcio,
+protobuf and numpy, never TensorFlow (TF Serving's messages come from
+``client/messages.py``), and importing it changes nothing in the host process (no
+environment variables, logging or import hooks). Modules import each other relatively
+so that both names work. The names below load on first use, so ``import`` alone stays
+cheap.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
 _EXPORTS = {
-    "AsyncRecommenderClient": "client.aio",
-    "NO_RETRIES": "client.channel",
-    "RetryPolicy": "client.channel",
-    "DEFAULT_TARGET": "client.client",
-    "RecommenderClient": "client.client",
-    "DeadlineExceeded": "client.errors",
-    "FailedPrecondition": "client.errors",
-    "InvalidArgument": "client.errors",
-    "MalformedResponse": "client.errors",
-    "NotFound": "client.errors",
-    "RecommenderError": "client.errors",
-    "SignatureNotFound": "client.errors",
-    "Unavailable": "client.errors",
-    "ModelMetadata": "client.protocol",
-    "Recommendation": "client.protocol",
-    "Signature": "client.protocol",
-    "TensorInfo": "client.protocol",
-    "VersionStatus": "client.protocol",
+    "AsyncRecommenderClient": ".aio",
+    "NO_RETRIES": ".channel",
+    "RetryPolicy": ".channel",
+    "DEFAULT_TARGET": ".client",
+    "RecommenderClient": ".client",
+    "DeadlineExceeded": ".errors",
+    "FailedPrecondition": ".errors",
+    "InvalidArgument": ".errors",
+    "MalformedResponse": ".errors",
+    "NotFound": ".errors",
+    "PermissionDenied": ".errors",
+    "RecommenderError": ".errors",
+    "ResourceExhausted": ".errors",
+    "SignatureNotFound": ".errors",
+    "Unauthenticated": ".errors",
+    "Unavailable": ".errors",
+    "ModelMetadata": ".protocol",
+    "Recommendation": ".protocol",
+    "Signature": ".protocol",
+    "TensorInfo": ".protocol",
+    "VersionStatus": ".protocol",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from client.aio import AsyncRecommenderClient
-    from client.channel import NO_RETRIES, RetryPolicy
-    from client.client import DEFAULT_TARGET, RecommenderClient
-    from client.errors import (
+    from .aio import AsyncRecommenderClient
+    from .channel import NO_RETRIES, RetryPolicy
+    from .client import DEFAULT_TARGET, RecommenderClient
+    from .errors import (
         DeadlineExceeded,
         FailedPrecondition,
         InvalidArgument,
         MalformedResponse,
         NotFound,
+        PermissionDenied,
         RecommenderError,
+        ResourceExhausted,
         SignatureNotFound,
+        Unauthenticated,
         Unavailable,
     )
-    from client.protocol import ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus
+    from .protocol import ModelMetadata, Recommendation, Signature, TensorInfo, VersionStatus
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'client' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

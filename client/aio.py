@@ -14,15 +14,14 @@ from typing import Any, overload
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-
-from client import protocol
-from client.channel import RetryPolicy, channel_options, grpc_target
-from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
-from client.errors import SignatureNotFound, from_rpc_error
-from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
+from . import messages, protocol
+from .contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
+from .channel import RetryPolicy, open_channel
+from .credentials import Pem, security
+from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from .errors import SignatureNotFound, from_rpc_error
+from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 
 class AsyncRecommenderClient:
@@ -39,17 +38,24 @@ class AsyncRecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        tls_ca: Pem | None = None,
+        token: str | None = None,
+        client_cert: Pem | None = None,
+        client_key: Pem | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
         self.target = target
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
-        options = channel_options(retry, round_robin=round_robin)
-        self._channel = grpc.aio.insecure_channel(channel_target, options=options)
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._channel = open_channel(target, retry, credentials, aio=True)
+        # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
+        self._predict = messages.PREDICT.handle(self._channel)
+        self._get_metadata = messages.GET_MODEL_METADATA.handle(self._channel)
+        self._get_status = messages.GET_MODEL_STATUS.handle(self._channel)
         self._closed = False
 
     async def close(self) -> None:
@@ -74,7 +80,7 @@ class AsyncRecommenderClient:
         users = protocol.normalize_ids(user_ids, "user_ids")
         k = protocol.validate_k(k)
         request = protocol.recommend_request(self.model, self.version, users, k)
-        response = await self._call(self._predictions.Predict, request, timeout_s)
+        response = await self._call(self._predict, request, timeout_s)
         rows = protocol.parse_recommend(response, len(users))
         return rows[0] if protocol.is_single(user_ids) else rows
 
@@ -97,7 +103,7 @@ class AsyncRecommenderClient:
         k = protocol.validate_k(k)
         request = protocol.recommend_from_ratings_request(self.model, self.version, users, rows, k)
         try:
-            response = await self._call(self._predictions.Predict, request, timeout_s)
+            response = await self._call(self._predict, request, timeout_s)
         except SignatureNotFound as error:
             raise protocol.explain_missing_signature(error, self.model, self.target) from error
         recommendations = protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
@@ -108,19 +114,19 @@ class AsyncRecommenderClient:
     ) -> np.ndarray:
         users, movies = protocol.pair_ids(user_ids, movie_ids)
         request = protocol.predict_request(self.model, self.version, users, movies)
-        return protocol.parse_predict(await self._call(self._predictions.Predict, request, timeout_s), len(users))
+        return protocol.parse_predict(await self._call(self._predict, request, timeout_s), len(users))
 
     async def metadata(self, *, timeout_s: float | None = None) -> ModelMetadata:
         request = protocol.metadata_request(self.model, self.version)
-        return protocol.parse_metadata(await self._call(self._predictions.GetModelMetadata, request, timeout_s))
+        return protocol.parse_metadata(await self._call(self._get_metadata, request, timeout_s))
 
     async def model_card(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         request = protocol.model_card_request(self.model, self.version)
-        return protocol.parse_model_card(await self._call(self._predictions.Predict, request, timeout_s))
+        return protocol.parse_model_card(await self._call(self._predict, request, timeout_s))
 
     async def status(self, *, timeout_s: float | None = None) -> list[VersionStatus]:
         request = protocol.status_request(self.model, self.version)
-        return protocol.parse_status(await self._call(self._models.GetModelStatus, request, timeout_s))
+        return protocol.parse_status(await self._call(self._get_status, request, timeout_s))
 
     async def wait_until_ready(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> list[VersionStatus]:
         deadline = time.monotonic() + timeout_s

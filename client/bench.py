@@ -16,10 +16,10 @@ from collections.abc import Callable
 import grpc
 
 from client import protocol
+from client.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 from client.fakes import FakeBehaviour, FakeServing
+from client.messages import PredictRequest, PredictResponse
 from common import cli
-from common.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-from tensorflow_serving.apis import predict_pb2
 
 
 class _Context:
@@ -29,7 +29,7 @@ class _Context:
         raise RuntimeError(f"{code}: {details}")
 
 
-def _canned(request: predict_pb2.PredictRequest) -> bytes:
+def _canned(request: PredictRequest) -> bytes:
     return FakeServing(FakeBehaviour()).Predict(request, _Context()).SerializeToString()
 
 
@@ -56,7 +56,7 @@ def measure(calls: int = 2000) -> dict[str, float]:
         def call() -> object:
             ids = protocol.normalize_ids(users if n_users > 1 else users[0], "user_ids")
             protocol.recommend_request(MODEL_NAME, None, ids, protocol.validate_k(k)).SerializeToString()
-            return protocol.parse_recommend(predict_pb2.PredictResponse.FromString(payload), len(ids))
+            return protocol.parse_recommend(PredictResponse.FromString(payload), len(ids))
 
         return call
 
@@ -68,7 +68,7 @@ def measure(calls: int = 2000) -> dict[str, float]:
         def call() -> object:
             u, m = protocol.pair_ids(users, movies)
             protocol.predict_request(MODEL_NAME, None, u, m).SerializeToString()
-            return protocol.parse_predict(predict_pb2.PredictResponse.FromString(payload), len(u))
+            return protocol.parse_predict(PredictResponse.FromString(payload), len(u))
 
         return call
 
@@ -82,7 +82,7 @@ def measure(calls: int = 2000) -> dict[str, float]:
             request = protocol.recommend_from_ratings_request(MODEL_NAME, None, users, rows, protocol.validate_k(k))
             request.SerializeToString()
             return protocol.parse_recommend(
-                predict_pb2.PredictResponse.FromString(payload), len(users), RECOMMEND_FROM_RATINGS_SIGNATURE
+                PredictResponse.FromString(payload), len(users), RECOMMEND_FROM_RATINGS_SIGNATURE
             )
 
         return call

@@ -14,7 +14,8 @@ for setups without a proxy: gRPC's default ``pick_first`` policy would send ever
 of a channel to one server, so such a target becomes one static ``ipv4:``/``ipv6:``
 target with the ``round_robin`` policy, which keeps a connection to each address and
 spreads calls over the ready ones. Host names are resolved once, when the client is
-created.
+created. With TLS such a target carries no host name, so the certificate is checked
+against the host name given (client/credentials.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-_SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+import grpc
+
+from .credentials import PLAINTEXT, Security, channel_credentials
+from .messages import SERVICES
+
 _MIN_BACKOFF_S = 0.001
 
 
@@ -61,7 +66,7 @@ class RetryPolicy:
             {
                 "methodConfig": [
                     {
-                        "name": [{"service": s} for s in _SERVICES],
+                        "name": [{"service": s} for s in SERVICES],
                         "retryPolicy": {
                             "maxAttempts": self.max_attempts,
                             "initialBackoff": _duration(self.initial_backoff_s),
@@ -143,3 +148,15 @@ def _resolve(host: str, port: int, target: str) -> list[tuple[int, str]]:
     except OSError as error:
         raise ValueError(f"target {target!r}: cannot resolve {host!r} to an IPv4 address ({error})") from error
     return [(4, info[4][0]) for info in infos]
+
+
+def open_channel(target: str, retry: RetryPolicy, security: Security = PLAINTEXT, *, aio: bool = False) -> Any:
+    """A ``grpc.Channel`` (or ``grpc.aio.Channel``) to ``target``: round robin over several
+    addresses, the retry policy, and TLS and a token as ``security`` asks (client/credentials.py)."""
+    credentials, security_options = channel_credentials(target, security)
+    channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
+    options = channel_options(retry, round_robin=round_robin) + security_options
+    module = grpc.aio if aio else grpc
+    if credentials is None:
+        return module.insecure_channel(channel_target, options=options)
+    return module.secure_channel(channel_target, credentials, options=options)

@@ -4,10 +4,15 @@
     python -m client recommend --rated 50=5 --rated 172=4 --rated 181=5 -k 10 [--json]
     python -m client predict --user 42 --movie 50 [--movie 51 ...] [--json]
     python -m client status | metadata | card
+    python -m client --target edge:8500 --tls-ca credentials/ca.pem --token-file credentials/tokens/demo.jwt ...
 
 Tables for people, ``--json`` for scripts. Never a traceback; exit codes:
 0 done; 1 the call failed (server down, bad input, unknown model), one line on
 stderr; 2 bad command line (argparse's usage message); 130 interrupted (Ctrl-C).
+TLS and a bearer token (``--tls-ca``, ``--token``/``--token-file``, ``--client-cert``/
+``--client-key``, ``--tls-server-name``) fall back to MOVIELENS_TLS_CA, MOVIELENS_TOKEN,
+MOVIELENS_TOKEN_FILE, MOVIELENS_CLIENT_CERT, MOVIELENS_CLIENT_KEY, MOVIELENS_TLS_SERVER_NAME
+(client/credentials.py).
 Output cut short by a closed pipe (``| head``) ends quietly with 1, as Python's
 documentation recommends. Several users (``--user 1 2`` or ``--user 1 --user 2``)
 are one ``recommend`` call, as in the API: a table per user, or with ``--json`` a
@@ -21,19 +26,38 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 
-from common import cli
-from common.contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
+from . import credentials
+from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
+from .contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
+from .errors import (
+    DeadlineExceeded,
+    PermissionDenied,
+    RecommenderError,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from .protocol import Recommendation
+from .table import format_table
 
-from client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
-from client.errors import DeadlineExceeded, RecommenderError, Unavailable
-from client.protocol import Recommendation
-from client.table import format_table
+# The project's exit codes (common/cli.py), spelled here because the thin client ships without common/.
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+# gRPC's words when the TLS handshake fails (wrong CA, wrong name, or a plain-text server).
+_TLS_FAILURE = re.compile(r"ssl|tls|handshake|certificate", re.IGNORECASE)
+VERBOSE_ENV = "MOVIELENS_VERBOSE"
+VERBOSE_HELP = f"also print gRPC's own log lines (same as {VERBOSE_ENV}=1)"
+PROG = "python -m client" if __package__ == "client" else "movielens-client"
 
-EXIT_ERROR = cli.EXIT_FAILED
-EXIT_INTERRUPTED = cli.EXIT_INTERRUPTED  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+
+def _plain(docstring: str | None) -> str:
+    """A docstring's first paragraph as plain help text (no reStructuredText ``code`` marks)."""
+    first = (docstring or "").strip().split("\n\n")[0]
+    return " ".join(first.replace("``", "").replace("python -m client", PROG).split())
 
 
 def recommendations_table(recs: Sequence[Recommendation]) -> str:
@@ -87,7 +111,7 @@ class _RatedAction(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=cli.plain(__doc__))
+    parser = argparse.ArgumentParser(prog=PROG, description=_plain(__doc__))
     parser.add_argument("--target", default=DEFAULT_TARGET,
                         help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
                              "(default %(default)s)")
@@ -95,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
-    cli.add_verbose(parser)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    credentials.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="top-k unrated movies for a user, or for a new user's ratings")
@@ -125,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="the model card (JSON; the vocabulary shown as counts)")
     card.add_argument("--json", action="store_true", help="the whole card, vocabulary lists included")
     for sub in commands.choices.values():  # --verbose after the command works too
-        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=cli.VERBOSE_HELP)
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
@@ -197,9 +222,11 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cli.apply_verbose(args)
     try:
-        with RecommenderClient(args.target, model=args.model, version=args.version, timeout_s=args.timeout) as client:
+        security = credentials.keywords(args)
+        with RecommenderClient(
+            args.target, model=args.model, version=args.version, timeout_s=args.timeout, **security
+        ) as client:
             print(_run(args, client))
             sys.stdout.flush()  # a closed pipe fails here, inside the try, not in Python's flush at exit
     except KeyboardInterrupt:
@@ -211,7 +238,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except Unavailable as error:
-        print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
+        if _TLS_FAILURE.search(error.message):
+            print(f"error: no TLS connection to the recommender at {args.target} (wrong --tls-ca or "
+                  f"--tls-server-name, or the server speaks plain text? {error.message})", file=sys.stderr)
+        else:
+            print(f"error: cannot reach the recommender at {args.target} ({error.message})", file=sys.stderr)
+        return EXIT_ERROR
+    except Unauthenticated as error:
+        print(f"error: the server refused the credentials ({error}); give a valid token "
+              "(--token-file or MOVIELENS_TOKEN_FILE)", file=sys.stderr)
+        return EXIT_ERROR
+    except PermissionDenied as error:
+        print(f"error: the server does not allow this call ({error})", file=sys.stderr)
+        return EXIT_ERROR
+    except ResourceExhausted as error:
+        print(f"error: the server is rate-limiting this caller or shedding load; retry later ({error})",
+              file=sys.stderr)
         return EXIT_ERROR
     except DeadlineExceeded as error:
         print(

@@ -15,14 +15,13 @@ from typing import Any, TypeVar, overload
 
 import grpc
 import numpy as np
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from common.contract import GRPC_PORT, MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-
-from client import protocol
-from client.channel import RetryPolicy, channel_options, grpc_target
-from client.errors import SignatureNotFound, from_rpc_error
-from client.protocol import Id, ModelMetadata, Recommendation, VersionStatus
+from . import messages, protocol
+from .contract import GRPC_PORT, MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
+from .channel import RetryPolicy, open_channel
+from .credentials import Pem, security
+from .errors import SignatureNotFound, from_rpc_error
+from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
 DEFAULT_TIMEOUT_S = 5.0
@@ -43,6 +42,12 @@ class RecommenderClient:
     spreads calls over them with gRPC's round_robin policy (see client/channel.py).
     ``version=None`` asks for the newest loaded version. ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
+
+    TLS and credentials (client/credentials.py): ``tls_ca`` (a CA certificate's path or
+    PEM bytes) turns TLS on; ``token`` (a JWT) is sent as ``authorization: Bearer`` on
+    every call and needs TLS unless the target is loopback; ``client_cert`` and
+    ``client_key`` add mutual TLS; ``tls_server_name`` is the name the server's
+    certificate is checked against when it is not the target's host name.
     """
 
     def __init__(
@@ -52,16 +57,24 @@ class RecommenderClient:
         version: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = RetryPolicy(),
+        *,
+        tls_ca: Pem | None = None,
+        token: str | None = None,
+        client_cert: Pem | None = None,
+        client_key: Pem | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         protocol.validate_client_options(target, model, version, timeout_s)
+        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
         self.target = target
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
-        channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
-        self._channel = grpc.insecure_channel(channel_target, options=channel_options(retry, round_robin=round_robin))
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._channel = open_channel(target, retry, credentials)
+        # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
+        self._predict = messages.PREDICT.handle(self._channel)
+        self._get_metadata = messages.GET_MODEL_METADATA.handle(self._channel)
+        self._get_status = messages.GET_MODEL_STATUS.handle(self._channel)
         self._closed = False
 
     # --- lifecycle ----------------------------------------------------------
@@ -99,7 +112,7 @@ class RecommenderClient:
         users = protocol.normalize_ids(user_ids, "user_ids")
         k = protocol.validate_k(k)
         request = protocol.recommend_request(self.model, self.version, users, k)
-        rows = protocol.parse_recommend(self._call(self._predictions.Predict, request, timeout_s), len(users))
+        rows = protocol.parse_recommend(self._call(self._predict, request, timeout_s), len(users))
         return rows[0] if protocol.is_single(user_ids) else rows
 
     @overload
@@ -133,7 +146,7 @@ class RecommenderClient:
         k = protocol.validate_k(k)
         request = protocol.recommend_from_ratings_request(self.model, self.version, users, rows, k)
         try:
-            response = self._call(self._predictions.Predict, request, timeout_s)
+            response = self._call(self._predict, request, timeout_s)
         except SignatureNotFound as error:
             raise protocol.explain_missing_signature(error, self.model, self.target) from error
         recommendations = protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
@@ -143,22 +156,22 @@ class RecommenderClient:
         """Predicted ratings (float32, one per pair). A single id on either side pairs with every id on the other."""
         users, movies = protocol.pair_ids(user_ids, movie_ids)
         request = protocol.predict_request(self.model, self.version, users, movies)
-        return protocol.parse_predict(self._call(self._predictions.Predict, request, timeout_s), len(users))
+        return protocol.parse_predict(self._call(self._predict, request, timeout_s), len(users))
 
     def metadata(self, *, timeout_s: float | None = None) -> ModelMetadata:
         """The served version and its signatures (GetModelMetadata's signature_def)."""
         request = protocol.metadata_request(self.model, self.version)
-        return protocol.parse_metadata(self._call(self._predictions.GetModelMetadata, request, timeout_s))
+        return protocol.parse_metadata(self._call(self._get_metadata, request, timeout_s))
 
     def model_card(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         """The model card (metrics, config, data hashes, max_k) via the export's ``model_card`` signature."""
         request = protocol.model_card_request(self.model, self.version)
-        return protocol.parse_model_card(self._call(self._predictions.Predict, request, timeout_s))
+        return protocol.parse_model_card(self._call(self._predict, request, timeout_s))
 
     def status(self, *, timeout_s: float | None = None) -> list[VersionStatus]:
         """Every version the server knows for the model, with its state, oldest first."""
         request = protocol.status_request(self.model, self.version)
-        return protocol.parse_status(self._call(self._models.GetModelStatus, request, timeout_s))
+        return protocol.parse_status(self._call(self._get_status, request, timeout_s))
 
     def wait_until_ready(self, timeout_s: float = 60.0, poll_s: float = 0.1) -> list[VersionStatus]:
         """Block until the model (or the pinned version) is AVAILABLE; returns its status.

@@ -302,7 +302,7 @@ def test_from_ratings_duplicates(fake):
         # On the wire a movie repeated in one row counts once, first occurrence (the signature's rule).
         repeated = protocol.recommend_from_ratings_request(MODEL_NAME, None, [""], [[("10", 5.0), ("10", 1.0)]], 5)
         rows = protocol.parse_recommend(
-            client._call(client._predictions.Predict, repeated, None), 1, RECOMMEND_FROM_RATINGS_SIGNATURE
+            client._call(client._predict, repeated, None), 1, RECOMMEND_FROM_RATINGS_SIGNATURE
         )
         assert rows[0] == client.recommend_from_ratings({10: 5}, k=5)
         assert rows[0] != client.recommend_from_ratings({10: 1}, k=5)

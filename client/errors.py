@@ -51,6 +51,19 @@ class DeadlineExceeded(RecommenderError):
     """The call did not finish before its deadline."""
 
 
+class Unauthenticated(RecommenderError):
+    """The server (the public entry) did not accept the caller's credentials: no token, or one
+    that is expired, malformed or signed by a key it does not trust."""
+
+
+class PermissionDenied(RecommenderError):
+    """The server knows the caller but refuses this call (e.g. a method the public entry does not route)."""
+
+
+class ResourceExhausted(RecommenderError):
+    """The caller is over its rate limit, or the server is shedding load; retry later, more slowly."""
+
+
 class MalformedResponse(RecommenderError):
     """The server answered OK, but not with what the signature promises (an output missing,
     or of the wrong dtype, shape or value count).
@@ -69,6 +82,9 @@ _BY_CODE: dict[grpc.StatusCode, type[RecommenderError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 # TF Serving's words for a signature the loaded version lacks (servable's signature_def lookup).

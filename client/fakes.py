@@ -17,7 +17,7 @@ padded past their own k with id "" and score -inf, as the model pads. A movie's
 score is the sum over the given movies of ``(rating - 3) / (1 + |movie - given|)``, plus a
 small profile term for a known user id; ties go to the lower movie id.
 
-Everything the fake says about the API comes from ``common/contract.py``: its metadata,
+Everything the fake says about the API comes from ``client/contract.py``: its metadata,
 which inputs it accepts (names, dtypes, ranks: INVALID_ARGUMENT otherwise, worded as the
 servers word it) and which outputs it answers, each in its declared dtype (honouring the
 request's output_filter as TF Serving does). Only the toy values are written here.
@@ -28,25 +28,18 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
-from common import contract
-from common.contract import (
+from . import contract, messages
+from .messages import DataType, PredictRequest, PredictResponse
+
+from .contract import (
     K,
     K_PER_USER_MESSAGE,
     MAX_RATED_MOVIES,
@@ -73,7 +66,7 @@ from common.contract import (
     USER_ID,
 )
 
-from client.tensors import encode, to_numpy
+from .tensors import encode, to_numpy
 
 FAKE_VERSION = 1
 FAKE_SIGNATURES = (PREDICT_SIGNATURE, RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, MODEL_CARD_SIGNATURE)
@@ -98,12 +91,12 @@ class FakeBehaviour:
     # Predict answers FAILED_PRECONDITION as TF Serving does; metadata and the model card omit them.
     missing_signatures: set[str] = field(default_factory=set)
     calls: int = 0
-    last_request: predict_pb2.PredictRequest | None = None  # the last Predict request received
+    last_request: PredictRequest | None = None  # the last Predict request received
 
 
-def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.SignatureDefMap:
-    """The signatures as ``common/contract.py`` declares them (the one declaration of the API)."""
-    sigs = get_model_metadata_pb2.SignatureDefMap()
+def _signature_map(missing: set[str] = frozenset()) -> messages.SignatureDefMap:
+    """The signatures as ``client/contract.py`` declares them (the one declaration of the API)."""
+    sigs = messages.SignatureDefMap()
     for name, declared in contract.SIGNATURES.items():
         if name in missing:
             continue
@@ -111,7 +104,7 @@ def _signature_map(missing: set[str] = frozenset()) -> get_model_metadata_pb2.Si
         sig.method_name = PREDICT_METHOD
         for side, tensors in ((sig.inputs, declared.inputs), (sig.outputs, declared.outputs)):
             for t in tensors:
-                info = meta_graph_pb2.TensorInfo(name=f"{t.name}:0", dtype=types_pb2.DataType.Value(t.dtype))
+                info = messages.TensorInfo(name=f"{t.name}:0", dtype=DataType.Value(t.dtype))
                 for d in t.shape:
                     info.tensor_shape.dim.add(size=d)
                 side[t.name].CopyFrom(info)
@@ -122,9 +115,9 @@ class _Refused(Exception):
     """What the model's in-graph asserts would refuse: INVALID_ARGUMENT with this message."""
 
 
-def _inputs(signature: str, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+def _inputs(signature: str, request: PredictRequest) -> dict[str, np.ndarray]:
     """The request's inputs as numpy arrays, refused as the servers refuse them when they are not the
-    inputs ``common/contract.py`` declares (names, dtypes, ranks and fixed sizes)."""
+    inputs ``client/contract.py`` declares (names, dtypes, ranks and fixed sizes)."""
     declared = contract.signature(signature)
     sent = set(request.inputs)
     if sent != set(declared.input_names):
@@ -132,8 +125,8 @@ def _inputs(signature: str, request: predict_pb2.PredictRequest) -> dict[str, np
     arrays = {}
     for decl in declared.inputs:
         proto = request.inputs[decl.name]
-        if proto.dtype != types_pb2.DataType.Value(decl.dtype):
-            got = types_pb2.DataType.Name(proto.dtype)
+        if proto.dtype != DataType.Value(decl.dtype):
+            got = DataType.Name(proto.dtype)
             raise _Refused(f'input "{decl.name}" has dtype {got} but the signature expects {decl.dtype}')
         try:
             arrays[decl.name] = to_numpy(proto)
@@ -146,18 +139,18 @@ def _inputs(signature: str, request: predict_pb2.PredictRequest) -> dict[str, np
     return arrays
 
 
-def _answer(response: predict_pb2.PredictResponse, signature: str, values: dict[str, object], wanted: set[str]) -> None:
-    """Fill the outputs ``common/contract.py`` declares (those in ``wanted``, if any: the request's
+def _answer(response: PredictResponse, signature: str, values: dict[str, object], wanted: set[str]) -> None:
+    """Fill the outputs ``client/contract.py`` declares (those in ``wanted``, if any: the request's
     output_filter), each in its declared dtype; what the contract does not declare is not sent."""
     for decl in contract.signature(signature).outputs:
         if wanted and decl.name not in wanted:
             continue
         if decl.name not in values:
-            raise _Refused(f"the fake server computes no {signature} output {decl.name!r}, which common/contract.py declares")
+            raise _Refused(f"the fake server computes no {signature} output {decl.name!r}, which client/contract.py declares")
         response.outputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
 
 
-def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[list[str]], np.ndarray]:
+def _recommend_from_ratings(request: PredictRequest) -> tuple[list[list[str]], np.ndarray]:
     """(movie ids [users, k], scores [users, k]) by the toy scoring in the module docstring."""
     inputs = _inputs(RECOMMEND_FROM_RATINGS_SIGNATURE, request)
     users, k, rated, ratings = (inputs[key] for key in (USER_ID, K, RATED_MOVIE_IDS, RATINGS))
@@ -199,7 +192,9 @@ def _recommend_from_ratings(request: predict_pb2.PredictRequest) -> tuple[list[l
     return ids, scores
 
 
-class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
+class FakeServing:
+    """TF Serving's Predict, GetModelMetadata and GetModelStatus, served with generic handlers (``handlers()``)."""
+
     def __init__(self, behaviour: FakeBehaviour) -> None:
         self.behaviour = behaviour
         self._lock = threading.Lock()
@@ -216,14 +211,14 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             version = spec.version.value if spec.HasField("version") else "Latest"
             context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {spec.name} {version}")
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+    def Predict(self, request: PredictRequest, context: grpc.ServicerContext) -> PredictResponse:
         self._maybe_fail(context)
         self.behaviour.last_request = request
         self._check_model(request.model_spec, context)
         signature = request.model_spec.signature_name or PREDICT_SIGNATURE
         if signature in self.behaviour.missing_signatures:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
-        response = predict_pb2.PredictResponse()
+        response = PredictResponse()
         response.model_spec.name = MODEL_NAME
         response.model_spec.version.value = FAKE_VERSION
         response.model_spec.signature_name = signature
@@ -235,7 +230,7 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
             del response.outputs[key]
         return response
 
-    def _values(self, signature: str, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> dict:
+    def _values(self, signature: str, request: PredictRequest, context: grpc.ServicerContext) -> dict:
         """The toy answer of ``signature``, every output it computes, keyed by the contract's output names."""
         if signature not in contract.SIGNATURES or signature not in FAKE_SIGNATURES:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
@@ -288,7 +283,7 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
     def GetModelMetadata(self, request, context):
         self._maybe_fail(context)
         self._check_model(request.model_spec, context)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response = messages.GetModelMetadataResponse()
         response.model_spec.name = MODEL_NAME
         response.model_spec.version.value = FAKE_VERSION
         response.metadata["signature_def"].Pack(_signature_map(self.behaviour.missing_signatures))
@@ -297,10 +292,24 @@ class FakeServing(prediction_service_pb2_grpc.PredictionServiceServicer, model_s
     def GetModelStatus(self, request, context):
         self._maybe_fail(context)
         self._check_model(request.model_spec, context)
-        status = get_model_status_pb2.ModelVersionStatus(
-            version=FAKE_VERSION, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE
-        )
-        return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])
+        status = messages.ModelVersionStatus(version=FAKE_VERSION, state=messages.VersionState.Value("AVAILABLE"))
+        return messages.GetModelStatusResponse(model_version_status=[status])
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        """The two services, with the client's own message classes (client/messages.py) on the wire."""
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for method, behaviour in (
+            (messages.PREDICT, self.Predict),
+            (messages.GET_MODEL_METADATA, self.GetModelMetadata),
+            (messages.GET_MODEL_STATUS, self.GetModelStatus),
+        ):
+            service, name = method.path.strip("/").split("/")
+            by_service.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=method.request.FromString,
+                response_serializer=method.response.SerializeToString,
+            )
+        return [grpc.method_handlers_generic_handler(service, methods) for service, methods in by_service.items()]
 
 
 def free_port() -> int:
@@ -311,18 +320,31 @@ def free_port() -> int:
 
 
 @contextmanager
-def fake_server(port: int = 0, behaviour: FakeBehaviour | None = None) -> Iterator[tuple[str, FakeBehaviour]]:
-    """Run the fake on 127.0.0.1:port (0 = any free port); yields (target, behaviour)."""
+def fake_server(
+    port: int = 0,
+    behaviour: FakeBehaviour | None = None,
+    *,
+    server_credentials: grpc.ServerCredentials | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    host: str = "127.0.0.1",
+) -> Iterator[tuple[str, FakeBehaviour]]:
+    """Run the fake on host:port (0 = any free port); yields (target, behaviour).
+
+    ``server_credentials`` serve TLS instead of plain text; ``interceptors`` run before
+    every call (e.g. client/tls_fixtures.py's token check)."""
     behaviour = behaviour or FakeBehaviour()
     servicer = FakeServing(behaviour)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=tuple(interceptors))
+    server.add_generic_rpc_handlers(servicer.handlers())
+    address = f"{host}:{port}"
+    if server_credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials)
     if bound == 0:
-        raise OSError(f"fake server could not bind 127.0.0.1:{port}")
+        raise OSError(f"fake server could not bind {address}")
     server.start()
     try:
-        yield f"127.0.0.1:{bound}", behaviour
+        yield f"{host}:{bound}", behaviour
     finally:
         server.stop(grace=None)

@@ -4,7 +4,7 @@ Everything here is pure (no I/O), so it is what ``python -m client.bench``
 times as the client's own overhead, and what both clients call so they cannot
 drift apart in validation, parsing or what "ready" means.
 
-Inputs and outputs are built and read as ``common/contract.py`` declares them
+Inputs and outputs are built and read as ``client/contract.py`` declares them
 (``contract.SIGNATURES``, looked up on every call): each input is encoded in its
 declared dtype and rank, each output is checked against its declared dtype and
 rank before it is decoded, and an output a signature does not declare (e.g.
@@ -22,16 +22,8 @@ from typing import TypeVar, Union
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_pb2,
-    predict_pb2,
-)
-
-from common import contract
-from common.contract import (
+from . import contract, messages
+from .contract import (
     K,
     MAX_RATED_MOVIES,
     MAX_RECOMMEND_USERS,
@@ -53,8 +45,18 @@ from common.contract import (
     USER_ID,
 )
 
-from client.errors import DeadlineExceeded, MalformedResponse, NotFound, SignatureNotFound, Unavailable
-from client.tensors import check_declared, decode_strings, encode, to_numpy
+from .errors import DeadlineExceeded, MalformedResponse, NotFound, SignatureNotFound, Unavailable
+from .messages import (
+    GetModelMetadataRequest,
+    GetModelMetadataResponse,
+    GetModelStatusRequest,
+    GetModelStatusResponse,
+    ModelSpec,
+    PredictRequest,
+    PredictResponse,
+    TensorProto,
+)
+from .tensors import check_declared, decode_strings, encode, to_numpy
 
 Id = Union[str, int]
 """A MovieLens id: ``42`` and ``"42"`` are the same id (the model's vocabulary is strings)."""
@@ -263,8 +265,8 @@ def not_ready(model: str, target: str, timeout_s: float, last: str) -> DeadlineE
 # --- requests ---------------------------------------------------------------
 
 
-def model_spec(model: str, version: int | None, signature: str | None = None) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=model)
+def model_spec(model: str, version: int | None, signature: str | None = None) -> ModelSpec:
+    spec = ModelSpec(name=model)
     if version is not None:
         spec.version.value = version
     if signature is not None:
@@ -274,16 +276,16 @@ def model_spec(model: str, version: int | None, signature: str | None = None) ->
 
 def _predict_request(
     model: str, version: int | None, signature: str, inputs: dict[str, object], output_filter: Sequence[str] = ()
-) -> predict_pb2.PredictRequest:
-    """A Predict request carrying exactly the inputs ``common/contract.py`` declares, each in its declared dtype."""
+) -> PredictRequest:
+    """A Predict request carrying exactly the inputs ``client/contract.py`` declares, each in its declared dtype."""
     declared = contract.signature(signature)
     if set(inputs) != set(declared.input_names):
         # The contract gained or lost an input this client does not know how to fill: a code change, not bad input.
         raise RuntimeError(
-            f"{signature}: the client sends inputs {sorted(inputs)} but common/contract.py declares "
+            f"{signature}: the client sends inputs {sorted(inputs)} but client/contract.py declares "
             f"{list(declared.input_names)}; client/protocol.py needs the new input's values"
         )
-    request = predict_pb2.PredictRequest(
+    request = PredictRequest(
         model_spec=model_spec(model, version, signature),
         output_filter=[name for name in output_filter if declared.has_output(name)],
     )
@@ -295,14 +297,14 @@ def _predict_request(
     return request
 
 
-def predict_request(model: str, version: int | None, users: list[str], movies: list[str]) -> predict_pb2.PredictRequest:
+def predict_request(model: str, version: int | None, users: list[str], movies: list[str]) -> PredictRequest:
     return _predict_request(
         model, version, PREDICT_SIGNATURE, {USER_ID: users, MOVIE_ID: movies},
         output_filter=[PREDICTED_RATING],  # the embeddings are 32x bigger and unused here
     )
 
 
-def recommend_request(model: str, version: int | None, users: list[str], k: int) -> predict_pb2.PredictRequest:
+def recommend_request(model: str, version: int | None, users: list[str], k: int) -> PredictRequest:
     if len(users) > MAX_RECOMMEND_USERS:
         raise ValueError(f"user_ids: at most {MAX_RECOMMEND_USERS} users per recommend call, got {len(users)}")
     # One k per user: a batch dimension.
@@ -311,7 +313,7 @@ def recommend_request(model: str, version: int | None, users: list[str], k: int)
 
 def recommend_from_ratings_request(
     model: str, version: int | None, users: list[str], rows: list[RatedMovies], k: int
-) -> predict_pb2.PredictRequest:
+) -> PredictRequest:
     """Rows padded to the longest with "" (movie) and 0.0 (rating), which the model ignores.
 
     The first row starts with an extra ``""`` (rating 0.0): TF Serving's batcher,
@@ -338,30 +340,30 @@ def recommend_from_ratings_request(
     )
 
 
-def model_card_request(model: str, version: int | None) -> predict_pb2.PredictRequest:
+def model_card_request(model: str, version: int | None) -> PredictRequest:
     return _predict_request(model, version, MODEL_CARD_SIGNATURE, {MODEL_CARD_REQUEST: [0]})  # one card back
 
 
-def metadata_request(model: str, version: int | None) -> get_model_metadata_pb2.GetModelMetadataRequest:
-    return get_model_metadata_pb2.GetModelMetadataRequest(
+def metadata_request(model: str, version: int | None) -> GetModelMetadataRequest:
+    return GetModelMetadataRequest(
         model_spec=model_spec(model, version), metadata_field=[_SIGNATURE_DEF]
     )
 
 
-def status_request(model: str, version: int | None) -> get_model_status_pb2.GetModelStatusRequest:
-    return get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(model, version))
+def status_request(model: str, version: int | None) -> GetModelStatusRequest:
+    return GetModelStatusRequest(model_spec=model_spec(model, version))
 
 
 # --- responses --------------------------------------------------------------
 
 
-def _tensor(response: predict_pb2.PredictResponse, key: str) -> tensor_pb2.TensorProto:
+def _tensor(response: PredictResponse, key: str) -> TensorProto:
     if key not in response.outputs:
         raise MalformedResponse(f"response has no output {key!r} (got {sorted(response.outputs)})")
     return response.outputs[key]
 
 
-def _decode(response: predict_pb2.PredictResponse, key: str, decode: Callable[[tensor_pb2.TensorProto], _T]) -> _T:
+def _decode(response: PredictResponse, key: str, decode: Callable[[TensorProto], _T]) -> _T:
     """``decode`` applied to output ``key``; a tensor it cannot decode is the server's fault, not the caller's."""
     try:
         return decode(_tensor(response, key))
@@ -369,20 +371,20 @@ def _decode(response: predict_pb2.PredictResponse, key: str, decode: Callable[[t
         raise MalformedResponse(f"output {key!r}: {error}") from None
 
 
-def _declared(response: predict_pb2.PredictResponse, signature: str, key: str) -> tuple[int, ...]:
-    """The shape of output ``key`` after checking its dtype and rank against ``common/contract.py``."""
+def _declared(response: PredictResponse, signature: str, key: str) -> tuple[int, ...]:
+    """The shape of output ``key`` after checking its dtype and rank against ``client/contract.py``."""
     decl = contract.signature(signature).output(key)
     return _decode(response, key, lambda proto: check_declared(decl, proto))
 
 
-def _numbers(response: predict_pb2.PredictResponse, signature: str, key: str) -> np.ndarray:
+def _numbers(response: PredictResponse, signature: str, key: str) -> np.ndarray:
     """A numeric output in its declared dtype (float32 for DT_FLOAT, float64 for DT_DOUBLE, ...)."""
     _declared(response, signature, key)
     decl = contract.signature(signature).output(key)
     return _decode(response, key, to_numpy).astype(decl.numpy_dtype, copy=False)
 
 
-def parse_predict(response: predict_pb2.PredictResponse, n: int) -> np.ndarray:
+def parse_predict(response: PredictResponse, n: int) -> np.ndarray:
     """One predicted rating per pair, in the dtype the contract declares for it."""
     ratings = _numbers(response, PREDICT_SIGNATURE, PREDICTED_RATING)
     if ratings.shape[:1] != (n,):
@@ -397,7 +399,7 @@ def recommendation_outputs(signature: str) -> tuple[str, ...]:
 
 
 def parse_recommend(
-    response: predict_pb2.PredictResponse, n_users: int, signature: str = RECOMMEND_SIGNATURE
+    response: PredictResponse, n_users: int, signature: str = RECOMMEND_SIGNATURE
 ) -> list[list[Recommendation]]:
     """Rows of ``signature``'s answer (recommend or recommend_from_ratings: the same outputs), padding dropped."""
     keys = recommendation_outputs(signature)
@@ -436,7 +438,7 @@ def explain_missing_signature(error: SignatureNotFound, model: str, target: str)
     )
 
 
-def parse_model_card(response: predict_pb2.PredictResponse) -> dict:
+def parse_model_card(response: PredictResponse) -> dict:
     _declared(response, MODEL_CARD_SIGNATURE, MODEL_CARD)
     texts = _decode(response, MODEL_CARD, decode_strings)
     if len(texts) != 1:
@@ -452,13 +454,13 @@ def parse_model_card(response: predict_pb2.PredictResponse) -> dict:
 
 def _tensor_info(info) -> TensorInfo:
     shape = None if info.tensor_shape.unknown_rank else tuple(d.size for d in info.tensor_shape.dim)
-    return TensorInfo(dtype=types_pb2.DataType.Name(info.dtype), shape=shape)
+    return TensorInfo(dtype=messages.DataType.Name(info.dtype), shape=shape)
 
 
-def parse_metadata(response: get_model_metadata_pb2.GetModelMetadataResponse) -> ModelMetadata:
+def parse_metadata(response: GetModelMetadataResponse) -> ModelMetadata:
     if _SIGNATURE_DEF not in response.metadata:
         raise MalformedResponse(f"metadata response has no {_SIGNATURE_DEF!r} field")
-    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    sig_map = messages.SignatureDefMap()
     if not response.metadata[_SIGNATURE_DEF].Unpack(sig_map):
         raise MalformedResponse(f"metadata {_SIGNATURE_DEF!r} is not a SignatureDefMap")
     signatures = {
@@ -476,8 +478,8 @@ def parse_metadata(response: get_model_metadata_pb2.GetModelMetadataResponse) ->
     )
 
 
-def parse_status(response: get_model_status_pb2.GetModelStatusResponse) -> list[VersionStatus]:
-    state_name = get_model_status_pb2.ModelVersionStatus.State.Name
+def parse_status(response: GetModelStatusResponse) -> list[VersionStatus]:
+    state_name = messages.VersionState.Name
     return sorted(
         (
             VersionStatus(

@@ -3,12 +3,11 @@
 import grpc
 import numpy as np
 import pytest
-from tensorflow_serving.apis import predict_pb2
 
 from client import protocol
 from client.errors import MalformedResponse, RecommenderError
 from client.tensors import encode, to_numpy
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from client.messages import DataType, PredictResponse, TensorProto
 from common import contract
 from common.contract import (
     K,
@@ -77,13 +76,13 @@ def test_requests_name_the_contract_signatures_and_inputs():
     assert list(pred.output_filter) == [PREDICTED_RATING]
 
 
-def _out(signature: str, key: str, values) -> tensor_pb2.TensorProto:
+def _out(signature: str, key: str, values) -> TensorProto:
     """Output ``key`` of ``signature`` as common/contract.py declares it (dtype, rank)."""
     return encode(contract.signature(signature).output(key), values)
 
 
-def _recommend_response(ids, titles, scores) -> predict_pb2.PredictResponse:
-    response = predict_pb2.PredictResponse()
+def _recommend_response(ids, titles, scores) -> PredictResponse:
+    response = PredictResponse()
     response.outputs[MOVIE_IDS].CopyFrom(_out(RECOMMEND_SIGNATURE, MOVIE_IDS, ids))
     response.outputs[MOVIE_TITLES].CopyFrom(_out(RECOMMEND_SIGNATURE, MOVIE_TITLES, titles))
     response.outputs[SCORES].CopyFrom(_out(RECOMMEND_SIGNATURE, SCORES, scores))
@@ -119,7 +118,7 @@ def test_parse_recommend_rejects_mismatched_shapes_and_missing_outputs():
 
 
 def test_parse_predict_checks_length():
-    response = predict_pb2.PredictResponse()
+    response = PredictResponse()
     response.outputs[PREDICTED_RATING].CopyFrom(_out(PREDICT_SIGNATURE, PREDICTED_RATING, [3.5, 4.0]))
     ratings = protocol.parse_predict(response, 2)
     declared = contract.signature(PREDICT_SIGNATURE).output(PREDICTED_RATING)
@@ -128,8 +127,8 @@ def test_parse_predict_checks_length():
         protocol.parse_predict(response, 3)
 
 
-def _predict_response(proto) -> predict_pb2.PredictResponse:
-    response = predict_pb2.PredictResponse()
+def _predict_response(proto) -> PredictResponse:
+    response = PredictResponse()
     response.outputs[PREDICTED_RATING].CopyFrom(proto)
     return response
 
@@ -177,7 +176,7 @@ def test_recommend_outputs_must_have_their_declared_dtypes_and_ranks():
 
 
 def test_model_card_must_be_one_json_object():
-    response = predict_pb2.PredictResponse()
+    response = PredictResponse()
     response.outputs[MODEL_CARD].CopyFrom(_out(MODEL_CARD_SIGNATURE, MODEL_CARD, ['{"max_k": 100}']))
     assert protocol.parse_model_card(response) == {"max_k": 100}
     for text, message in (("[1]", "expected a JSON object"), ("{", "not valid JSON")):
@@ -211,7 +210,7 @@ def test_recommend_from_ratings_request_pads_to_the_longest_row():
     assert request.model_spec.version.value == 4
     assert set(request.inputs) == {USER_ID, K, RATED_MOVIE_IDS, RATINGS}
     for decl in contract.signature(RECOMMEND_FROM_RATINGS_SIGNATURE).inputs:
-        assert types_pb2.DataType.Name(request.inputs[decl.name].dtype) == decl.dtype, decl.name
+        assert DataType.Name(request.inputs[decl.name].dtype) == decl.dtype, decl.name
     assert to_numpy(request.inputs[K]).tolist() == [10, 10, 10]  # one k per user
     # "" first: TF Serving's batcher pads a merged tensor with its first element, which the model ignores.
     assert to_numpy(request.inputs[RATED_MOVIE_IDS]).tolist() == [["", "50", ""], ["1", "2", "3"], ["", "", ""]]

@@ -8,10 +8,10 @@ hides which proto fields the server actually sent. A tensor that cannot be decod
 raises ValueError; ``client.protocol`` reports it as ``MalformedResponse`` naming
 the output.
 
-``encode`` and ``check_declared`` take a ``common.contract.TensorDecl``: requests are
+``encode`` and ``check_declared`` take a ``contract.TensorDecl``: requests are
 built in the dtype the contract declares and responses are held to it, so a change
-of a signature's dtype or rank in ``common/contract.py`` reaches the client without
-editing it.
+of a signature's dtype or rank in ``client/contract.py`` reaches the client without
+editing it. The message classes come from ``client/messages.py`` (no TensorFlow).
 """
 
 from __future__ import annotations
@@ -20,24 +20,24 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
-from common.contract import TensorDecl, shape_matches
+from .contract import TensorDecl, shape_matches
+from .messages import DataType, TensorProto, TensorShapeProto
 
 # Numeric dtypes the served signatures use, with the repeated field TF Serving fills
 # when it does not use the packed ``tensor_content`` bytes.
 _NUMERIC: dict[int, tuple[np.dtype, str]] = {
-    types_pb2.DT_FLOAT: (np.dtype("<f4"), "float_val"),
-    types_pb2.DT_DOUBLE: (np.dtype("<f8"), "double_val"),
-    types_pb2.DT_INT32: (np.dtype("<i4"), "int_val"),
-    types_pb2.DT_INT64: (np.dtype("<i8"), "int64_val"),
+    DataType.Value("DT_FLOAT"): (np.dtype("<f4"), "float_val"),
+    DataType.Value("DT_DOUBLE"): (np.dtype("<f8"), "double_val"),
+    DataType.Value("DT_INT32"): (np.dtype("<i4"), "int_val"),
+    DataType.Value("DT_INT64"): (np.dtype("<i8"), "int64_val"),
 }
 
 
-def _shape(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
-    )
+_DT_STRING = DataType.Value("DT_STRING")
+
+
+def _shape(dims: Sequence[int]) -> TensorShapeProto:
+    return TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in dims])
 
 
 def _strings(values: object, rank: int, name: str) -> tuple[list[str], tuple[int, ...]]:
@@ -61,22 +61,22 @@ def _strings(values: object, rank: int, name: str) -> tuple[list[str], tuple[int
     return [v for flat, _ in parts for v in flat], (len(parts), *shape)
 
 
-def encode(decl: TensorDecl, values: object) -> tensor_pb2.TensorProto:
+def encode(decl: TensorDecl, values: object) -> TensorProto:
     """``values`` as the tensor ``decl`` declares: its dtype, its rank (ValueError naming it otherwise).
 
     The wire fields are the ones TF Serving itself fills: ``string_val`` for strings,
     ``int_val``/``int64_val`` for integers, packed ``tensor_content`` for floats.
     """
-    dtype = types_pb2.DataType.Value(decl.dtype)
+    dtype = DataType.Value(decl.dtype)
     if decl.is_string:
         flat, shape = _strings(values, decl.rank, decl.name)
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(shape), string_val=[v.encode("utf-8") for v in flat])
+        proto = TensorProto(dtype=dtype, tensor_shape=_shape(shape), string_val=[v.encode("utf-8") for v in flat])
     else:
         array = np.asarray(values, dtype=_NUMERIC[dtype][0])  # tobytes() is row-major whatever the layout
         if array.ndim != decl.rank:
             raise ValueError(f"{decl.name}: expected rank {decl.rank} ({decl}), got shape {list(array.shape)}")
         shape = array.shape
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=_shape(shape))
+        proto = TensorProto(dtype=dtype, tensor_shape=_shape(shape))
         if array.dtype.kind == "f":
             proto.tensor_content = array.tobytes()
         else:
@@ -86,30 +86,30 @@ def encode(decl: TensorDecl, values: object) -> tensor_pb2.TensorProto:
     return proto
 
 
-def check_declared(decl: TensorDecl, proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+def check_declared(decl: TensorDecl, proto: TensorProto) -> tuple[int, ...]:
     """The shape of ``proto`` after checking it is the tensor ``decl`` declares (dtype, rank, fixed sizes)."""
-    if proto.dtype != types_pb2.DataType.Value(decl.dtype):
-        raise ValueError(f"expected {decl.dtype} (common/contract.py: {decl}), got {types_pb2.DataType.Name(proto.dtype)}")
+    if proto.dtype != DataType.Value(decl.dtype):
+        raise ValueError(f"expected {decl.dtype} (contract: {decl}), got {DataType.Name(proto.dtype)}")
     shape = tensor_shape(proto)
     if not shape_matches(decl.shape, shape):
-        raise ValueError(f"expected shape {list(decl.shape)} (common/contract.py: {decl}), got {list(shape)}")
+        raise ValueError(f"expected shape {list(decl.shape)} (contract: {decl}), got {list(shape)}")
     return shape
 
 
-def tensor_shape(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+def tensor_shape(proto: TensorProto) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise ValueError("tensor has unknown rank; a served output always has a known shape")
     return tuple(d.size for d in proto.tensor_shape.dim)
 
 
-def decode_strings(proto: tensor_pb2.TensorProto) -> list[str]:
+def decode_strings(proto: TensorProto) -> list[str]:
     """The flat values of a DT_STRING tensor as Python strings (row-major order)."""
-    if proto.dtype != types_pb2.DT_STRING:
-        raise ValueError(f"expected a DT_STRING tensor, got {types_pb2.DataType.Name(proto.dtype)}")
+    if proto.dtype != _DT_STRING:
+        raise ValueError(f"expected a DT_STRING tensor, got {DataType.Name(proto.dtype)}")
     return [v.decode("utf-8", errors="replace") for v in proto.string_val]
 
 
-def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
+def to_numpy(proto: TensorProto) -> np.ndarray:
     """Decode a TensorProto into a numpy array (object array of ``str`` for DT_STRING).
 
     Follows TensorFlow's decoding rules: packed ``tensor_content`` wins when present;
@@ -119,7 +119,7 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """
     shape = tensor_shape(proto)
     size = math.prod(shape)
-    if proto.dtype == types_pb2.DT_STRING:
+    if proto.dtype == _DT_STRING:
         flat = np.empty(len(proto.string_val), dtype=object)
         flat[:] = decode_strings(proto)
     elif proto.dtype in _NUMERIC:
@@ -130,7 +130,7 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
         else:
             flat = np.asarray(getattr(proto, field), dtype=dtype)
     else:
-        name = types_pb2.DataType.Name(proto.dtype)
+        name = DataType.Name(proto.dtype)
         raise ValueError(f"unsupported tensor dtype {name}")
     if flat.size == 1 and size > 1:
         flat = np.repeat(flat, size)

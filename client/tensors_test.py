@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from client.messages import DataType, PredictResponse, TensorProto
 
 from client.tensors import check_declared, decode_strings, encode, to_numpy
 from common.contract import TensorDecl
@@ -15,14 +15,14 @@ FLOATS = TensorDecl("x", "DT_FLOAT", (-1, -1))
 
 def test_string_vector_round_trip_with_unicode():
     proto = encode(STRINGS, ["42", "Amélie (2001)"])
-    assert proto.dtype == types_pb2.DT_STRING
+    assert proto.dtype == DataType.DT_STRING
     assert [d.size for d in proto.tensor_shape.dim] == [2]
     assert to_numpy(proto).tolist() == ["42", "Amélie (2001)"]
 
 
 def test_int32_scalar_is_rank_zero():
     proto = encode(SCALAR, 10)
-    assert proto.dtype == types_pb2.DT_INT32
+    assert proto.dtype == DataType.DT_INT32
     assert len(proto.tensor_shape.dim) == 0
     assert to_numpy(proto).shape == () and int(to_numpy(proto)) == 10
 
@@ -40,22 +40,22 @@ def test_matches_tensorflow_make_tensor_proto():
 
 
 def test_float_val_and_single_value_fill():
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5, 1.5])
+    proto = TensorProto(dtype=DataType.DT_FLOAT, float_val=[0.5, 1.5])
     proto.tensor_shape.dim.add(size=2)
     np.testing.assert_array_equal(to_numpy(proto), np.array([0.5, 1.5], np.float32))
-    filled = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[7.0])
+    filled = TensorProto(dtype=DataType.DT_FLOAT, float_val=[7.0])
     filled.tensor_shape.dim.add(size=3)
     np.testing.assert_array_equal(to_numpy(filled), [7.0, 7.0, 7.0])
 
 
 def test_empty_tensor():
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    proto = TensorProto(dtype=DataType.DT_FLOAT)
     proto.tensor_shape.dim.add(size=0)
     assert to_numpy(proto).shape == (0,)
 
 
 def test_wrong_value_count_names_shape():
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0, 2.0])
+    proto = TensorProto(dtype=DataType.DT_FLOAT, float_val=[1.0, 2.0])
     proto.tensor_shape.dim.add(size=3)
     with pytest.raises(ValueError, match=r"shape \[3\] needs 3 values but the response holds 2"):
         to_numpy(proto)
@@ -63,7 +63,7 @@ def test_wrong_value_count_names_shape():
 
 def test_unsupported_dtype_and_decode_strings_type_check():
     with pytest.raises(ValueError, match="DT_BOOL"):
-        to_numpy(tensor_pb2.TensorProto(dtype=types_pb2.DT_BOOL, bool_val=[True]))
+        to_numpy(TensorProto(dtype=DataType.DT_BOOL, bool_val=[True]))
     with pytest.raises(ValueError, match="expected a DT_STRING"):
         decode_strings(encode(SCALAR, 1))
 
@@ -81,7 +81,7 @@ def test_string_matrix_and_float_tensor_match_tensorflow():
         encode(STRINGS, ["a", 1])
     values = np.array([[5.0, 0.5], [4.25, 0.0]])  # float64 in, DT_FLOAT out
     floats = encode(FLOATS, values)
-    assert floats.dtype == types_pb2.DT_FLOAT and floats.tensor_content  # packed, as TF Serving sends floats
+    assert floats.dtype == DataType.DT_FLOAT and floats.tensor_content  # packed, as TF Serving sends floats
     np.testing.assert_array_equal(tf.make_ndarray(floats), values.astype(np.float32))
     ints = encode(TensorDecl("k", "DT_INT32", (-1,)), [3, 4])
     assert list(ints.int_val) == [3, 4] and tf.make_ndarray(ints).dtype == np.int32
@@ -91,9 +91,9 @@ def test_encode_and_check_declared_follow_the_declaration():
     import tensorflow as tf
 
     ints = encode(TensorDecl("k", "DT_INT64", (-1,)), [3, 4])
-    assert ints.dtype == types_pb2.DT_INT64 and list(ints.int64_val) == [3, 4]
+    assert ints.dtype == DataType.DT_INT64 and list(ints.int64_val) == [3, 4]
     doubles = encode(TensorDecl("x", "DT_DOUBLE", (-1, 2)), [[0.5, 1.0]])
-    assert doubles.dtype == types_pb2.DT_DOUBLE
+    assert doubles.dtype == DataType.DT_DOUBLE
     np.testing.assert_array_equal(tf.make_ndarray(doubles), np.array([[0.5, 1.0]]))
     assert check_declared(TensorDecl("x", "DT_DOUBLE", (-1, 2)), doubles) == (1, 2)
     with pytest.raises(ValueError, match=r"k: expected rank 1 .* got shape \[\]"):

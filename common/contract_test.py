@@ -26,7 +26,7 @@ def test_look_ups_name_what_is_declared():
     with pytest.raises(KeyError, match=r"no output 'nope' declared \(declared: \['ids', 'scores'\]\)"):
         declared.output("nope")
     assert contract.signature(contract.RECOMMEND_SIGNATURE) is contract.SIGNATURES[contract.RECOMMEND_SIGNATURE]
-    with pytest.raises(KeyError, match="no signature 'nope' in common/contract.py"):
+    with pytest.raises(KeyError, match="no signature 'nope' in client/contract.py"):
         contract.signature("nope")
 
 

@@ -1,6 +1,6 @@
 """TensorFlow's own log noise off every command line, in one place; ``--verbose`` brings it back.
 
-``common/__init__.py`` calls :func:`install` before anything imports TensorFlow,
+``common/tf_setup.py`` calls :func:`install` before anything imports TensorFlow,
 so every entry point (``python -m train``, ``export``, ``serving``, ``client``,
 ``loadtest`` and the modules under them, Locust's processes, the tests) starts
 quiet. What TensorFlow 2.21 prints by itself, and what keeps each off stderr:

@@ -23,6 +23,11 @@ Knobs (environment; ``python -m loadtest`` sets them from ``--user-class``, ``-k
 ``--predict-batch``): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
 capped at the model's max_k), LOADTEST_PREDICT_BATCH ("1-50" or "1"), LOADTEST_SAMPLES_DIR
 (write raw per-request timings there for exact percentiles; unset, none are kept).
+TLS and a bearer token (client/credentials.py): LOADTEST_TLS_CA, LOADTEST_TOKEN,
+LOADTEST_TOKEN_FILE, LOADTEST_CLIENT_CERT, LOADTEST_CLIENT_KEY, LOADTEST_TLS_SERVER_NAME
+(``python -m loadtest``'s ``--tls-ca`` … flags set them), each falling back to the
+client's MOVIELENS_* name (MOVIELENS_TLS_CA, MOVIELENS_TOKEN, …), so a plain
+``locust -f loadtest/locustfile.py`` (compose) takes them from its environment.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from locust.exception import StopUser  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
+from client import credentials  # noqa: E402
 from common.contract import (  # noqa: E402
     PREDICT_SIGNATURE,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
@@ -68,6 +74,12 @@ USER_CLASS = os.environ.get("LOADTEST_USER_CLASS", "RecommenderUser")
 if USER_CLASS not in ("RecommenderUser", "PredictUser"):
     raise SystemExit(f"LOADTEST_USER_CLASS must be RecommenderUser or PredictUser, got {USER_CLASS!r}")
 SAMPLES_DIR = os.environ.get("LOADTEST_SAMPLES_DIR")
+# LOADTEST_TLS_CA etc., else MOVIELENS_TLS_CA etc.: the keywords every user's client gets.
+CREDENTIAL_ENV = {
+    key: (f"LOADTEST_{names[0].removeprefix('MOVIELENS_')}", *names) for key, names in credentials.ENV_NAMES.items()
+}
+SECURITY = credentials.keywords(names=CREDENTIAL_ENV)
+credentials.security(**SECURITY)  # an unreadable file stops Locust at start, not in every user
 
 _T = TypeVar("_T")
 
@@ -129,7 +141,7 @@ class GrpcUser(User):
         if not self.host:
             raise StopUser("no --host given (expected HOST:PORT of the gRPC API)")
         # No retries: a load test must see every UNAVAILABLE, not hide it in latency.
-        self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES)
+        self.client = RecommenderClient(self.host, timeout_s=CALL_TIMEOUT_S, retry=NO_RETRIES, **SECURITY)
         self.served = served_model(self.client, self.host)
 
     def on_stop(self) -> None:

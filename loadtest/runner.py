@@ -8,7 +8,9 @@ naming the machine, and with ``--max-p99-ms`` / ``--max-fail-ratio`` becomes a
 pass/fail gate (exit code 1 when a limit is broken). A run in which Locust's
 users raised, or Locust exited with an error the failed requests do not
 explain, exits 1 with or without limits: its numbers are missing requests.
-Exit codes: 0 passed; 1 failed (a broken limit, no request succeeded, the
+TLS and a bearer token: ``--tls-ca``, ``--token``/``--token-file``, ``--client-cert``/
+``--client-key``, ``--tls-server-name`` (or MOVIELENS_TLS_CA, …, as for ``python -m client``),
+passed to every Locust user. Exit codes: 0 passed; 1 failed (a broken limit, no request succeeded, the
 server cannot be reached, Locust recorded nothing); 2 a bad command line or
 setting; 130 interrupted.
 """
@@ -27,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from client import credentials
+from client.channel import NO_RETRIES, open_channel
 from common import cli
 from common.contract import GRPC_PORT, REPORTS_DIR
 
@@ -71,6 +75,12 @@ class LoadTest:
     k: int = DEFAULT_K  # recommendations per recommend call (the server caps it at max_k)
     predict_batch: str = DEFAULT_PREDICT_BATCH  # pairs per predict call: "N" or "N-M" (uniform)
     env: dict[str, str] = field(default_factory=dict)  # more LOADTEST_* knobs for the locustfile
+    # TLS and a bearer token for every Locust user (client/credentials.py): paths, and the token itself.
+    tls_ca: str | None = None
+    token: str | None = field(default=None, repr=False)
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_server_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -84,6 +94,21 @@ class LoadTest:
             raise ValueError(f"user_class must be one of {USER_CLASSES}, got {self.user_class!r}")
         if ":" not in self.target or "://" in self.target:
             raise ValueError(f"target must be HOST:PORT of the gRPC API (no scheme), got {self.target!r}")
+        credentials.channel_credentials(self.target, self.security())  # ValueError: unreadable, or a token in clear
+
+    def credential_keywords(self) -> dict[str, str | None]:
+        return {key: getattr(self, key) for key in credentials.ENV_NAMES if key != "token_file"}
+
+    def security(self) -> credentials.Security:
+        return credentials.security(**self.credential_keywords())
+
+    def locust_env(self) -> dict[str, str]:
+        """The credentials as the locustfile reads them (LOADTEST_TLS_CA, ...); only those set."""
+        return {
+            f"LOADTEST_{credentials.ENV_NAMES[key][0].removeprefix('MOVIELENS_')}": str(value)
+            for key, value in self.credential_keywords().items()
+            if value is not None
+        }
 
 
 def locust_command(test: LoadTest) -> list[str]:
@@ -117,6 +142,7 @@ def run_load_test(test: LoadTest) -> dict:
         "LOADTEST_K": str(test.k),
         "LOADTEST_PREDICT_BATCH": test.predict_batch,
         **test.env,
+        **test.locust_env(),
         "LOADTEST_SAMPLES_DIR": str(samples_dir),
         "LOADTEST_USER_CLASS": test.user_class,
         "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR"),
@@ -139,6 +165,8 @@ def run_load_test(test: LoadTest) -> dict:
     summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv")
     summary["locust_exit_code"] = completed.returncode
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(test).items()}
+    if test.token is not None:
+        summary["config"]["token"] = "(set, not recorded)"
     summary["machine"] = {**machine.to_dict(), "note": SHARED_CORES_NOTE}
     # CPU the load generator itself burned (all Locust processes, start-up included): on a
     # machine it shares with the server, this is capacity the server did not get.
@@ -214,27 +242,37 @@ def add_arguments(parser: argparse.ArgumentParser, target: bool = True) -> None:
     parser.add_argument("--max-p99-ms", type=float, default=None, help="fail (exit 1) if overall p99 exceeds this")
     parser.add_argument("--max-fail-ratio", type=float, default=None, help="fail (exit 1) above this failure ratio")
     cli.add_verbose(parser)
+    if target:  # a server of someone else's: TLS and a token, as the client's CLI takes them
+        credentials.add_arguments(parser)
 
 
 def load_test(args: argparse.Namespace, target: str) -> LoadTest:
-    """The LoadTest the command line asks for; ValueError names a bad value."""
+    """The LoadTest the command line asks for; ValueError names a bad value.
+
+    Credentials come from the ``--tls-ca`` … flags (or MOVIELENS_* variables) only when the
+    parser has them (``python -m loadtest``); a load test of a local server is plain text.
+    """
+    security = credentials.keywords(args) if hasattr(args, "tls_ca") else {}
     return LoadTest(
         target=target, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
         run_time=args.run_time, processes=args.processes, user_class=args.user_class,
-        k=args.k, predict_batch=args.predict_batch,
+        k=args.k, predict_batch=args.predict_batch, **security,
     )  # fmt: skip
 
 
-def unreachable(target: str, timeout_s: float | None = None) -> str | None:
-    """Why no gRPC connection to ``target`` comes up within ``timeout_s``, or None when one does."""
+def unreachable(
+    target: str, timeout_s: float | None = None, security: credentials.Security = credentials.PLAINTEXT
+) -> str | None:
+    """Why no gRPC connection to ``target`` comes up within ``timeout_s`` (TLS handshake included), or None."""
     import grpc
 
     timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
-    channel = grpc.insecure_channel(target)
+    channel = open_channel(target, NO_RETRIES, security)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
     except grpc.FutureTimeoutError:
-        return f"cannot reach the recommender at {target} (no gRPC connection within {timeout_s:g}s)"
+        tls = " with TLS: wrong --tls-ca or --tls-server-name, or a plain-text server?" if security.tls else ""
+        return f"cannot reach the recommender at {target} (no gRPC connection within {timeout_s:g}s{tls})"
     finally:
         channel.close()
     return None
@@ -242,7 +280,7 @@ def unreachable(target: str, timeout_s: float | None = None) -> str | None:
 
 def run_and_report(test: LoadTest, max_p99_ms: float | None, max_fail_ratio: float | None) -> int:
     """Runs ``test``, prints the table and report paths, applies the gate; returns the exit code."""
-    problem = unreachable(test.target)
+    problem = unreachable(test.target, security=test.security())
     if problem:
         return cli.fail(problem)
     try:

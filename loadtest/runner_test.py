@@ -224,3 +224,38 @@ def test_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runner, "run_and_report", interrupted)
     assert main(["--target", "localhost:8500", "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+# --- TLS and a bearer token (client/credentials.py) -------------------------------------
+
+
+def test_locust_users_pass_tls_and_token(tmp_path, capsys, monkeypatch):
+    """The Locust user sends the CA and token ``python -m loadtest`` was given; without the token
+    every request is refused (UNAUTHENTICATED) and the run fails; the token never reaches the report."""
+    from client.tls_fixtures import BearerTokenInterceptor, write_test_pki
+
+    for name in ("MOVIELENS_TLS_CA", "MOVIELENS_TOKEN", "MOVIELENS_TOKEN_FILE", "MOVIELENS_TLS_SERVER_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    pki = write_test_pki(tmp_path / "pki")
+    token = "locust.test.token"
+    (tmp_path / "locust.jwt").write_text(token)
+    checker = BearerTokenInterceptor(token)
+    run = ["--users", "2", "--spawn-rate", "2", "--run-time", "2s", "--tls-ca", str(pki.ca)]
+    with fake_server(server_credentials=pki.server_credentials(), interceptors=[checker]) as (target, behaviour):
+        code = main(["--target", target, *run, "--token-file", str(tmp_path / "locust.jwt"),
+                     "--out", str(tmp_path / "ok"), "--max-fail-ratio", "0"])  # fmt: skip
+        assert code == 0, capsys.readouterr()
+        assert checker.refused == 0 and behaviour.calls > 0
+        code = main(["--target", target, *run, "--out", str(tmp_path / "refused")])
+    ok = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert ok["requests"] > 0 and ok["failures"] == 0 and ok["config"]["tls_ca"] == str(pki.ca)
+    assert token not in (tmp_path / "ok" / "summary.json").read_text()
+    refused = json.loads((tmp_path / "refused" / "summary.json").read_text())
+    assert code == 1 and refused["requests"] > 0 and refused["failures"] == refused["requests"]
+    assert "UNAUTHENTICATED" in (tmp_path / "refused" / "locust_failures.csv").read_text()
+
+
+def test_a_token_in_clear_to_a_remote_target_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--target", "recommender.example:8500", "--token", "t.t.t", "--out", str(tmp_path)])
+    assert exited.value.code == 2 and "a token needs TLS" in capsys.readouterr().err

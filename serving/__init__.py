@@ -1,3 +1,3 @@
 """serving component."""
 
-import common  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import common.tf_setup  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads, quiet logs)

@@ -42,7 +42,7 @@ def test_help_is_plain_text_and_offers_verbose(module, capsys):
 
 def test_tensorflow_prints_nothing_of_its_own_by_default():
     # Import and first device use (where a machine without a GPU driver logs the failed cuInit).
-    code = "import common, tensorflow as tf; import logging; tf.constant(1) + 1; tf.get_logger().warning('noise')"
+    code = "import common.tf_setup, tensorflow as tf; import logging; tf.constant(1) + 1; tf.get_logger().warning('noise')"
     completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=_quiet_env(),
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
@@ -50,7 +50,7 @@ def test_tensorflow_prints_nothing_of_its_own_by_default():
 
 
 def test_verbose_leaves_tensorflow_logging_alone():
-    code = "import common, os; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), common.quiet.is_verbose())"
+    code = "import common.tf_setup, os; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), common.quiet.is_verbose())"
     for extra, expected in (({}, "3 False"), ({quiet.ENV_VAR: "1"}, "None True")):
         completed = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**_quiet_env(), **extra},
                                    capture_output=True, text=True, timeout=60)

@@ -1,6 +1,6 @@
 """One declaration of the API: change a signature in ``contract.SIGNATURES`` and everything follows.
 
-Each test patches ``common.contract.SIGNATURES`` in memory (no file edited) with a
+Each test patches ``client.contract.SIGNATURES`` (and common.contract's re-export) in memory with a
 changed API, then checks that the pieces that must agree with it do, without
 being edited: the client's request builders and response parsers (against the
 fake server, whose metadata, input checks and answers also derive from the
@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2
 
 from client import MalformedResponse, RecommenderClient, protocol
+from client import contract as api_contract
+from client.messages import DataType, PredictResponse
 from client.fakes import fake_server
 from client.tensors import encode, to_numpy
 from common import contract
@@ -55,6 +55,9 @@ def changed_api(monkeypatch: pytest.MonkeyPatch) -> dict[str, contract.Signature
     recommend = signatures[RECOMMEND_SIGNATURE]
     outputs = tuple(t for t in _flipped(recommend.outputs, SCORES) if t.name != MOVIE_TITLES)
     signatures[RECOMMEND_SIGNATURE] = replace(recommend, inputs=_flipped(recommend.inputs, K), outputs=outputs)
+    # The declaration lives in client/contract.py (common.contract re-exports it): patch it there,
+    # and the re-exported name too, so both spellings see the change.
+    monkeypatch.setattr(api_contract, "SIGNATURES", signatures)
     monkeypatch.setattr(contract, "SIGNATURES", signatures)
     assert contract.signature(RECOMMEND_SIGNATURE).input(K).dtype != today[RECOMMEND_SIGNATURE].input(K).dtype
     return signatures
@@ -67,15 +70,15 @@ def _rating(signatures: dict[str, contract.SignatureDecl]) -> TensorDecl:
 def test_request_builders_follow(changed_api):
     k = changed_api[RECOMMEND_SIGNATURE].input(K)
     request = protocol.recommend_request(contract.MODEL_NAME, None, ["1", "2"], 5)
-    assert types_pb2.DataType.Name(request.inputs[K].dtype) == k.dtype and to_numpy(request.inputs[K]).tolist() == [5, 5]
+    assert DataType.Name(request.inputs[K].dtype) == k.dtype and to_numpy(request.inputs[K]).tolist() == [5, 5]
     # recommend_from_ratings keeps its declaration.
     request = protocol.recommend_from_ratings_request(contract.MODEL_NAME, None, [""], [[("1", 5.0)]], 5)
-    assert types_pb2.DataType.Name(request.inputs[K].dtype) == changed_api[RECOMMEND_FROM_RATINGS_SIGNATURE].input(K).dtype
+    assert DataType.Name(request.inputs[K].dtype) == changed_api[RECOMMEND_FROM_RATINGS_SIGNATURE].input(K).dtype
 
 
 def test_parsers_follow(changed_api):
     old, new = replace(_rating(changed_api), dtype=_FLIP[_rating(changed_api).dtype]), _rating(changed_api)
-    response = predict_pb2.PredictResponse()
+    response = PredictResponse()
     response.outputs[PREDICTED_RATING].CopyFrom(encode(old, [3.5]))
     with pytest.raises(MalformedResponse, match=f"output '{PREDICTED_RATING}': expected {new.dtype}"):
         protocol.parse_predict(response, 1)  # what the old API answered is now wrong

@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 import pytest
-from tensorflow_serving.apis import predict_pb2
 
 from client import InvalidArgument, Recommendation, RecommenderClient, SignatureNotFound, protocol
 from client.cli import main
+from client.messages import PredictRequest
 from client.tensors import encode
 from common import contract
 from common.contract import (
@@ -67,10 +67,10 @@ def _same(a: list[Recommendation], b: list[Recommendation]) -> None:
     np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-4, atol=1e-4)
 
 
-def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k: int = K) -> predict_pb2.PredictRequest:
+def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k: int = K) -> PredictRequest:
     """Rows as given, padded, with none of the client's checks: what the client would refuse, on the wire."""
     width = max(len(r) for r in rows)
-    request = predict_pb2.PredictRequest(
+    request = PredictRequest(
         model_spec=protocol.model_spec(MODEL_NAME, None, RECOMMEND_FROM_RATINGS_SIGNATURE)
     )
     padding = [width - len(r) for r in rows]
@@ -87,7 +87,7 @@ def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k:
 
 def _raw(client: RecommenderClient, users: list[str], rows: list[list[tuple[str, float]]], k: int = K):
     """Send rows as they are (duplicates, empty rows) and parse the answer."""
-    response = client._call(client._predictions.Predict, _unchecked_request(users, rows, k), None)
+    response = client._call(client._predict, _unchecked_request(users, rows, k), None)
     return protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
 
 
@@ -154,7 +154,7 @@ def test_k_is_capped_at_max_k(model):
 def test_the_model_refuses_what_the_client_would(model, users, rows, k, message):
     client, _ = model
     with pytest.raises(InvalidArgument, match=message):
-        client._call(client._predictions.Predict, _unchecked_request(users, rows, k), None)
+        client._call(client._predict, _unchecked_request(users, rows, k), None)
 
 
 def test_padding_values_are_ignored_but_given_ratings_are_checked(model):
@@ -163,7 +163,7 @@ def test_padding_values_are_ignored_but_given_ratings_are_checked(model):
     request = _unchecked_request([""], [[(movie, 4.0), ("", 0.0)]])
     ratings = contract.signature(RECOMMEND_FROM_RATINGS_SIGNATURE).input(RATINGS)
     request.inputs[RATINGS].CopyFrom(encode(ratings, np.array([[4.0, -7.0]])))  # any value under padding
-    response = client._call(client._predictions.Predict, request, None)
+    response = client._call(client._predict, request, None)
     _same(protocol.parse_recommend(response, 1, RECOMMEND_FROM_RATINGS_SIGNATURE)[0],
           client.recommend_from_ratings({movie: 4}, k=K))  # fmt: skip
 
