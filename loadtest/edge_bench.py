@@ -4,7 +4,7 @@ Two replicas behind the real Envoy (``serving.cluster``, compose's envoy.yaml), 
 with their own development tokens, each a separate process with its own TLS connection,
 sending Predict (batch 1) open-loop at a fixed rate:
 
-1. baseline: the steady caller alone, ``--seconds`` long;
+1. baseline: the steady caller alone, ``--seconds`` long (after a 5 s warm-up that is not counted);
 2. flood: the same steady caller, and a flooder sending ``--flood-factor`` times its rate
    limit for the same time.
 
@@ -47,6 +47,7 @@ DEFAULT_STEADY = 10  # the steady caller's rate, half its limit
 DEFAULT_FACTOR = 20
 DEFAULT_SECONDS = 30
 FILL_S = 0.1  # envoy.yaml's fill interval
+WARMUP_S = 5
 
 
 # --- the config of this run -----------------------------------------------------------------
@@ -171,6 +172,8 @@ def measure(model_base_path: Path, limit: int = DEFAULT_LIMIT, steady_rps: float
         def predicts() -> int:
             return sum(served_requests(m.metrics_url(cluster.host), "Predict") for m in cluster.members)
 
+        # Warm-up (not measured): both callers' first seconds on fresh replicas and a fresh Envoy.
+        run_callers(cluster.grpc_target, ca, {"steady": (steady, steady_rps)}, body, WARMUP_S)
         before = predicts()
         baseline = run_callers(cluster.grpc_target, ca, {"steady": (steady, steady_rps)}, body, seconds)
         middle = predicts()
