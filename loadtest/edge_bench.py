@@ -160,6 +160,9 @@ def measure(model_base_path: Path, limit: int = DEFAULT_LIMIT, steady_rps: float
             factor: float = DEFAULT_FACTOR, seconds: float = DEFAULT_SECONDS, workdir: Path | None = None) -> dict:  # fmt: skip
     from serving.cluster import LocalCluster, load_envoy_template, served_requests, write_envoy_config
 
+    import os
+
+    load_before = os.getloadavg()[0]
     workdir = Path(workdir or tempfile.mkdtemp(prefix="edge-bench-"))
     template = workdir / "envoy-template.yaml"
     write_envoy_config(with_caller_limit(load_envoy_template(), limit), template)
@@ -185,6 +188,8 @@ def measure(model_base_path: Path, limit: int = DEFAULT_LIMIT, steady_rps: float
         "seconds": seconds, "baseline": baseline["steady"], "steady": flood["steady"], "flooder": flood["flooder"],
         # Minus the one connection-opening call each caller makes before its clock starts.
         "replica_predicts": {"baseline": middle - before - 1, "flood": after - middle - 2},
+        # The machine's 1-minute load average before and after: other work on the same 2 cores shows here.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }  # fmt: skip
 
 
@@ -223,7 +228,8 @@ def render(results: dict, machine: str, elapsed_s: float) -> str:
         f"open-loop for {results['seconds']:.0f} s per phase.",
         "",
         f"**Machine:** {machine}. **The callers, Envoy and both replicas share these 2 cores**: the flooder's "
-        "own CPU (a Python gRPC client) competes with the steady caller and the servers.",
+        "own CPU (a Python gRPC client) competes with the steady caller and the servers. 1-minute load average "
+        f"{results['load_average'][0]:.1f} before the run, {results['load_average'][1]:.1f} after.",
         "",
         f"Per-caller limit in this run: **{results['limit_rps']} requests/s, burst {results['burst']}** (the "
         "config differs from envoy.yaml only in that bucket, whose default is 100/s, burst 200, so that a Python "

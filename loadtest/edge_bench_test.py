@@ -38,7 +38,7 @@ def _results(steady_p99: float, flooder_ok: int = 600) -> dict:
         "baseline": caller, "steady": {**caller, "p99_ms": steady_p99},
         "flooder": {"sent": 12000, "offered_rps": 400.0, "codes": {"OK": flooder_ok, "RESOURCE_EXHAUSTED": 12000 - flooder_ok},
                     "p50_ms": 3.0, "p99_ms": 8.0, "max_ms": 10.0},
-        "replica_predicts": {"baseline": 300, "flood": 900},
+        "replica_predicts": {"baseline": 300, "flood": 900}, "load_average": [1.0, 2.0],
     }  # fmt: skip
 
 

@@ -131,10 +131,12 @@ def _swap_credentials(node, folder: str):
 
 
 def render_envoy_config(template: dict, host: str, ports: EnvoyPorts, replicas: Sequence[ReplicaPorts],
-                        credentials: Path | str | None = None) -> dict:  # fmt: skip
+                        credentials: Path | str | None = None, public_host: str | None = None) -> dict:  # fmt: skip
     """The compose config with local addresses: listeners and admin on ``host`` and ``ports``,
     in each cluster one endpoint per replica instead of the one DNS name, and (if given)
-    the credentials read from ``credentials`` instead of compose's mount.
+    the credentials read from ``credentials`` instead of compose's mount. ``public_host``
+    (default ``host``) is where the two public (TLS) listeners bind; the replicas, the admin
+    and the read-only admin listener stay on ``host``.
 
     The template names TF Serving's own ports (the endpoint of the gRPC cluster, the
     endpoint of the REST cluster, and the health-check port); each becomes the replica's
@@ -149,8 +151,8 @@ def render_envoy_config(template: dict, host: str, ports: EnvoyPorts, replicas: 
     _socket_address(config["admin"]).update(address=host, port_value=ports.admin)
     names = (GRPC_LISTENER, REST_LISTENER, READONLY_ADMIN_LISTENER)
     listeners = _by_name(config["static_resources"]["listeners"], names, "listener")
-    _socket_address(listeners[GRPC_LISTENER]).update(address=host, port_value=ports.grpc)
-    _socket_address(listeners[REST_LISTENER]).update(address=host, port_value=ports.rest)
+    _socket_address(listeners[GRPC_LISTENER]).update(address=public_host or host, port_value=ports.grpc)
+    _socket_address(listeners[REST_LISTENER]).update(address=public_host or host, port_value=ports.rest)
     _socket_address(listeners[READONLY_ADMIN_LISTENER]).update(address=host, port_value=ports.readonly_admin)
 
     clusters = _by_name(config["static_resources"]["clusters"], (*CLUSTERS, ADMIN_CLUSTER), "cluster")
@@ -352,6 +354,9 @@ class LocalCluster:
     envoy_concurrency: int = 1
     drain_seconds: float = 10.0
     credentials: Path | None = None  # None: credentials/ at the repo root (serving.credentials' default)
+    # Where Envoy's TLS listeners bind (None: ``host``). The replicas (plain text, full API) and
+    # Envoy's admin always stay on ``host``, the loopback by default.
+    public_host: str | None = None
     members: list[Replica] = field(init=False, default_factory=list)
     envoy: subprocess.Popen | None = field(init=False, default=None)
     _abort: threading.Event = field(init=False, default_factory=threading.Event)
@@ -360,6 +365,7 @@ class LocalCluster:
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {self.replicas}")
         self.model_base_path = Path(self.model_base_path).resolve()
+        self.public_host = self.public_host or self.host
         if self.envoy_ports is None:
             self.envoy_ports = EnvoyPorts(*(free_port(self.host) for _ in range(4)))
         from serving import credentials
@@ -385,11 +391,11 @@ class LocalCluster:
 
     @property
     def grpc_target(self) -> str:
-        return f"{self.host}:{self.envoy_ports.grpc}"
+        return f"{self.public_host}:{self.envoy_ports.grpc}"
 
     @property
     def rest_url(self) -> str:
-        return f"https://{self.host}:{self.envoy_ports.rest}"
+        return f"https://{self.public_host}:{self.envoy_ports.rest}"
 
     @property
     def admin_url(self) -> str:
@@ -438,7 +444,8 @@ class LocalCluster:
 
         credentials.ensure(self.credentials)  # keeps what is there; makes what is missing
         config = render_envoy_config(
-            load_envoy_template(self.envoy_config), self.host, self.envoy_ports, self.replica_ports, self.credentials
+            load_envoy_template(self.envoy_config), self.host, self.envoy_ports, self.replica_ports, self.credentials,
+            self.public_host,
         )
         return write_envoy_config(config, self.envoy_config_path)
 
@@ -448,9 +455,10 @@ class LocalCluster:
             for member in self.members:
                 for port, what in zip(member.ports.all(), ("gRPC", "REST", "metrics")):
                     check_port_free(self.host, port, f"replica {member.index} {what}")
-            for port, what in zip(self.envoy_ports.all(),
-                                  ("Envoy gRPC", "Envoy REST", "Envoy admin", "Envoy read-only admin")):
-                check_port_free(self.host, port, what)
+            hosts = (self.public_host, self.public_host, self.host, self.host)
+            for host, port, what in zip(hosts, self.envoy_ports.all(),
+                                        ("Envoy gRPC", "Envoy REST", "Envoy admin", "Envoy read-only admin")):
+                check_port_free(host, port, what)
             deadline = time.monotonic() + timeout
             for member in self.members:
                 self.start_replica(member.index)
@@ -636,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, default=2, help="number of local servers (default %(default)s)")
     parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH),
                         help="integer version folders, shared by every replica (default %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address for everything (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address of Envoy's public (TLS + token) listeners, e.g. 0.0.0.0; the replicas and "
+                             "Envoy's admin stay on 127.0.0.1 (default %(default)s)")
     parser.add_argument("--port", type=int, default=GRPC_PORT, help="Envoy's gRPC port (default %(default)s)")
     parser.add_argument("--rest-api-port", type=int, default=REST_PORT, help="Envoy's REST port (default %(default)s)")
     parser.add_argument("--admin-port", type=int, default=ADMIN_PORT,
@@ -670,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         cluster = LocalCluster(
-            args.model_base_path, args.replicas, host=args.host,
+            args.model_base_path, args.replicas, public_host=args.host,
             envoy_ports=EnvoyPorts(args.port, args.rest_api_port, args.admin_port, args.readonly_admin_port),
             replica_ports=replica_ports_from(args.first_replica_port, args.replicas),
             workdir=args.workdir, poll_seconds=args.file_system_poll_wait_seconds, server_args=args.server_args,

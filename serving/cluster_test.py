@@ -163,6 +163,16 @@ def test_rendering_swaps_addresses_and_keeps_everything_else(template, tmp_path)
     assert template == load_envoy_template()  # the template itself is left alone
 
 
+def test_only_the_public_listeners_move_to_a_public_address(template):
+    rendered = render_envoy_config(template, "127.0.0.1", LOCAL, THREE, public_host="0.0.0.0")
+    addresses = {name: listener["address"]["socket_address"]["address"]
+                 for name, listener in _listeners(rendered).items()}  # fmt: skip
+    assert addresses == {"grpc": "0.0.0.0", "rest": "0.0.0.0", "admin_readonly": "127.0.0.1"}
+    assert rendered["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert {e["address"]["socket_address"]["address"] for name in CLUSTERS
+            for e in _endpoints(_clusters(rendered)[name])} == {"127.0.0.1"}  # fmt: skip
+
+
 def test_rendering_refuses_a_template_it_does_not_understand(template):
     renamed = copy.deepcopy(template)
     renamed["static_resources"]["clusters"][0]["name"] = "serving"
