@@ -347,6 +347,23 @@ def test_a_flooder_gets_resource_exhausted_and_another_caller_is_unaffected(clus
     assert statuses.count(429) >= 100 and set(statuses) == {200, 429}, statuses
 
 
+def test_a_token_without_sub_cannot_borrow_another_callers_bucket(cluster):
+    """No `sub`: no caller header from jwt_authn, and the forged one is removed, so these calls share the
+    no-caller bucket (one caller's rate), not `locust`'s 5,000/s."""
+    import jwt
+
+    signing_key = creds._load_key(cluster.credentials / creds.SIGNING_KEY)
+    now = int(time.time())
+    token = jwt.encode({"iss": creds.ISSUER, "aud": creds.AUDIENCE, "iat": now, "exp": now + 600}, signing_key,
+                       algorithm=creds.ALGORITHM, headers={"kid": creds.KEY_ID})  # fmt: skip
+    forged = _bearer(token) + [("x-movielens-caller", "locust")]
+    with _channel(cluster) as channel:
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        futures = [predict.future(_predict_request(), metadata=forged, timeout=10) for _ in range(600)]
+        codes = [_code(future.result).name for future in futures]
+    assert codes.count("RESOURCE_EXHAUSTED") >= 300 and set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+
+
 # --- connections ----------------------------------------------------------------------------
 
 
