@@ -705,7 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cluster: LocalCluster, stop: threading.Event, startup_timeout: float) -> int:
-    print(f"starting {cluster.replicas} replica(s) of {cluster.model_base_path} and Envoy ...", flush=True)
+    print(f"starting {cluster.replicas} replica(s) of {cluster.model_base_path} and Envoy (TLS and token "
+          f"credentials: {cluster.credentials}, made if missing) ...", flush=True)
     try:
         cluster.start(startup_timeout)
     except Interrupted:
