@@ -213,6 +213,14 @@ def test_a_16_mib_predict_is_refused_at_the_edge(cluster):
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
         code = _code(lambda: predict(big, metadata=_bearer(cluster.token("attacker")), timeout=30))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, code
+    # Under the 4 MiB cap, a large request still goes through (the 32 KiB connection buffers do not cap it).
+    rows = 2048
+    sizable = _predict_request([f"{i:0>1024}" for i in range(rows)], [str(i % 50 + 1) for i in range(rows)])
+    assert 2 * MiB < sizable.ByteSize() < 4 * MiB
+    with _channel(cluster) as channel:
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        response = predict(sizable, metadata=_bearer(cluster.token("reader")), timeout=30)
+    assert len(response.outputs[c.PREDICTED_RATING].float_val) == rows
 
 
 def test_nested_json_and_large_rest_bodies_are_refused_at_the_edge(cluster):
