@@ -53,3 +53,12 @@ def test_the_verdict_and_the_section_say_what_was_met(tmp_path):
     text = out.read_text()
     assert text.count(edge_bench.START) == 1 and "kept" in text and "**1.17x**" in text
     assert "share these 2 cores" in text
+
+
+def test_make_bench_keeps_the_edge_section(tmp_path):
+    from loadtest.bench import keep_scale_section
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# old bench\n\n" + edge_bench.render(_results(7.0), "2 cores", 75))
+    kept = keep_scale_section(out, "# new bench\n")
+    assert kept.startswith("# new bench") and kept.count(edge_bench.START) == 1 and "# old bench" not in kept
