@@ -12,14 +12,14 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate test test-replicas conformance conformance-upstream clean
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate test test-replicas conformance conformance-upstream clean client-wheel
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[train,serve,loadtest,dev]'
 	touch $@
 
 # The default preset (two-stage) on MovieLens' u1 fold: every user has a training history.
@@ -45,6 +45,11 @@ serve-replicas: setup
 # Against a running `make serve` (or `make serve-replicas`).
 query: setup
 	$(PY) -m client --target localhost:$(PORT) recommend --user 42 -k 10
+
+# The thin client's wheel (movielens-recommender-client: grpcio, protobuf, numpy; no TensorFlow)
+# into dist/; README.md, "Client", starts with installing it.
+client-wheel: setup
+	$(PY) -m client.build_wheel --out dist
 
 loadtest: setup
 ifeq ($(LOADTEST_TARGET),)

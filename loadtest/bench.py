@@ -66,6 +66,73 @@ GRPC_THREADS = 64
 SAMPLE_USER = "42"
 SAMPLE_MOVIE = "50"
 BARE_PREDICT = "predict batch 1, bare stub"
+THIN_RECOMMEND = "recommend k=10, RecommenderClient (thin: described protos, generic method handle)"
+STUB_RECOMMEND = "recommend k=10, tensorflow-serving-api's stub (its classes, prebuilt request, answer not decoded)"
+OLD_PATH_RECOMMEND = "recommend k=10, the previous client's path rebuilt (tensorflow-serving-api's classes and stub, build + decode per call)"
+PREVIOUS_RECOMMEND = "recommend k=10, the previous RecommenderClient (tensorflow-serving-api's classes and stubs, commit c79cf34)"
+# The last commit before the client became thin (issue 23): its client/ and common/, run from git.
+PREVIOUS_CLIENT_COMMIT = "c79cf34dfac6a8b19d3f99d5fa3f13d78b67f4cc"
+_PREVIOUS_CLIENT_WORKER = """
+import json, sys, time
+from client import NO_RETRIES, RecommenderClient
+client = RecommenderClient(sys.argv[1], retry=NO_RETRIES)
+for _ in range(50):
+    client.recommend("{user}", k=10)
+print("ready", flush=True)
+for line in sys.stdin:
+    times = []
+    for _ in range(int(line)):
+        start = time.perf_counter()
+        client.recommend("{user}", k=10)
+        times.append((time.perf_counter() - start) * 1000)
+    print(json.dumps(times), flush=True)
+"""
+
+
+class PreviousClient:
+    """The previous client (git PREVIOUS_CLIENT_COMMIT's client/ and common/) in a worker process,
+    timing its own recommend calls in batches when asked; None when git or that commit is not at hand."""
+
+    def __init__(self, process, folder: str) -> None:
+        self.process, self.folder = process, folder
+
+    @classmethod
+    def start(cls, target: str) -> PreviousClient | None:
+        import shutil
+        import subprocess
+        import tempfile
+
+        repo = Path(__file__).resolve().parent.parent
+        folder = tempfile.mkdtemp(prefix="previous-client-")
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", PREVIOUS_CLIENT_COMMIT, "client", "common"], capture_output=True
+        )
+        if archive.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        env = {**os.environ, "PYTHONPATH": folder}
+        process = subprocess.Popen(
+            [sys.executable, "-c", _PREVIOUS_CLIENT_WORKER.format(user=SAMPLE_USER), target],
+            cwd=folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        if process.stdout.readline().strip() != "ready":
+            process.kill()
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return cls(process, folder)
+
+    def times_ms(self, calls: int) -> list[float]:
+        self.process.stdin.write(f"{calls}\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        import shutil
+
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
 SERVER_CALL_PATH = "predict batch 1, the server's call path (numpy in and out, session in the calling thread)"
 
 
@@ -117,6 +184,8 @@ def batch_costs(served: LoadedVersion, calls: int) -> dict[str, dict[int, float]
     """
     import random
 
+    from tensorflow_serving.apis import predict_pb2
+
     from client import protocol
     from loadtest.traffic import sample_ratings
 
@@ -139,7 +208,8 @@ def batch_costs(served: LoadedVersion, calls: int) -> dict[str, dict[int, float]
         runner = served.runner(signature)
         costs[signature] = {}
         for n in BATCH_SIZES:
-            arrays = runner.arrays_from_protos(request(signature, n).inputs)
+            # The server decodes TF Serving's classes: the client's request, re-read as one.
+            arrays = runner.arrays_from_protos(predict_pb2.PredictRequest.FromString(request(signature, n).SerializeToString()).inputs)
             repeats = max(50, 2 * calls // n)
             for _ in range(10):
                 runner.run(arrays)
@@ -183,12 +253,91 @@ def batching_ceiling(costs: dict[str, dict[int, float]], mix: dict) -> dict[str,
     }
 
 
+def _alternating_percentiles_ms(fns: dict[str, Callable[[], object]], calls: int, rounds: int = 4) -> dict[str, dict]:
+    """Each of ``fns`` timed in turn, ``rounds`` times ``calls / rounds`` calls, so a slow spell of the
+    shared machine hits them alike; percentiles over all of each one's calls."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        if not isinstance(fn, PreviousClient):  # the worker warmed up itself
+            for _ in range(50):
+                fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if isinstance(fn, PreviousClient):
+                samples[name] += fn.times_ms(max(calls // rounds, 1))
+                continue
+            for _ in range(max(calls // rounds, 1)):
+                start = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1000)
+    return {
+        name: {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+        for name, times in samples.items()
+    }
+
+
+def thin_client_vs_stub(target: str, calls: int) -> dict[str, dict[str, float]]:
+    """(b) The thin client's whole recommend (validate, build, call, parse) against tensorflow-serving-api's
+    own stub sending the same request prebuilt with its classes, on channels with the same options.
+
+    The client before the thin one (TF Serving's generated stub and classes, TensorFlow imported) no longer
+    exists; the stub alone, doing less per call than any client built on it, stands in for it."""
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from client import protocol
+    from client.channel import open_channel
+
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    from client.protocol import Recommendation
+
+    request = predict_pb2.PredictRequest.FromString(
+        protocol.recommend_request(MODEL_NAME, None, [SAMPLE_USER], 10).SerializeToString()
+    )
+
+    def shape(*dims: int):
+        return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+
+    def previous_path(stub, user: str, k: int) -> list:
+        """What the client did before it was thin, per call: TF Serving's classes built field by field,
+        its generated stub, the outputs decoded into Recommendations (validation aside)."""
+        call = predict_pb2.PredictRequest()
+        call.model_spec.name = MODEL_NAME
+        call.model_spec.signature_name = RECOMMEND_SIGNATURE
+        call.inputs[USER_ID].CopyFrom(
+            tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape(1), string_val=[user.encode()])
+        )
+        call.inputs[K].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape(1), int_val=[k]))
+        outputs = stub.Predict(call, timeout=5).outputs
+        ids = [v.decode() for v in outputs["movie_ids"].string_val]
+        titles = [v.decode() for v in outputs["movie_titles"].string_val]
+        packed = outputs["scores"].tensor_content  # TF Serving packs floats; the local server may fill float_val
+        scores = np.frombuffer(packed, "<f4").tolist() if packed else list(outputs["scores"].float_val)
+        return [Recommendation(i, t, s) for i, t, s in zip(ids, titles, scores) if i]
+
+    previous = PreviousClient.start(target)
+    try:
+        with RecommenderClient(target, retry=NO_RETRIES) as client, open_channel(target, NO_RETRIES) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            same = [(r.movie_id, r.title) for r in previous_path(stub, SAMPLE_USER, 10)]
+            assert same == [(r.movie_id, r.title) for r in client.recommend(SAMPLE_USER, k=10)], same  # the same answer
+            fns = {THIN_RECOMMEND: lambda: client.recommend(SAMPLE_USER, k=10)}
+            if previous is not None:
+                fns[PREVIOUS_RECOMMEND] = previous
+            fns[OLD_PATH_RECOMMEND] = lambda: previous_path(stub, SAMPLE_USER, 10)
+            fns[STUB_RECOMMEND] = lambda: stub.Predict(request, timeout=5)
+            return _alternating_percentiles_ms(fns, calls)
+    finally:
+        if previous is not None:
+            previous.close()
+
+
 def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
     """(b) cross-check: the same calls from a plain sequential client loop (no Locust, no gevent),
     plus an empty round trip: grpc.health.v1.Health/Check on the same kind of channel."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from client import protocol
 
@@ -204,7 +353,10 @@ def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
         # The same Predict as above from a bare stub on this plain channel, like the health check:
         # the transport's cost is then the same in both, and the difference is the server's.
         predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        predict = protocol.predict_request(MODEL_NAME, None, [SAMPLE_USER], [SAMPLE_MOVIE])
+        # TF Serving's stub serializes with its own classes: the client's request, re-read as one.
+        predict = predict_pb2.PredictRequest.FromString(
+            protocol.predict_request(MODEL_NAME, None, [SAMPLE_USER], [SAMPLE_MOVIE]).SerializeToString()
+        )
         rows[BARE_PREDICT] = _percentiles_ms(lambda: predictions.Predict(predict, timeout=5), calls)
     return rows
 
@@ -345,6 +497,33 @@ def batching_lines(
     return [*lines, ""]
 
 
+def thin_client_lines(rows: dict[str, dict[str, float]] | None) -> list[str]:
+    """(b)'s thin client against tensorflow-serving-api's stub, recommend k=10 (issue 23's comparison)."""
+    if not rows:
+        return []
+    thin, stub = rows[THIN_RECOMMEND], rows[STUB_RECOMMEND]
+    old = rows.get(PREVIOUS_RECOMMEND, rows[OLD_PATH_RECOMMEND])
+    return [
+        "",
+        "The thin client (`movielens-recommender-client`: TF Serving's messages described from the pinned "
+        "tensorflow-serving-api, a generic method handle, no TensorFlow) against the client before it "
+        f"(`client/` and `common/` of commit {PREVIOUS_CLIENT_COMMIT[:7]}, from git, in a worker process: TF "
+        "Serving's generated classes and stubs, TensorFlow imported), against that path rebuilt in this process "
+        "(the same classes and stub, request built and answer decoded per call, without the input checks), and "
+        "against the bare stub with a prebuilt request and no decoding (less work per call than any client built "
+        "on it); alternating in four rounds, each on its own channel with the client's options:",
+        "",
+        "| call | p50 ms | p99 ms |",
+        "|---|---:|---:|",
+        *(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for name, r in rows.items()),
+        "",
+        f"Thin client / {'previous client' if PREVIOUS_RECOMMEND in rows else 'previous path rebuilt'}, p50: "
+        f"**{thin['p50_ms'] / old['p50_ms']:.2f}×** "
+        f"({thin['p50_ms'] - old['p50_ms']:+.3f} ms); thin client / bare stub: {thin['p50_ms'] / stub['p50_ms']:.2f}× "
+        f"({thin['p50_ms'] - stub['p50_ms']:+.3f} ms per call, validation and parsing included).",
+    ]
+
+
 def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
     fl, loop, one, c_off, c_on, mix, mix_on = (
         results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix", "mix_on")
@@ -418,6 +597,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "the health check are both sent from a bare stub on one plain channel, so the transport costs the same in "
         f"both; through `RecommenderClient` (its checks, request building and parsing: (e)) predict takes "
         f"{loop['predict batch 1']['p50_ms']:.2f} ms ({loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×).",
+        *thin_client_lines(results.get("thin_vs_stub")),
         *([
             "",
             f"The in-process call above is the usual `signature(**tensors)`; the server runs the same graph as TF "
@@ -549,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = ["--grpc_max_threads", str(GRPC_THREADS)]
     with start_local_server(args.model_base_path, startup_timeout=120, extra_args=threads) as server:
         results["client_loop"] = client_loop(server.grpc_target, args.calls)
+        results["thin_vs_stub"] = thin_client_vs_stub(server.grpc_target, args.calls)
         results["one_user"] = _load(server, "one-user", args.reports, args.one_user_time, 1, "RecommenderUser", "1")
         results["predict_off"] = _load(server, "predict-batching-off", args.reports, args.load_time, USERS, "PredictUser", "1")
         results["mix"] = _load(server, "mix", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")

@@ -17,7 +17,7 @@ from pathlib import Path
 from common import cli
 from common.contract import MODEL_BASE_PATH, REPORTS_DIR
 
-from client import RecommenderClient, RecommenderError  # TensorFlow loads here, via the protos (quietly)
+from client import RecommenderClient, RecommenderError
 from client.cli import recommendations_table
 from client.table import format_table
 from loadtest.local import NOT_STARTED_YET, newest_version

@@ -107,11 +107,45 @@ def _write_samples(environment, **_):
         (Path(SAMPLES_DIR) / f"samples-{os.getpid()}.json").write_text(json.dumps(_samples))
 
 
+_environment = None
+
+
+def _keep_environment(environment, **_):
+    global _environment
+    _environment = environment
+
+
+def _write_final_counts(**_):
+    """Locust's own final counts, failures and exceptions, as Locust shuts down (``quit``).
+
+    Its ``*_stats.csv``, ``*_failures.csv`` and ``*_exceptions.csv`` are snapshots it rewrites
+    once a second and does not write again at the end, so they can miss the last second of a
+    run; loadtest/summary.py reads this file instead when it is there.
+    """
+    from locust.runners import WorkerRunner
+
+    runner = getattr(_environment, "runner", None)
+    if runner is None or isinstance(runner, WorkerRunner):  # the master's stats hold the workers'
+        return
+    stats = runner.stats
+    counts = {e.name: {"requests": e.num_requests, "failures": e.num_failures} for e in stats.entries.values()}
+    counts["Aggregated"] = {"requests": stats.total.num_requests, "failures": stats.total.num_failures}
+    final = {
+        "counts": counts,
+        "failures": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()],
+        "exceptions": sum(int(e.get("count", 0)) for e in runner.exceptions.values()),
+    }
+    Path(SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    (Path(SAMPLES_DIR) / "locust-final.json").write_text(json.dumps(final))
+
+
 # Only a run that asked for raw timings keeps them: compose's Locust runs for as long as
 # its web UI says, and a list of every request would grow without bound.
 if SAMPLES_DIR:
     events.request.add_listener(_record)
     events.test_stop.add_listener(_write_samples)
+    events.init.add_listener(_keep_environment)
+    events.quit.add_listener(_write_final_counts)
 
 
 _served: ServedModel | None = None

@@ -35,7 +35,7 @@ from common import cli
 from common.contract import GRPC_PORT, REPORTS_DIR
 
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
-from loadtest.summary import load_samples, locust_counts, locust_exceptions, summarize, summary_table
+from loadtest.summary import load_samples, locust_counts, locust_exceptions, locust_final, summarize, summary_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 USER_CLASSES = ("RecommenderUser", "PredictUser")
@@ -160,9 +160,11 @@ def run_load_test(test: LoadTest) -> dict:
         raise LoadTestError(f"locust exited with {completed.returncode} and recorded no requests; {log_path}:\n{tail}")
     machine = this_machine()
     summary = summarize(samples)
-    summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv")
+    final = locust_final(samples_dir)  # Locust's own final figures (its CSVs can miss the last second)
+    summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv", final)
     # Locust's own verdict: what its users raised outside the timed requests, and its exit code.
-    summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv")
+    summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv", final)
+    summary["locust_failures"] = (final or {}).get("failures", [])
     summary["locust_exit_code"] = completed.returncode
     summary["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(test).items()}
     if test.token is not None:

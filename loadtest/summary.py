@@ -60,8 +60,19 @@ def summarize(samples: list[tuple[str, float, float, bool]]) -> dict:
     return summary
 
 
-def locust_counts(stats_csv: Path) -> dict[str, dict[str, int]]:
-    """Request/failure counts per name from Locust's ``*_stats.csv`` (the 'Aggregated' row included)."""
+def locust_final(samples_dir: Path) -> dict | None:
+    """What the locustfile wrote as Locust shut down (``locust-final.json``): its final counts per name,
+    failures and exceptions. Locust's own CSV files are once-a-second snapshots without a last write,
+    so they can miss the end of a run; None when the file is not there (a Locust that did not quit cleanly)."""
+    path = samples_dir / "locust-final.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def locust_counts(stats_csv: Path, final: dict | None = None) -> dict[str, dict[str, int]]:
+    """Request/failure counts per name (the 'Aggregated' row included): Locust's final ones when the
+    locustfile recorded them, else its ``*_stats.csv`` snapshot."""
+    if final is not None:
+        return final["counts"]
     if not stats_csv.is_file():
         return {}
     with stats_csv.open(newline="") as f:
@@ -71,8 +82,11 @@ def locust_counts(stats_csv: Path) -> dict[str, dict[str, int]]:
         }
 
 
-def locust_exceptions(exceptions_csv: Path) -> int:
-    """How often Locust users raised outside a timed request (on_start, a task's own code), from ``*_exceptions.csv``."""
+def locust_exceptions(exceptions_csv: Path, final: dict | None = None) -> int:
+    """How often Locust users raised outside a timed request (on_start, a task's own code): Locust's final
+    count when the locustfile recorded it, else its ``*_exceptions.csv`` snapshot."""
+    if final is not None:
+        return final["exceptions"]
     if not exceptions_csv.is_file():
         return 0
     with exceptions_csv.open(newline="") as f:

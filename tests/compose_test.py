@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -381,8 +382,13 @@ def test_dockerfile_installs_the_project_from_pyproject(dockerfile: Path) -> Non
     assert installs, "no pip install"
     for install in installs:
         targets = [word for word in shlex.split(install)[2:] if not word.startswith("-")]
-        # Only the project itself: the dependency list lives in pyproject.toml, not here.
-        assert targets == ["."], f"{dockerfile.name}: `{install}` installs something other than the project"
+        # Only the project itself (with the extras of its roles): the dependency list lives in pyproject.toml.
+        assert len(targets) == 1 and re.fullmatch(r"\.(\[[a-z,]+\])?", targets[0]), (
+            f"{dockerfile.name}: `{install}` installs something other than the project"
+        )
+        extras = re.findall(r"[a-z]+", targets[0])
+        declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        assert set(extras) <= set(declared), f"{dockerfile.name}: unknown extras {extras}"
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users and users[-1] not in ("root", "0"), "runs as root"
 
