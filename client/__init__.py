@@ -10,7 +10,7 @@
     RecommenderClient("edge.example:8500", tls_ca="ca.pem", token=open("demo.jwt").read())
 
 The same package is the repository's ``client/`` and the thin distribution's
-``movielens_client`` (``make client-wheel``; README.md, "Client"): it needs grpcio,
+``movielens_client`` (``make client-wheel``; docs/client.md): it needs grpcio,
 protobuf and numpy, never TensorFlow (TF Serving's messages come from
 ``client/messages.py``), and importing it changes nothing in the host process (no
 environment variables, logging or import hooks). Modules import each other relatively

@@ -46,7 +46,7 @@ movielens-client --target localhost:8500 recommend --user 42 -k 10
 movielens-client --target edge.example:8500 --tls-ca ca.pem --token-file demo.jwt recommend --rated 50=5 --rated 172=4
 ```
 
-See the project's README.md, section "Client", for the whole API.
+See the project's docs/client.md for the whole API.
 """
 
 

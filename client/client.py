@@ -41,7 +41,7 @@ class RecommenderClient:
     ``target`` is ``HOST:PORT`` or several comma-separated (``h1:8500,h2:8500``), which
     spreads calls over them with gRPC's round_robin policy (see client/channel.py).
     ``version=None`` asks for the newest loaded version; ``label="canary"`` (keyword) for the
-    version the server's config labels so (README, "Rollouts"). ``timeout_s`` is the default
+    version the server's config labels so (docs/rollouts.md). ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
 
     TLS and credentials (client/credentials.py): ``tls_ca`` (a CA certificate's path or

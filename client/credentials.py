@@ -1,8 +1,8 @@
 """TLS and bearer tokens: how the client proves who it is and checks whom it talks to.
 
 The public entry (Envoy) speaks TLS with a server certificate from the deployment's CA
-and wants ``authorization: Bearer <JWT>`` on every call (see README.md, "TLS and
-credentials"). The client takes the same five values everywhere (Python keywords, CLI
+and wants ``authorization: Bearer <JWT>`` on every call (see docs/security.md
+and docs/client.md). The client takes the same five values everywhere (Python keywords, CLI
 flags, environment variables):
 
 - ``tls_ca``: the CA certificate to trust (a path, or PEM bytes). Giving it, or a

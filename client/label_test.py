@@ -1,4 +1,4 @@
-"""Version labels (README, "Rollouts"): `label=` on both clients and `--label` on the CLI send
+"""Version labels (docs/rollouts.md): `label=` on both clients and `--label` on the CLI send
 ModelSpec.version_label, which the server resolves through its config's version_labels."""
 
 from __future__ import annotations

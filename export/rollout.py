@@ -40,7 +40,7 @@ from common import cli, contract
 STABLE, CANARY, PREVIOUS = "stable", "canary", "previous"
 HEADER = """\
 # TF Serving --model_config_file (tensorflow.serving.ModelServerConfig text proto), written by
-# `python -m export.rollout {command}` (README, "Rollouts"): only the versions listed under
+# `python -m export.rollout {command}` (docs/rollouts.md): only the versions listed under
 # `specific` are served; `stable` is what everyone gets, `canary` the version on trial (asked
 # for by label), `previous` the stable before the last promote (kept loaded for rollback).
 # Every server re-reads this file (--model_config_file_poll_wait_seconds).
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "a bucket); init and canary then need the version number")
     parser.add_argument("--after-write", action="append", default=[], metavar="COMMAND",
                         help="a shell command run after every rewrite, e.g. the one that copies the file into the "
-                             "Kubernetes ConfigMap the servers mount (README, Kubernetes)")
+                             "Kubernetes ConfigMap the servers mount (docs/kubernetes.md)")
     return parser
 
 

@@ -13,7 +13,7 @@ gRPC stubs (no project client code), and runs against three targets:
   must load through the batching session, and every case passes, including
   concurrent requests of every signature merged across sizes, k and widths.
 
-Passing on both is what lets the load test, the client and the README promise
+Passing on both is what lets the load test, the client and the docs promise
 that swapping one server for the other changes nothing a client can observe,
 including which gRPC status code each kind of bad request gets.
 """

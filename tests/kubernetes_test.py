@@ -2,7 +2,7 @@
 
 No cluster is involved: each overlay is rendered with `kubectl kustomize` (kustomize v5), every
 rendered object is validated against the Kubernetes 1.30 and newest bundled schemas offline
-(kubernetes-validate, strict: an unknown field fails), and the properties the README promises
+(kubernetes-validate, strict: an unknown field fails), and the properties docs/kubernetes.md promises
 are asserted on the rendered objects. The policy scanner (checkov) runs in `make check-k8s`.
 """
 

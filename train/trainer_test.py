@@ -69,7 +69,7 @@ def test_profile_users_and_unknown_ids(two_stage_run):
 
 
 def test_same_seed_same_numbers(fixture_dir, tmp_path):
-    # The README promises identical numbers for identical commands (op determinism, fixed seeds).
+    # docs/model.md promises identical numbers for identical commands (op determinism, fixed seeds).
     first = trainer.run(FAST_TWO_STAGE, fixture_dir, tmp_path / "a", verbose=0)
     second = trainer.run(FAST_TWO_STAGE, fixture_dir, tmp_path / "b", verbose=0)
     for key in ("test_rmse", "recall_at_10", "ndcg_at_10", "coverage_at_10", "blend_weight"):
