@@ -14,6 +14,7 @@ A command that neither runs belongs on another page. The site itself is built wi
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -65,9 +66,19 @@ def prerequisites(makefile: str, target: str) -> set[str]:
     return seen
 
 
+def _defaults_env() -> dict[str, str]:
+    """The environment without what would change the Makefile's defaults (``VAR ?= ...``, MAKEFLAGS):
+    the page shows `make demo` as a new user runs it, also when `make test RUN=x` runs this test."""
+    makefile = (ROOT / "Makefile").read_text()
+    overridable = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\?=", makefile, re.MULTILINE))
+    drop = overridable | {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
 def demo_recipe_commands() -> set[str]:
     """What `make demo` runs, as `make -n demo` prints it (nothing is executed)."""
-    dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True)
+    dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env=_defaults_env())
     commands = set()
     for line in dry.stdout.splitlines():
         words = shlex.split(line.strip())
