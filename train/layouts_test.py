@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import data, layouts
+from train import data, layouts, ratings_file
 from train.fixture import N_MOVIES, N_RATINGS, N_USERS
 from train.layout_fixture import (
     COLON_TITLE, COMMA_TITLE, IMAX_MOVIE, LATIN1_TITLE, NO_GENRES_MOVIE, QUOTE_TITLE, write_1m_fixture,
@@ -103,7 +103,7 @@ def test_csv_layout(csv_dir, fixture_dir):
 
 def test_small_blocks_read_the_same_ratings(ml1m_dir, csv_dir, monkeypatch):
     whole = [data.load(d).ratings for d in (ml1m_dir, csv_dir)]
-    monkeypatch.setattr(data, "CHUNK_BYTES", 13)  # shorter than a line: blocks are joined
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 13)  # shorter than a line: blocks are joined
     for before, directory in zip(whole, (ml1m_dir, csv_dir)):
         after = data.load(directory).ratings
         for column in ("user", "movie", "rating", "timestamp"):
@@ -221,7 +221,7 @@ def test_header_only_ratings(csv_dir, tmp_path):
 
 
 def test_bad_line_in_a_later_block(csv_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 50)
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 50)
     directory = _copy(csv_dir, tmp_path)
     _replace_line(directory / "ratings.csv", 800, "3,4,4.3,1147880044")
     with pytest.raises(data.DataError, match=r"ratings\.csv:800: rating 4\.3 is not a multiple of 0\.5"):
@@ -294,7 +294,7 @@ _EDITS = ["", " ", "+", "0", "00", "x", "\r", ":", "::", ",", ".", ".5", ".0", "
 def test_random_corruptions_match_the_line_reader(ml1m_dir, csv_dir, tmp_path, monkeypatch, seed):
     rng = np.random.default_rng(seed)
     layout = ("1m", "csv")[seed % 2]
-    monkeypatch.setattr(data, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
     directory = _copy(ml1m_dir if layout == "1m" else csv_dir, tmp_path)
     path, sep = (directory / "ratings.dat", b"::") if layout == "1m" else (directory / "ratings.csv", b",")
     raw = bytearray(path.read_bytes())
