@@ -433,7 +433,7 @@ def tensorflow_devices() -> str:
 
 def keep_scale_section(path: Path, text: str) -> str:
     """``make bench-scale`` writes its table between markers in the same file; a new bench keeps it."""
-    from export.scale_bench import END, START
+    from loadtest.scale_bench import END, START
 
     old = path.read_text() if path.exists() else ""
     if START in old and END in old:
