@@ -5,7 +5,8 @@
   ``A|B``; users have gender, an age group, an occupation code 0-20 and a zip code).
 - ``csv`` (ML-20M, 25M, 32M, latest, latest-small): ``ratings.csv`` (``userId,movieId,rating,timestamp``)
   and ``movies.csv`` (``movieId,title,genres``), each with its header, UTF-8, titles quoted when they
-  hold a comma, half-star ratings 0.5-5.0. There is no user file: ``Users`` holds the ids that rated,
+  hold a comma, half-star ratings 0.5-5.0. RFC 4180 files (as Python's ``csv`` module writes them:
+  CRLF line ends, any movies.csv field quoted) read the same as GroupLens' LF files. There is no user file: ``Users`` holds the ids that rated,
   in id order, with the "unknown" demographics (age 0, gender/occupation/zip "").
 
 Whatever the layout, ids become integer rows once and every table has the same columns. Genres are
@@ -113,7 +114,8 @@ def load(data_dir: Path | str) -> MovieLens:
 # --- line-by-line tables (users.dat, movies.dat, movies.csv) ---------------------------------
 
 
-def _text_lines(path: Path, encoding: str) -> list[str]:
+def _text_lines(path: Path, encoding: str, crlf: bool = False) -> list[str]:
+    """The file's lines without their line ends: LF, or with ``crlf`` also CRLF."""
     raw = read_bytes(path)
     if raw and not raw.endswith(b"\n"):
         raise truncated(path, raw.count(b"\n"))
@@ -121,11 +123,12 @@ def _text_lines(path: Path, encoding: str) -> list[str]:
         text = raw.decode(encoding)
     except UnicodeDecodeError as e:
         raise DataError(path, raw.count(b"\n", 0, e.start) + 1, f"not {encoding}: byte 0x{raw[e.start]:02x}") from None
-    return text.split("\n")[:-1]
+    lines = text.split("\n")[:-1]
+    return [line.removesuffix("\r") for line in lines] if crlf else lines
 
 
-def _check_text_line(path: Path, number: int, line: str) -> None:
-    check_line(path, number, line)
+def _check_text_line(path: Path, number: int, line: str, crlf: bool = False) -> None:
+    check_line(path, number, line, crlf)
     check_no_nul(path, number, line)
 
 
@@ -198,8 +201,14 @@ def read_movies_1m(path: Path) -> Movies:
     return _movies(ids, titles, genre_columns, GENRES_1M)
 
 
-# A quoted title doubles its quotes ("" inside ""); an unquoted one holds neither ',' nor '"'.
-_MOVIE_CSV_LINE = re.compile(r'(?P<id>[^,"]*),(?P<title>"(?:[^"]|"")*"|[^,"]*),(?P<genres>[^,"]*)')
+# A quoted field doubles its quotes ("" inside ""); an unquoted one holds neither ',' nor '"'.
+# GroupLens quotes a title that holds a comma; csv.QUOTE_ALL quotes every field.
+_CSV_FIELD = r'"(?:[^"]|"")*"|[^,"]*'
+_MOVIE_CSV_LINE = re.compile(rf"(?P<id>{_CSV_FIELD}),(?P<title>{_CSV_FIELD}),(?P<genres>{_CSV_FIELD})")
+
+
+def _unquoted(field: str) -> str:
+    return field[1:-1].replace('""', '"') if field.startswith('"') else field
 
 
 def _reject_movie_csv_line(path: Path, number: int, line: str) -> None:
@@ -216,23 +225,22 @@ def _reject_movie_csv_line(path: Path, number: int, line: str) -> None:
 
 def read_movies_csv(path: Path) -> Movies:
     """movies.csv: a header, then movieId,title,genres (UTF-8; a title holding a comma is quoted)."""
-    lines = _text_lines(path, "utf-8")
-    if not lines or lines[0] != MOVIES_CSV_HEADER:
+    lines = _text_lines(path, "utf-8", crlf=True)
+    header = _MOVIE_CSV_LINE.fullmatch(lines[0]) if lines else None
+    if header is None or ",".join(map(_unquoted, header.groups())) != MOVIES_CSV_HEADER:
         raise DataError(path, 1, f"expected the header {MOVIES_CSV_HEADER!r}, found {lines[0] if lines else ''!r}")
     seen: dict[int, int] = {}
     ids, titles, genre_columns = [], [], []
     for number, line in enumerate(lines[1:], start=2):
-        _check_text_line(path, number, line)
+        _check_text_line(path, number, line, crlf=True)
         match = _MOVIE_CSV_LINE.fullmatch(line)
         if match is None:
             _reject_movie_csv_line(path, number, line)
-        movie, title = match["id"], match["title"]
+        movie, title, genres = map(_unquoted, match.groups())
         _check_new_id(path, number, seen, parse_int(path, number, "movie id", movie), "movie")
-        if title.startswith('"'):
-            title = title[1:-1].replace('""', '"')
         ids.append(movie)
         titles.append(title)
-        genre_columns.append(_genre_flags(path, number, match["genres"].split("|"), GENRES_CSV))
+        genre_columns.append(_genre_flags(path, number, genres.split("|"), GENRES_CSV))
     return _movies(ids, titles, genre_columns, GENRES_CSV)
 
 
@@ -251,7 +259,7 @@ def read_ratings_csv(path: Path, movies: Movies) -> tuple[Ratings, Users]:
     There is no user file: the users are the ids that rated, in id order, without demographics.
     """
     user, movie, rating, timestamp, ids = read_ratings_file(path, b",", True, RATINGS_CSV_HEADER, movies, None,
-                                                        "movies.csv", None)
+                                                            "movies.csv", None, crlf=True)
     n = len(ids)
     users = Users(
         ids=ids.astype(str), age=np.zeros(n, np.int32), gender=np.full(n, "", dtype=str),

@@ -17,10 +17,13 @@ MAX_DIGITS = 18
 _INTEGER = re.compile(r"0|[1-9][0-9]*")
 
 
-def check_line(path: Path, number: int, line: str) -> None:
+def check_line(path: Path, number: int, line: str, crlf: bool = False) -> None:
+    """``line`` without its line end; with ``crlf`` (the CSV layout, RFC 4180) that end may have been CRLF."""
     if not line.strip():
         raise DataError(path, number, "empty line")
     if "\r" in line:
+        if crlf:
+            raise DataError(path, number, "carriage return inside a line (lines end with LF or CRLF)")
         raise DataError(path, number, "carriage return: the files use Unix line endings")
 
 

@@ -139,8 +139,8 @@ def half_star_rating(path: Path, number: int, value: str) -> float:
 
 
 def reject_ratings_line(path: Path, number: int, line: str, sep: str, half_stars: bool, movies: Movies,
-                        users: Users | None, movies_file: str, users_file: str | None) -> None:
-    check_line(path, number, line)
+                        users: Users | None, movies_file: str, users_file: str | None, crlf: bool = False) -> None:
+    check_line(path, number, line, crlf)
     fields = split_fields(path, number, line, sep, 4)
     user_id = str(parse_int(path, number, "user id", fields[0]))
     movie_id = str(parse_int(path, number, "movie id", fields[1]))
@@ -159,17 +159,24 @@ def reject_ratings_line(path: Path, number: int, line: str, sep: str, half_stars
 
 
 def read_ratings_file(path: Path, sep: bytes, half_stars: bool, header: bytes | None, movies: Movies,
-                  users: Users | None, movies_file: str, users_file: str | None):
+                  users: Users | None, movies_file: str, users_file: str | None, *, crlf: bool = False):
     """(user indices, movie indices, ratings, timestamps, user ids) of every line, or the first problem.
 
     With ``users`` the indices are theirs (an unknown user is an error); without, the users are the
-    distinct ids that rated, in id order, returned as the last item.
+    distinct ids that rated, in id order, returned as the last item. With ``crlf`` a line may end
+    with CRLF as well as LF (RFC 4180, as Python's csv module writes); a CR anywhere else is an error.
     """
+
+    def parse(chunk: bytes, line: int) -> Block:
+        if crlf and b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")  # a block ends at a LF, so no CRLF is cut in two
+        return parse_ratings_block(chunk, line, sep, half_stars)
+
     low = 0.5 if half_stars else 1.0
     parts: list[tuple[np.ndarray, ...]] = []
     failed: tuple[int, str] | None = None
     first_line = 2 if header is not None else 1
-    for block in read_blocks(path, lambda chunk, line: parse_ratings_block(chunk, line, sep, half_stars), header):
+    for block in read_blocks(path, parse, header, crlf=crlf):
         user_id, movie_id, rating, timestamp = block.columns
         user = user_id if users is None else users.index(user_id)
         movie = movies.index(movie_id)
@@ -195,7 +202,7 @@ def read_ratings_file(path: Path, sep: bytes, half_stars: bool, header: bytes | 
             f"user {user_ids[user[row]]} rated movie {movies.ids[movie[row]]} again (first at line {earlier + first_line})",
         )
     if failed is not None:
-        reject_ratings_line(path, *failed, sep.decode(), half_stars, movies, users, movies_file, users_file)
+        reject_ratings_line(path, *failed, sep.decode(), half_stars, movies, users, movies_file, users_file, crlf)
     if not len(user):
         raise DataError(path, None, "no ratings")
     return user.astype(np.int32), movie, rating, timestamp, user_ids
@@ -206,11 +213,12 @@ def read_tab_ratings(path: Path) -> Iterator[Block]:
     return read_blocks(path, lambda chunk, first_line: parse_ratings_block(chunk, first_line, b"\t", False))
 
 
-def read_blocks(path: Path, parse, header: bytes | None = None) -> Iterator[Block]:
+def read_blocks(path: Path, parse, header: bytes | None = None, *, crlf: bool = False) -> Iterator[Block]:
     """Yields ``parse(data, first_line)`` of the file's lines, a block of whole lines at a time.
 
     A file that does not end with a newline is refused before any line is read. With a
-    ``header``, line 1 must be exactly it and the blocks start at line 2.
+    ``header``, line 1 must be exactly it (followed by LF, or with ``crlf`` also CRLF) and the
+    blocks start at line 2.
     """
     chunk_bytes = CHUNK_BYTES
     try:
@@ -228,8 +236,9 @@ def read_blocks(path: Path, parse, header: bytes | None = None) -> Iterator[Bloc
         first_line = 1
         if header is not None:
             found = f.readline()
-            if found != header + b"\n":
-                shown = found.rstrip(b"\n").decode("latin-1")
+            line_end = b"\r\n" if crlf and found.endswith(b"\r\n") else b"\n"
+            if found != header + line_end:
+                shown = found.removesuffix(line_end).decode("latin-1")
                 raise DataError(path, 1, f"expected the header {header.decode()!r}, found {shown!r}")
             first_line = 2
         carry = b""
