@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from common import cli
 from common.quiet import native_stderr_silenced
 from common.contract import (
@@ -362,9 +364,9 @@ def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
 
 
 def _cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process (all its threads, not its children)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def graph_totals(metrics_url: str) -> tuple[float, float]:
