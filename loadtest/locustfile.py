@@ -19,8 +19,8 @@ Users:
 - ``PredictUser``: predict only; the signature TF Serving's batching can serve
   (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
   "Server-side batching, and why it is off").
-Knobs: Locust options of this file (``locust -f loadtest/locustfile.py --help`` lists them;
-``python -m loadtest`` passes them from its ``-k`` and ``--predict-batch``), each also read from
+Knobs: Locust options added by this file (also in the web UI's custom parameters; ``python -m
+loadtest`` passes them from its ``-k`` and ``--predict-batch``), each also read from
 its environment variable as Locust reads its own: ``--recommend-k`` (LOADTEST_K, default 10,
 capped at the model's max_k), ``--predict-batch`` (LOADTEST_PREDICT_BATCH, "1-50" or "1"),
 ``--samples-dir`` (LOADTEST_SAMPLES_DIR: write raw per-request timings there for exact
