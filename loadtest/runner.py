@@ -96,7 +96,12 @@ class LoadTest:
         }
 
 
-def locust_command(test: LoadTest, samples_dir: Path | None = None) -> list[str]:
+def samples_dir(test: LoadTest) -> Path:
+    """Where the locustfile writes every request's timing and Locust's final counts."""
+    return test.out / "samples"
+
+
+def locust_command(test: LoadTest) -> list[str]:
     command = [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
@@ -115,17 +120,15 @@ def locust_command(test: LoadTest, samples_dir: Path | None = None) -> list[str]
     if test.processes != 1:
         command += ["--processes", str(test.processes)]
     # The locustfile's own options (loadtest/locustfile.py).
-    command += ["--recommend-k", str(test.k), "--predict-batch", test.predict_batch]
-    if samples_dir is not None:
-        command += ["--samples-dir", str(samples_dir)]
+    command += ["--recommend-k", str(test.k), "--predict-batch", test.predict_batch,
+                "--samples-dir", str(samples_dir(test))]
     return command
 
 
 def run_load_test(test: LoadTest) -> dict:
     """Run Locust, write summary.json into ``test.out``, return the summary."""
     test.out.mkdir(parents=True, exist_ok=True)
-    samples_dir = test.out / "samples"
-    shutil.rmtree(samples_dir, ignore_errors=True)
+    shutil.rmtree(samples_dir(test), ignore_errors=True)
     env = {
         **os.environ,
         **test.env,
@@ -136,17 +139,16 @@ def run_load_test(test: LoadTest) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     with log_path.open("w") as log:
-        completed = subprocess.run(locust_command(test, samples_dir), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   check=False)
+        completed = subprocess.run(locust_command(test), env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     wall_s = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    samples = load_samples(samples_dir)
+    samples = load_samples(samples_dir(test))
     if not samples:
         tail = "\n".join(log_path.read_text().splitlines()[-15:])
         raise LoadTestError(f"locust exited with {completed.returncode} and recorded no requests; {log_path}:\n{tail}")
     machine = this_machine()
     summary = summarize(samples)
-    final = locust_final(samples_dir)  # Locust's own final figures (its CSVs can miss the last second)
+    final = locust_final(samples_dir(test))  # Locust's own final figures (its CSVs can miss the last second)
     summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv", final)
     # Locust's own verdict: what its users raised outside the timed requests, and its exit code.
     summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv", final)
