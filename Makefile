@@ -68,7 +68,7 @@ evaluate: setup
 # Synthetic 100K, 1M, 5M and 25M ratings (25M: ML-25M's shape): load + train 1 epoch + export time, peak RSS, SavedModel size,
 # recommend latency, into BENCHMARKS.md's scale section + bench_scale.png (about 30 minutes; not part of make test).
 bench-scale: setup
-	$(PY) -m export.scale_bench --sizes 100K 1M 5M 25M --out BENCHMARKS.md
+	$(PY) -m loadtest.scale_bench --sizes 100K 1M 5M 25M --out BENCHMARKS.md
 
 bench: setup
 	$(PY) -m loadtest.bench --model-base-path $(MODEL_BASE_PATH) --out BENCHMARKS.md

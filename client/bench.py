@@ -19,7 +19,7 @@ from client import protocol
 from client.contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 from client.fakes import FakeBehaviour, FakeServing
 from client.messages import PredictRequest, PredictResponse
-from common import cli
+from client.cli import plain
 
 
 class _Context:
@@ -96,7 +96,7 @@ def measure(calls: int = 2000) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m client.bench", description=cli.plain(__doc__))
+    parser = argparse.ArgumentParser(prog="python -m client.bench", description=plain(__doc__))
     parser.add_argument("--calls", type=int, default=2000, help="calls per repeat (default %(default)s)")
     args = parser.parse_args()
     results = measure(args.calls)

@@ -54,7 +54,7 @@ VERBOSE_HELP = f"also print gRPC's own log lines (same as {VERBOSE_ENV}=1)"
 PROG = "python -m client" if __package__ == "client" else "movielens-client"
 
 
-def _plain(docstring: str | None) -> str:
+def plain(docstring: str | None) -> str:
     """A docstring's first paragraph as plain help text (no reStructuredText ``code`` marks)."""
     first = (docstring or "").strip().split("\n\n")[0]
     return " ".join(first.replace("``", "").replace("python -m client", PROG).split())
@@ -111,7 +111,7 @@ class _RatedAction(argparse.Action):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=_plain(__doc__))
+    parser = argparse.ArgumentParser(prog=PROG, description=plain(__doc__))
     parser.add_argument("--target", default=DEFAULT_TARGET,
                         help="gRPC HOST:PORT, or several comma-separated to round-robin over them "
                              "(default %(default)s)")

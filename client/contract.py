@@ -43,6 +43,18 @@ MAX_RATED_MOVIES = 1000
 # TF Serving's batcher pads a merged tensor with is that tensor's first element).
 MAX_RATED_WIDTH = MAX_RATED_MOVIES + 1
 
+# What the model refuses (INVALID_ARGUMENT), worded once. The limits above and these texts are
+# the one statement of the request rules: export/serving_module.py's in-graph asserts use them,
+# client/protocol.py's ``request_problem`` applies them to a decoded request (the fake server
+# answers with it), and the client's own argument checks take their limits from here.
+PAIRS_MESSAGE = f"{USER_ID} and {MOVIE_ID} must have the same length"  # serving_default
+K_POSITIVE_MESSAGE = f"{K} must be positive"
+TOO_MANY_USERS_MESSAGE = f"at most {MAX_RECOMMEND_USERS} {USER_ID}s per recommend request"
+RATED_SHAPE_MESSAGE = f"{RATED_MOVIE_IDS} and {RATINGS} must have the same shape"
+RATED_ROWS_MESSAGE = f"{RATED_MOVIE_IDS} must have one row per {USER_ID}"
+TOO_MANY_RATED_MESSAGE = f"at most {MAX_RATED_MOVIES} {RATED_MOVIE_IDS} per user"
+RATING_RANGE_MESSAGE = f"{RATINGS} must be within {RATING_MIN:g}-{RATING_MAX:g}"
+
 # Output keys: serving_default.
 PREDICTED_RATING = "predicted_rating"
 USER_EMBEDDING = "user_embedding"
@@ -224,6 +236,13 @@ __all__ = [
     "RATING_MAX",
     "MAX_RATED_MOVIES",
     "MAX_RATED_WIDTH",
+    "PAIRS_MESSAGE",
+    "K_POSITIVE_MESSAGE",
+    "TOO_MANY_USERS_MESSAGE",
+    "RATED_SHAPE_MESSAGE",
+    "RATED_ROWS_MESSAGE",
+    "TOO_MANY_RATED_MESSAGE",
+    "RATING_RANGE_MESSAGE",
     "PREDICTED_RATING",
     "USER_EMBEDDING",
     "MOVIE_EMBEDDING",

@@ -9,8 +9,8 @@ deterministic answers.
 ``recommend_from_ratings`` follows the signature's contract (see README.md, "Export and
 the served API") with a toy scoring, so the client and CLI are tested without a model:
 inputs and dtypes checked, INVALID_ARGUMENT for what the model's in-graph asserts refuse
-(k <= 0, too many users or movies per row, shapes that disagree, a rating outside 0.5-5 on
-a non-padding entry), padding ("") and unknown movie ids ignored, a movie repeated in a
+(``protocol.request_problem``: the rules and their words, stated once), padding ("") and
+unknown movie ids ignored, a movie repeated in a
 row counted once (first occurrence), the given movies never returned, k capped at
 ``max_k`` and at the catalogue size minus the row's given movies, as the model does; rows
 padded past their own k with id "" and score -inf, as the model pads. A movie's
@@ -38,12 +38,11 @@ import numpy as np
 
 from . import contract, messages
 from .messages import DataType, PredictRequest, PredictResponse
+from .protocol import request_problem
 
 from .contract import (
     K,
     K_PER_USER_MESSAGE,
-    MAX_RATED_MOVIES,
-    MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MODEL_CARD_REQUEST,
     MODEL_CARD_SIGNATURE,
@@ -56,8 +55,6 @@ from .contract import (
     PREDICT_SIGNATURE,
     PREDICTED_RATING,
     RATED_MOVIE_IDS,
-    RATING_MAX,
-    RATING_MIN,
     RATINGS,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
@@ -136,6 +133,9 @@ def _inputs(signature: str, request: PredictRequest) -> dict[str, np.ndarray]:
         if not contract.shape_matches(decl.shape, shape):
             hint = f": {K_PER_USER_MESSAGE}" if decl.name == K else ""
             raise _Refused(f'input "{decl.name}" has shape {list(shape)} but the signature expects {list(decl.shape)}{hint}')
+    problem = request_problem(signature, arrays)
+    if problem is not None:
+        raise _Refused(problem)
     return arrays
 
 
@@ -154,21 +154,6 @@ def _recommend_from_ratings(request: PredictRequest) -> tuple[list[list[str]], n
     """(movie ids [users, k], scores [users, k]) by the toy scoring in the module docstring."""
     inputs = _inputs(RECOMMEND_FROM_RATINGS_SIGNATURE, request)
     users, k, rated, ratings = (inputs[key] for key in (USER_ID, K, RATED_MOVIE_IDS, RATINGS))
-    if len(k) != len(users):
-        raise _Refused(K_PER_USER_MESSAGE)
-    if (k <= 0).any():
-        raise _Refused(f"k must be positive, got {k.tolist()}")
-    if len(users) > MAX_RECOMMEND_USERS:
-        raise _Refused(f"at most {MAX_RECOMMEND_USERS} user_ids per recommend request")
-    if rated.shape != ratings.shape:
-        raise _Refused(f"{RATED_MOVIE_IDS} and {RATINGS} must have the same shape")
-    if rated.shape[0] != len(users):
-        raise _Refused(f"{RATED_MOVIE_IDS} must have one row per {USER_ID}")
-    if rated.shape[1] > MAX_RATED_MOVIES + 1 or (rated != "").sum(axis=1).max(initial=0) > MAX_RATED_MOVIES:
-        raise _Refused(f"at most {MAX_RATED_MOVIES} {RATED_MOVIE_IDS} per user")
-    given = rated != ""
-    if not ((ratings >= RATING_MIN) & (ratings <= RATING_MAX) | ~given).all():
-        raise _Refused(f"{RATINGS} must be within {RATING_MIN:g}-{RATING_MAX:g}")
     catalogue = np.array([int(m) for m in FAKE_CARD["vocabulary"]["movie_ids"]])
     in_catalogue = set(FAKE_CARD["vocabulary"]["movie_ids"])
     known_users = set(FAKE_CARD["vocabulary"]["user_ids"])
@@ -246,8 +231,6 @@ class FakeServing:
         inputs = _inputs(signature, request)
         if signature == PREDICT_SIGNATURE:
             users, movies = inputs[USER_ID], inputs[MOVIE_ID]
-            if users.shape != movies.shape:
-                raise _Refused("user_id and movie_id lengths differ")
             ratings = np.array([3.0 + (int(u) % 7 + int(m) % 5) / 10 for u, m in zip(users, movies)], np.float32)
             return {
                 PREDICTED_RATING: ratings,
@@ -256,10 +239,6 @@ class FakeServing:
             }
         if signature == RECOMMEND_SIGNATURE:
             users, k = inputs[USER_ID], inputs[K]
-            if len(k) != len(users):
-                raise _Refused(K_PER_USER_MESSAGE)
-            if (k <= 0).any():
-                raise _Refused(f"k must be positive, got {k.tolist()}")
             k = np.minimum(k, FAKE_CARD["max_k"])
             width = int(k.max(initial=0))
             scores = np.full((len(users), width), -np.inf, np.float32)

@@ -25,7 +25,10 @@ import numpy as np
 from . import contract, messages
 from .contract import (
     K,
+    K_PER_USER_MESSAGE,
+    K_POSITIVE_MESSAGE,
     MAX_RATED_MOVIES,
+    MAX_RATED_WIDTH,
     MAX_RECOMMEND_USERS,
     MODEL_CARD,
     MODEL_CARD_REQUEST,
@@ -33,15 +36,21 @@ from .contract import (
     MOVIE_ID,
     MOVIE_IDS,
     MOVIE_TITLES,
+    PAIRS_MESSAGE,
     PREDICT_SIGNATURE,
     PREDICTED_RATING,
     RATED_MOVIE_IDS,
+    RATED_ROWS_MESSAGE,
+    RATED_SHAPE_MESSAGE,
     RATING_MAX,
     RATING_MIN,
+    RATING_RANGE_MESSAGE,
     RATINGS,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
     RECOMMEND_SIGNATURE,
     SCORES,
+    TOO_MANY_RATED_MESSAGE,
+    TOO_MANY_USERS_MESSAGE,
     USER_ID,
 )
 
@@ -225,6 +234,43 @@ def ratings_batch(
     else:
         users = [_profile_id(u, f"user_id[{i}]") for i, u in enumerate(user_id)]
     return users, [normalize_ratings(r, f"ratings[{i}]") for i, r in enumerate(ratings)]
+
+
+# --- the model's request rules, on a decoded request ------------------------
+
+
+def request_problem(signature: str, inputs: Mapping[str, np.ndarray]) -> str | None:
+    """What the served model refuses in ``inputs`` (decoded, as declared), in its words; None if nothing.
+
+    The rules of the model's in-graph checks, stated once outside the graph: the limits and
+    messages are ``client/contract.py``'s, as are export/serving_module.py's asserts; the fake
+    server (client/fakes.py) answers INVALID_ARGUMENT with this. A row's ``""`` entries are
+    padding: not counted as rated movies, their ratings not checked.
+    """
+    if signature == PREDICT_SIGNATURE:
+        return PAIRS_MESSAGE if len(inputs[USER_ID]) != len(inputs[MOVIE_ID]) else None
+    if signature not in (RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE):
+        return None
+    users, k = inputs[USER_ID], inputs[K]
+    if len(k) != len(users):
+        return K_PER_USER_MESSAGE
+    if (k <= 0).any():
+        return K_POSITIVE_MESSAGE
+    if len(users) > MAX_RECOMMEND_USERS:
+        return TOO_MANY_USERS_MESSAGE
+    if signature == RECOMMEND_SIGNATURE:
+        return None
+    rated, ratings = inputs[RATED_MOVIE_IDS], inputs[RATINGS]
+    if rated.shape != ratings.shape:
+        return RATED_SHAPE_MESSAGE
+    if rated.shape[0] != len(users):
+        return RATED_ROWS_MESSAGE
+    given = rated != ""
+    if rated.shape[1] > MAX_RATED_WIDTH or given.sum(axis=1).max(initial=0) > MAX_RATED_MOVIES:
+        return TOO_MANY_RATED_MESSAGE
+    if not (((ratings >= RATING_MIN) & (ratings <= RATING_MAX)) | ~given).all():
+        return RATING_RANGE_MESSAGE
+    return None
 
 
 # --- client options and readiness -------------------------------------------

@@ -238,3 +238,38 @@ def test_only_a_missing_recommend_from_ratings_gets_the_preset_hint():
     assert explained.signature == RECOMMEND_FROM_RATINGS_SIGNATURE and explained.code == ours.code
     assert "served at h:1 has no 'recommend_from_ratings'" in explained.message
     assert explained.message.endswith("(server: server words)")
+
+
+# --- the model's request rules, stated once (the fake answers with them) ---------------------
+
+
+def _from_ratings_inputs(users=("",), k=(5,), movies=(("1",),), ratings=((4.0,),)) -> dict:
+    return {USER_ID: np.array(users, dtype=object), K: np.array(k, np.int32),
+            RATED_MOVIE_IDS: np.array(movies, dtype=object), RATINGS: np.array(ratings, np.float32)}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"k": (0,)}, contract.K_POSITIVE_MESSAGE),
+    ({"k": (5, 5)}, contract.K_PER_USER_MESSAGE),
+    ({"users": ("",) * (MAX_RECOMMEND_USERS + 1), "k": (5,) * (MAX_RECOMMEND_USERS + 1),
+      "movies": (("1",),) * (MAX_RECOMMEND_USERS + 1), "ratings": ((4.0,),) * (MAX_RECOMMEND_USERS + 1)},
+     contract.TOO_MANY_USERS_MESSAGE),
+    ({"movies": (("1", "2"),)}, contract.RATED_SHAPE_MESSAGE),
+    ({"users": ("", ""), "k": (5, 5)}, contract.RATED_ROWS_MESSAGE),
+    ({"movies": ((*map(str, range(MAX_RATED_MOVIES + 1)),),), "ratings": ((4.0,) * (MAX_RATED_MOVIES + 1),)},
+     contract.TOO_MANY_RATED_MESSAGE),
+    ({"ratings": ((5.5,),)}, contract.RATING_RANGE_MESSAGE),
+    ({"movies": (("",),), "ratings": ((9.0,),)}, None),  # padding: its rating is not looked at
+])
+def test_request_problem_states_the_models_rules(change, message):
+    assert protocol.request_problem(RECOMMEND_FROM_RATINGS_SIGNATURE, _from_ratings_inputs(**change)) == message
+
+
+def test_requests_the_client_builds_have_no_problem():
+    request = protocol.recommend_from_ratings_request(
+        "movielens", None, ["", "42"], [[(str(m), 3.0) for m in range(1, MAX_RATED_MOVIES + 1)], [("1", 0.5)]], 10)
+    inputs = {name: to_numpy(proto) for name, proto in request.inputs.items()}
+    assert inputs[RATED_MOVIE_IDS].shape[1] == MAX_RATED_MOVIES + 1  # the leading "" makes the widest row one wider
+    assert protocol.request_problem(RECOMMEND_FROM_RATINGS_SIGNATURE, inputs) is None
+    recommend = protocol.recommend_request("movielens", None, ["1", "2"], 3)
+    assert protocol.request_problem(RECOMMEND_SIGNATURE, {n: to_numpy(p) for n, p in recommend.inputs.items()}) is None

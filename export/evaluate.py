@@ -48,7 +48,7 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
 
     users = np.unique(test.user)
     top = trainer.recommend_top_k(recommend, users, val.table(*shape))
-    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), users, trainer.K)
+    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), users, evaluation.EVAL_TOP_K)
     predicted = np.concatenate([
         predict_signature(
             user_id=tf.constant(user_ids[test.user[i : i + 4096]]),
@@ -126,6 +126,6 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
         "recommend (id: profile only)" if config.split == splits.SEED_TEMPORAL else "recommend (id: full history)":
             trainer.recommend_top_k(with_id, users, also_exclude),
         "popularity (training part)": evaluation.top_k_excluding(
-            lambda chunk: np.broadcast_to(popular, (len(chunk), len(popular))), users, also_exclude, trainer.K),
+            lambda chunk: np.broadcast_to(popular, (len(chunk), len(popular))), users, also_exclude, evaluation.EVAL_TOP_K),
     }
-    return {name: evaluation.top_k_metrics(top, relevant, users, trainer.K) for name, top in rows.items()}
+    return {name: evaluation.top_k_metrics(top, relevant, users, evaluation.EVAL_TOP_K) for name, top in rows.items()}

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from client import protocol
 from common import contract
 from export import exporter
 from train import trainer
@@ -290,6 +291,12 @@ def test_from_ratings_uses_the_ratings(loaded, features):
     (["", ""], [["1"]], [[4.0]], "one row per user_id"),
 ])
 def test_from_ratings_refuses_bad_requests(loaded, users, movies, ratings, message):
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message) as error:
         _call(loaded, contract.RECOMMEND_FROM_RATINGS_SIGNATURE, user_id=np.array(users, dtype=object), k=[5] * len(users),
               rated_movie_ids=np.array(movies, dtype=object), ratings=ratings)
+    # The rules stated once (client/protocol.py, the fake's source) refuse it in the model's words.
+    stated = protocol.request_problem(contract.RECOMMEND_FROM_RATINGS_SIGNATURE, {
+        contract.USER_ID: np.array(users, dtype=object), contract.K: np.array([5] * len(users), np.int32),
+        contract.RATED_MOVIE_IDS: np.array(movies, dtype=object), contract.RATINGS: np.array(ratings, np.float32),
+    })
+    assert stated is not None and stated in str(error.value)

@@ -105,7 +105,7 @@ class ServingModule(tf.Module):
         check = tf.debugging.assert_equal(
             tf.shape(user_id)[0],
             tf.shape(movie_id)[0],
-            message=f"{contract.USER_ID} and {contract.MOVIE_ID} must have the same length",
+            message=contract.PAIRS_MESSAGE,
         )
         with tf.control_dependencies([check]):
             rating, user_embedding, movie_embedding = self.recommender.predict(
@@ -120,12 +120,10 @@ class ServingModule(tf.Module):
     def _recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         k = _one_k_per_user(user_id, k)
         checks = [
-            tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
+            tf.debugging.assert_positive(k, message=contract.K_POSITIVE_MESSAGE),
             # Scoring builds users × catalogue scores; bound the memory one request can take.
             tf.debugging.assert_less_equal(
-                tf.shape(user_id)[0],
-                contract.MAX_RECOMMEND_USERS,
-                message=f"at most {contract.MAX_RECOMMEND_USERS} {contract.USER_ID}s per recommend request",
+                tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS, message=contract.TOO_MANY_USERS_MESSAGE,
             ),
         ]
         with tf.control_dependencies(checks):
@@ -137,33 +135,27 @@ class ServingModule(tf.Module):
         k = _one_k_per_user(user_id, k)
         given = tf.not_equal(rated_movie_ids, "")
         in_range = (ratings >= contract.RATING_MIN) & (ratings <= contract.RATING_MAX)
+        # The rules of client/protocol.py's request_problem, with the contract's limits and words.
         checks = [
-            tf.debugging.assert_positive(k, message=f"{contract.K} must be positive"),
+            tf.debugging.assert_positive(k, message=contract.K_POSITIVE_MESSAGE),
             tf.debugging.assert_less_equal(
-                tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS,
-                message=f"at most {contract.MAX_RECOMMEND_USERS} {contract.USER_ID}s per recommend request",
+                tf.shape(user_id)[0], contract.MAX_RECOMMEND_USERS, message=contract.TOO_MANY_USERS_MESSAGE,
             ),
             tf.debugging.assert_equal(
-                tf.shape(rated_movie_ids), tf.shape(ratings),
-                message=f"{contract.RATED_MOVIE_IDS} and {contract.RATINGS} must have the same shape",
+                tf.shape(rated_movie_ids), tf.shape(ratings), message=contract.RATED_SHAPE_MESSAGE,
             ),
             tf.debugging.assert_equal(
-                tf.shape(user_id)[0], tf.shape(rated_movie_ids)[0],
-                message=f"{contract.RATED_MOVIE_IDS} must have one row per {contract.USER_ID}",
+                tf.shape(user_id)[0], tf.shape(rated_movie_ids)[0], message=contract.RATED_ROWS_MESSAGE,
             ),
             tf.debugging.assert_less_equal(
-                tf.shape(rated_movie_ids)[1], contract.MAX_RATED_WIDTH,
-                message=f"at most {contract.MAX_RATED_MOVIES} {contract.RATED_MOVIE_IDS} per user",
+                tf.shape(rated_movie_ids)[1], contract.MAX_RATED_WIDTH, message=contract.TOO_MANY_RATED_MESSAGE,
             ),
             tf.debugging.assert_less_equal(
                 tf.reduce_max(tf.concat([[0], tf.reduce_sum(tf.cast(given, tf.int32), axis=1)], axis=0)),
                 contract.MAX_RATED_MOVIES,
-                message=f"at most {contract.MAX_RATED_MOVIES} {contract.RATED_MOVIE_IDS} per user",
+                message=contract.TOO_MANY_RATED_MESSAGE,
             ),
-            tf.debugging.Assert(
-                tf.reduce_all(in_range | tf.logical_not(given)),
-                [f"{contract.RATINGS} must be within {contract.RATING_MIN:g}-{contract.RATING_MAX:g}"],
-            ),
+            tf.debugging.Assert(tf.reduce_all(in_range | tf.logical_not(given)), [contract.RATING_RANGE_MESSAGE]),
         ]
         with tf.control_dependencies(checks):
             movies, scores = self.recommender.recommend_from_ratings(

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from common import cli
 from common.quiet import native_stderr_silenced
 from common.contract import (
@@ -362,9 +364,9 @@ def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
 
 
 def _cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process (all its threads, not its children)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def graph_totals(metrics_url: str) -> tuple[float, float]:
@@ -434,7 +436,7 @@ def tensorflow_devices() -> str:
 def keep_scale_section(path: Path, text: str) -> str:
     """``make bench-scale`` and ``make bench-edge`` write their sections between markers in the
     same file; a new bench keeps them."""
-    from export.scale_bench import END, START
+    from loadtest.scale_bench import END, START
     from loadtest.edge_bench import END as EDGE_END, START as EDGE_START
 
     old = path.read_text() if path.exists() else ""

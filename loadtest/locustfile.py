@@ -19,10 +19,14 @@ Users:
 - ``PredictUser``: predict only; the signature TF Serving's batching can serve
   (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
   "Server-side batching, and why it is off").
-Knobs (environment; ``python -m loadtest`` sets them from ``--user-class``, ``-k`` and
-``--predict-batch``): LOADTEST_USER_CLASS (default RecommenderUser), LOADTEST_K (default 10,
-capped at the model's max_k), LOADTEST_PREDICT_BATCH ("1-50" or "1"), LOADTEST_SAMPLES_DIR
-(write raw per-request timings there for exact percentiles; unset, none are kept).
+Knobs: Locust options added by this file (also in the web UI's custom parameters; ``python -m
+loadtest`` passes them from its ``-k`` and ``--predict-batch``), each also read from
+its environment variable as Locust reads its own: ``--recommend-k`` (LOADTEST_K, default 10,
+capped at the model's max_k), ``--predict-batch`` (LOADTEST_PREDICT_BATCH, "1-50" or "1"),
+``--samples-dir`` (LOADTEST_SAMPLES_DIR: write raw per-request timings there for exact
+percentiles; unset, none are kept) and ``--default-user-class`` (LOADTEST_USER_CLASS, default
+RecommenderUser: the one class run when the command line names none, so a plain ``locust -f``
+runs the intended mix instead of splitting users between both classes).
 TLS and a bearer token (client/credentials.py): LOADTEST_TLS_CA, LOADTEST_TOKEN,
 LOADTEST_TOKEN_FILE, LOADTEST_CLIENT_CERT, LOADTEST_CLIENT_KEY, LOADTEST_TLS_SERVER_NAME
 (``python -m loadtest``'s ``--tls-ca`` … flags set them), each falling back to the
@@ -52,6 +56,7 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
@@ -70,18 +75,12 @@ from common.contract import (  # noqa: E402
     RECOMMEND_SIGNATURE,
 )
 from loadtest.checks import check_excluded, check_ratings, check_recommendations  # noqa: E402
-from loadtest.traffic import ServedModel, fallback, sample_ratings, served_from_card  # noqa: E402
+from loadtest.traffic import (  # noqa: E402
+    DEFAULT_K, DEFAULT_PREDICT_BATCH, USER_CLASSES, ServedModel, fallback, predict_batch_range, sample_ratings,
+    served_from_card,
+)
 
-K = int(os.environ.get("LOADTEST_K", "10"))
-_batch = os.environ.get("LOADTEST_PREDICT_BATCH", "1-50").split("-")
-PREDICT_BATCH = (int(_batch[0]), int(_batch[-1]))
 CALL_TIMEOUT_S = 10.0
-# Exactly one user class is active, so a plain `locust -f loadtest/locustfile.py` (compose, web UI)
-# runs the intended mix instead of splitting users between both classes.
-USER_CLASS = os.environ.get("LOADTEST_USER_CLASS", "RecommenderUser")
-if USER_CLASS not in ("RecommenderUser", "PredictUser"):
-    raise SystemExit(f"LOADTEST_USER_CLASS must be RecommenderUser or PredictUser, got {USER_CLASS!r}")
-SAMPLES_DIR = os.environ.get("LOADTEST_SAMPLES_DIR")
 # LOADTEST_TLS_CA etc., else MOVIELENS_TLS_CA etc.: the keywords every user's client gets.
 CREDENTIAL_ENV = {
     key: (f"LOADTEST_{names[0].removeprefix('MOVIELENS_')}", *names) for key, names in credentials.ENV_NAMES.items()
@@ -90,6 +89,32 @@ SECURITY = credentials.keywords(names=CREDENTIAL_ENV)
 credentials.security(**SECURITY)  # an unreadable file stops Locust at start, not in every user
 
 _T = TypeVar("_T")
+
+
+@dataclass
+class Settings:
+    """This file's Locust options, as parsed (``_configure``); the defaults until then."""
+
+    k: int = DEFAULT_K
+    predict_batch: tuple[int, int] = predict_batch_range(DEFAULT_PREDICT_BATCH)
+    samples_dir: str = ""
+
+
+settings = Settings()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser) -> None:
+    group = parser.add_argument_group("MovieLens recommender (loadtest/locustfile.py)")
+    group.add_argument("--recommend-k", type=int, default=DEFAULT_K, env_var="LOADTEST_K",
+                       help="movies per recommend call, capped at the model's max_k (default %(default)s)")
+    group.add_argument("--predict-batch", default=DEFAULT_PREDICT_BATCH, env_var="LOADTEST_PREDICT_BATCH",
+                       metavar="N[-M]", help="pairs per predict call, uniform in N-M (default %(default)s)")
+    group.add_argument("--samples-dir", default="", env_var="LOADTEST_SAMPLES_DIR",
+                       help="write raw per-request timings and Locust's final counts there (default: none kept)")
+    group.add_argument("--default-user-class", choices=USER_CLASSES, default=USER_CLASSES[0],
+                       env_var="LOADTEST_USER_CLASS",
+                       help="the user class run when none is named on the command line (default %(default)s)")
 
 # Raw timings of this process: (name, start unix s, response ms, ok). Locust's own
 # percentiles bucket response times to whole milliseconds, too coarse for ~2 ms calls.
@@ -103,8 +128,8 @@ def _record(request_type, name, response_time, response_length, exception=None, 
 
 def _write_samples(environment, **_):
     if _samples:
-        Path(SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
-        (Path(SAMPLES_DIR) / f"samples-{os.getpid()}.json").write_text(json.dumps(_samples))
+        Path(settings.samples_dir).mkdir(parents=True, exist_ok=True)
+        (Path(settings.samples_dir) / f"samples-{os.getpid()}.json").write_text(json.dumps(_samples))
 
 
 _environment = None
@@ -135,17 +160,34 @@ def _write_final_counts(**_):
         "failures": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences} for e in stats.errors.values()],
         "exceptions": sum(int(e.get("count", 0)) for e in runner.exceptions.values()),
     }
-    Path(SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
-    (Path(SAMPLES_DIR) / "locust-final.json").write_text(json.dumps(final))
+    Path(settings.samples_dir).mkdir(parents=True, exist_ok=True)
+    (Path(settings.samples_dir) / "locust-final.json").write_text(json.dumps(final))
 
 
-# Only a run that asked for raw timings keeps them: compose's Locust runs for as long as
-# its web UI says, and a list of every request would grow without bound.
-if SAMPLES_DIR:
-    events.request.add_listener(_record)
-    events.test_stop.add_listener(_write_samples)
-    events.init.add_listener(_keep_environment)
-    events.quit.add_listener(_write_final_counts)
+@events.init.add_listener
+def _configure(environment, **_) -> None:
+    """This file's options into ``settings``, the default user class, and the samples' listeners."""
+    options = environment.parsed_options
+    if options is None:  # an Environment made in code, without Locust's command line
+        return
+    if options.recommend_k < 1:
+        raise SystemExit(f"--recommend-k (LOADTEST_K) must be >= 1, got {options.recommend_k}")
+    try:
+        settings.predict_batch = predict_batch_range(options.predict_batch)
+    except ValueError as error:
+        raise SystemExit(f"--predict-batch (LOADTEST_PREDICT_BATCH): {error}") from None
+    settings.k, settings.samples_dir = options.recommend_k, options.samples_dir
+    # Exactly one user class is active unless the command line names classes.
+    default = [c for c in environment.user_classes if c.__name__ == options.default_user_class]
+    if not options.user_classes and default:
+        environment.user_classes[:] = default
+    # Only a run that asked for raw timings keeps them: compose's Locust runs for as long as
+    # its web UI says, and a list of every request would grow without bound.
+    if settings.samples_dir:
+        _keep_environment(environment)
+        environment.events.request.add_listener(_record)
+        environment.events.test_stop.add_listener(_write_samples)
+        environment.events.quit.add_listener(_write_final_counts)
 
 
 _served: ServedModel | None = None
@@ -167,8 +209,8 @@ def _read_model_card(client: RecommenderClient, host: str) -> ServedModel:
     except RecommenderError:
         # Server down or odd: fall back to MovieLens 100K's ids and let the timed requests
         # report the problem as failures.
-        return fallback(K)
-    return served_from_card(card, K, host)
+        return fallback(settings.k)
+    return served_from_card(card, settings.k, host)
 
 
 class GrpcUser(User):
@@ -222,7 +264,7 @@ class GrpcUser(User):
         k = self.served.k
         self.call(
             RECOMMEND_SIGNATURE,
-            lambda: [self.client.recommend(user, k=K)],
+            lambda: [self.client.recommend(user, k=settings.k)],
             lambda rows: check_recommendations(rows, 1, k, RECOMMEND_SIGNATURE),
         )
 
@@ -237,11 +279,11 @@ class GrpcUser(User):
             check_excluded(rows, [ratings])
 
         self.call(
-            RECOMMEND_FROM_RATINGS_SIGNATURE, lambda: [self.client.recommend_from_ratings(ratings, k=K)], check
+            RECOMMEND_FROM_RATINGS_SIGNATURE, lambda: [self.client.recommend_from_ratings(ratings, k=settings.k)], check
         )
 
     def predict(self) -> None:
-        n = random.randint(*PREDICT_BATCH)
+        n = random.randint(*settings.predict_batch)
         users = random.choices(self.served.user_ids, k=n)
         movies = random.choices(self.served.movie_ids, k=n)
         self.call(PREDICT_SIGNATURE, lambda: self.client.predict(users, movies), lambda ratings: check_ratings(ratings, n))
@@ -249,8 +291,6 @@ class GrpcUser(User):
 
 class RecommenderUser(GrpcUser):
     """The default mix: recommend : recommend_from_ratings : predict = 3 : 1 : 1 (why: module docstring)."""
-
-    abstract = USER_CLASS != "RecommenderUser"
 
     @task(3)
     def recommend_task(self) -> None:
@@ -267,8 +307,6 @@ class RecommenderUser(GrpcUser):
 
 class PredictUser(GrpcUser):
     """Predict only (batchable by TF Serving), for batching on/off comparisons."""
-
-    abstract = USER_CLASS != "PredictUser"
 
     @task
     def predict_task(self) -> None:

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -37,6 +39,7 @@ class Machine:
 
 
 def _cpu_model() -> str:
+    # psutil does not name the CPU; the kernel does.
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -47,17 +50,11 @@ def _cpu_model() -> str:
 
 
 def _ram_gib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return float("nan")
+    return psutil.virtual_memory().total / 1024**3
 
 
 def _gpus() -> tuple[str, ...]:
-    """NVIDIA GPUs as the kernel driver lists them, else as nvidia-smi does; () when neither knows one."""
+    """NVIDIA GPUs as the kernel driver lists them, else as nvidia-smi does; () when neither knows one (psutil knows none)."""
     models = []
     for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
         try:

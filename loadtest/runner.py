@@ -35,32 +35,17 @@ from common import cli
 from common.contract import GRPC_PORT, REPORTS_DIR
 
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
+from loadtest.traffic import DEFAULT_K, DEFAULT_PREDICT_BATCH, USER_CLASSES, predict_batch_range
 from loadtest.summary import load_samples, locust_counts, locust_exceptions, locust_final, summarize, summary_table
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-USER_CLASSES = ("RecommenderUser", "PredictUser")
 EXIT_GATE_FAILED = cli.EXIT_FAILED
 EXIT_RUN_FAILED = cli.EXIT_FAILED
-# The locustfile's knobs; the command line's defaults come from the same environment variables.
-DEFAULT_K = int(os.environ.get("LOADTEST_K", "10"))
-DEFAULT_PREDICT_BATCH = os.environ.get("LOADTEST_PREDICT_BATCH", "1-50")
 CONNECT_TIMEOUT_S = 10.0
 
 
 class LoadTestError(RuntimeError):
     """Locust did not produce any measurements (it crashed or could not start)."""
-
-
-def predict_batch_range(text: str) -> tuple[int, int]:
-    """``"1-50"`` -> (1, 50), ``"1"`` -> (1, 1); ValueError otherwise."""
-    parts = text.strip().split("-")
-    try:
-        low, high = int(parts[0]), int(parts[-1])
-    except ValueError:
-        low = high = 0
-    if len(parts) > 2 or not 1 <= low <= high:
-        raise ValueError(f"predict_batch must be N or N-M with 1 <= N <= M, got {text!r}")
-    return low, high
 
 
 @dataclass(frozen=True)
@@ -74,7 +59,7 @@ class LoadTest:
     user_class: str = "RecommenderUser"
     k: int = DEFAULT_K  # recommendations per recommend call (the server caps it at max_k)
     predict_batch: str = DEFAULT_PREDICT_BATCH  # pairs per predict call: "N" or "N-M" (uniform)
-    env: dict[str, str] = field(default_factory=dict)  # more LOADTEST_* knobs for the locustfile
+    env: dict[str, str] = field(default_factory=dict)  # more environment for Locust (e.g. LOCUST_* options)
     # TLS and a bearer token for every Locust user (client/credentials.py): paths, and the token itself.
     tls_ca: str | None = None
     token: str | None = field(default=None, repr=False)
@@ -111,6 +96,11 @@ class LoadTest:
         }
 
 
+def samples_dir(test: LoadTest) -> Path:
+    """Where the locustfile writes every request's timing and Locust's final counts."""
+    return test.out / "samples"
+
+
 def locust_command(test: LoadTest) -> list[str]:
     command = [
         sys.executable, "-m", "locust",
@@ -129,22 +119,20 @@ def locust_command(test: LoadTest) -> list[str]:
     ]  # fmt: skip
     if test.processes != 1:
         command += ["--processes", str(test.processes)]
+    # The locustfile's own options (loadtest/locustfile.py).
+    command += ["--recommend-k", str(test.k), "--predict-batch", test.predict_batch,
+                "--samples-dir", str(samples_dir(test))]
     return command
 
 
 def run_load_test(test: LoadTest) -> dict:
     """Run Locust, write summary.json into ``test.out``, return the summary."""
     test.out.mkdir(parents=True, exist_ok=True)
-    samples_dir = test.out / "samples"
-    shutil.rmtree(samples_dir, ignore_errors=True)
+    shutil.rmtree(samples_dir(test), ignore_errors=True)
     env = {
         **os.environ,
-        "LOADTEST_K": str(test.k),
-        "LOADTEST_PREDICT_BATCH": test.predict_batch,
         **test.env,
         **test.locust_env(),
-        "LOADTEST_SAMPLES_DIR": str(samples_dir),
-        "LOADTEST_USER_CLASS": test.user_class,
         "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR"),
     }
     log_path = test.out / "locust.log"
@@ -154,13 +142,13 @@ def run_load_test(test: LoadTest) -> dict:
         completed = subprocess.run(locust_command(test), env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     wall_s = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    samples = load_samples(samples_dir)
+    samples = load_samples(samples_dir(test))
     if not samples:
         tail = "\n".join(log_path.read_text().splitlines()[-15:])
         raise LoadTestError(f"locust exited with {completed.returncode} and recorded no requests; {log_path}:\n{tail}")
     machine = this_machine()
     summary = summarize(samples)
-    final = locust_final(samples_dir)  # Locust's own final figures (its CSVs can miss the last second)
+    final = locust_final(samples_dir(test))  # Locust's own final figures (its CSVs can miss the last second)
     summary["locust_counts"] = locust_counts(test.out / "locust_stats.csv", final)
     # Locust's own verdict: what its users raised outside the timed requests, and its exit code.
     summary["locust_exceptions"] = locust_exceptions(test.out / "locust_exceptions.csv", final)
@@ -234,10 +222,11 @@ def add_arguments(parser: argparse.ArgumentParser, target: bool = True) -> None:
     parser.add_argument("--processes", type=int, default=1, help="load-generating processes; -1 = one per core")
     parser.add_argument("--user-class", choices=USER_CLASSES, default="RecommenderUser",
                         help="task mix (default %(default)s)")
-    parser.add_argument("-k", "--k", type=int, default=DEFAULT_K,
+    parser.add_argument("-k", "--k", type=int, default=int(os.environ.get("LOADTEST_K", DEFAULT_K)),
                         help="movies per recommend call, capped at the model's max_k (default %(default)s, "
                              "from $LOADTEST_K if set)")
-    parser.add_argument("--predict-batch", default=DEFAULT_PREDICT_BATCH, metavar="N[-M]",
+    parser.add_argument("--predict-batch", default=os.environ.get("LOADTEST_PREDICT_BATCH", DEFAULT_PREDICT_BATCH),
+                        metavar="N[-M]",
                         help="pairs per predict call, uniform in N-M (default %(default)s, "
                              "from $LOADTEST_PREDICT_BATCH if set)")
     parser.add_argument("--out", type=Path, default=Path(REPORTS_DIR) / "loadtest", help="report folder")

@@ -13,6 +13,10 @@ from typing import Any
 
 from common.contract import RECOMMEND_FROM_RATINGS_SIGNATURE
 
+USER_CLASSES = ("RecommenderUser", "PredictUser")  # the locustfile's user classes, the default mix first
+DEFAULT_K = 10  # recommendations per recommend call (the server caps it at max_k)
+DEFAULT_PREDICT_BATCH = "1-50"  # pairs per predict call: "N" or "N-M" (uniform)
+
 RATED_MOVIES = (3, 20)  # how many movies a new user rated, per recommend_from_ratings call
 RATING_VALUES = (1.0, 2.0, 3.0, 4.0, 5.0)  # whole stars, as most people rate
 
@@ -21,13 +25,25 @@ MOVIELENS_USERS = [str(u) for u in range(1, 944)]
 MOVIELENS_MOVIES = [str(m) for m in range(1, 1683)]
 
 
+def predict_batch_range(text: str) -> tuple[int, int]:
+    """``"1-50"`` -> (1, 50), ``"1"`` -> (1, 1); ValueError otherwise."""
+    parts = text.strip().split("-")
+    try:
+        low, high = int(parts[0]), int(parts[-1])
+    except ValueError:
+        low = high = 0
+    if len(parts) > 2 or not 1 <= low <= high:
+        raise ValueError(f"predict_batch must be N or N-M with 1 <= N <= M, got {text!r}")
+    return low, high
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """What the load needs to know about the served model, from its model card."""
 
     user_ids: list[str]
     movie_ids: list[str]
-    k: int  # recommendations per user to expect: LOADTEST_K, capped by the server at max_k
+    k: int  # recommendations per user to expect: --recommend-k, capped by the server at max_k
     from_ratings: bool = True  # the model serves recommend_from_ratings
 
 

@@ -27,9 +27,9 @@ from common.contract import (
     RECOMMEND_FROM_RATINGS_SIGNATURE,
     USER_ID,
 )
-from common.contract import K as K_INPUT
+from common.contract import K
 
-K = 10
+REQUEST_K = 10  # recommendations asked per call
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def model(served):
 
 
 def _expected_k(card: dict) -> int:
-    return min(K, card["max_k"])
+    return min(REQUEST_K, card["max_k"])
 
 
 def _check_row(row: list[Recommendation], k: int, given: set[str] = frozenset()) -> None:
@@ -67,7 +67,7 @@ def _same(a: list[Recommendation], b: list[Recommendation]) -> None:
     np.testing.assert_allclose([r.score for r in a], [r.score for r in b], rtol=1e-4, atol=1e-4)
 
 
-def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k: int = K) -> PredictRequest:
+def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k: int = REQUEST_K) -> PredictRequest:
     """Rows as given, padded, with none of the client's checks: what the client would refuse, on the wire."""
     width = max(len(r) for r in rows)
     request = PredictRequest(
@@ -76,7 +76,7 @@ def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k:
     padding = [width - len(r) for r in rows]
     values = {
         USER_ID: users,
-        K_INPUT: [k] * len(users),
+        K: [k] * len(users),
         RATED_MOVIE_IDS: [[m for m, _ in r] + [""] * n for r, n in zip(rows, padding)],
         RATINGS: np.array([[v for _, v in r] + [0.0] * n for r, n in zip(rows, padding)]),
     }
@@ -85,7 +85,7 @@ def _unchecked_request(users: list[str], rows: list[list[tuple[str, float]]], k:
     return request
 
 
-def _raw(client: RecommenderClient, users: list[str], rows: list[list[tuple[str, float]]], k: int = K):
+def _raw(client: RecommenderClient, users: list[str], rows: list[list[tuple[str, float]]], k: int = REQUEST_K):
     """Send rows as they are (duplicates, empty rows) and parse the answer."""
     response = client._call(client._predict, _unchecked_request(users, rows, k), None)
     return protocol.parse_recommend(response, len(users), RECOMMEND_FROM_RATINGS_SIGNATURE)
@@ -95,7 +95,7 @@ def test_one_new_user(model):
     client, card = model
     movies = card["vocabulary"]["movie_ids"]
     ratings = {movies[0]: 5, movies[1]: 4, movies[2]: 5}
-    top = client.recommend_from_ratings(ratings, k=K)
+    top = client.recommend_from_ratings(ratings, k=REQUEST_K)
     _check_row(top, _expected_k(card), set(ratings))
 
 
@@ -104,11 +104,11 @@ def test_a_batch_mixing_long_and_short_rows_answers_as_one_user_at_a_time(model)
     movies, users = card["vocabulary"]["movie_ids"], card["vocabulary"]["user_ids"]
     long = {m: float(1 + i % 5) for i, m in enumerate(movies[:20])}
     short = {movies[30]: 4.5}
-    batch = client.recommend_from_ratings([short, long, short], k=K, user_id=[None, None, users[0]])
+    batch = client.recommend_from_ratings([short, long, short], k=REQUEST_K, user_id=[None, None, users[0]])
     alone = [
-        client.recommend_from_ratings(short, k=K),
-        client.recommend_from_ratings(long, k=K),
-        client.recommend_from_ratings(short, k=K, user_id=users[0]),
+        client.recommend_from_ratings(short, k=REQUEST_K),
+        client.recommend_from_ratings(long, k=REQUEST_K),
+        client.recommend_from_ratings(short, k=REQUEST_K, user_id=users[0]),
     ]
     for row, single, given in zip(batch, alone, (short, long, short)):
         _check_row(row, _expected_k(card), set(given))
@@ -118,12 +118,12 @@ def test_a_batch_mixing_long_and_short_rows_answers_as_one_user_at_a_time(model)
 def test_duplicates_count_once_and_unknown_ids_are_ignored(model):
     client, card = model
     movies = card["vocabulary"]["movie_ids"]
-    first = client.recommend_from_ratings({movies[5]: 5, movies[6]: 2}, k=K)
+    first = client.recommend_from_ratings({movies[5]: 5, movies[6]: 2}, k=REQUEST_K)
     repeated = _raw(client, [""], [[(movies[5], 5.0), (movies[6], 2.0), (movies[5], 1.0)]])[0]
     _same(repeated, first)
-    with_unknown = client.recommend_from_ratings({movies[5]: 5, "no-such-movie": 1, movies[6]: 2, "99999": 3}, k=K)
+    with_unknown = client.recommend_from_ratings({movies[5]: 5, "no-such-movie": 1, movies[6]: 2, "99999": 3}, k=REQUEST_K)
     _same(with_unknown, first)
-    _check_row(client.recommend_from_ratings({"no-such-movie": 5}, k=K), _expected_k(card))  # nothing usable: still k
+    _check_row(client.recommend_from_ratings({"no-such-movie": 5}, k=REQUEST_K), _expected_k(card))  # nothing usable: still k
 
 
 def test_an_empty_row_and_unknown_users_still_get_k_movies(model):
@@ -132,7 +132,7 @@ def test_an_empty_row_and_unknown_users_still_get_k_movies(model):
     rows = _raw(client, ["", "no-such-user"], [[], [(movies[0], 4.0)]])
     _check_row(rows[0], _expected_k(card))
     _check_row(rows[1], _expected_k(card), {movies[0]})
-    _same(rows[1], client.recommend_from_ratings({movies[0]: 4}, k=K))  # unknown user = no profile
+    _same(rows[1], client.recommend_from_ratings({movies[0]: 4}, k=REQUEST_K))  # unknown user = no profile
 
 
 def test_k_is_capped_at_max_k(model):
@@ -144,11 +144,11 @@ def test_k_is_capped_at_max_k(model):
 @pytest.mark.parametrize(
     "users, rows, k, message",
     [
-        ([""], [[("1", 5.5)]], K, "ratings"),
-        ([""], [[("1", 0.0)]], K, "ratings"),
+        ([""], [[("1", 5.5)]], REQUEST_K, "ratings"),
+        ([""], [[("1", 0.0)]], REQUEST_K, "ratings"),
         ([""], [[("1", 5.0)]], 0, "k"),
-        ([""], [[("1", 5.0)] * (MAX_RATED_MOVIES + 1)], K, "rated_movie_ids"),
-        (["", ""], [[("1", 5.0)]], K, "rated_movie_ids"),
+        ([""], [[("1", 5.0)] * (MAX_RATED_MOVIES + 1)], REQUEST_K, "rated_movie_ids"),
+        (["", ""], [[("1", 5.0)]], REQUEST_K, "rated_movie_ids"),
     ],
 )
 def test_the_model_refuses_what_the_client_would(model, users, rows, k, message):
@@ -165,7 +165,7 @@ def test_padding_values_are_ignored_but_given_ratings_are_checked(model):
     request.inputs[RATINGS].CopyFrom(encode(ratings, np.array([[4.0, -7.0]])))  # any value under padding
     response = client._call(client._predict, request, None)
     _same(protocol.parse_recommend(response, 1, RECOMMEND_FROM_RATINGS_SIGNATURE)[0],
-          client.recommend_from_ratings({movie: 4}, k=K))  # fmt: skip
+          client.recommend_from_ratings({movie: 4}, k=REQUEST_K))  # fmt: skip
 
 
 def test_cli_rated(model, local_server, capsys):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from train.evaluation import DEFAULT_BATCH, DEFAULT_K, dense_rows, gather_rows, rmse, top_k_excluding, top_k_metrics
+from train.evaluation import DEFAULT_BATCH, EVAL_TOP_K, dense_rows, gather_rows, rmse, top_k_excluding, top_k_metrics
 from train.interactions import Interactions
 
 EASE_L2 = 300.0
@@ -44,7 +44,7 @@ def popularity_scores(train: Interactions) -> np.ndarray:
     return np.bincount(train.indices, minlength=train.n_cols).astype(np.int64)
 
 
-def top_k_of_ranking(order: np.ndarray, users: np.ndarray, exclude: Interactions, k: int = DEFAULT_K) -> np.ndarray:
+def top_k_of_ranking(order: np.ndarray, users: np.ndarray, exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:
     """Each user's first ``k`` movies of one shared ranking ``order`` (movie indices, best first) outside their ``exclude`` row.
 
     What :func:`train.evaluation.top_k_excluding` returns for scores that are
@@ -140,7 +140,7 @@ def evaluate_baselines(
     users: np.ndarray,
     train_mean: float,
     test_ratings: np.ndarray,
-    k: int = DEFAULT_K,
+    k: int = EVAL_TOP_K,
     ease_l2: float = EASE_L2,
     ease_max_movies: int = EASE_MAX_MOVIES,
     batch: int = DEFAULT_BATCH,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import data
+from train import data, ratings_file
 from train.fixture import N_MOVIES, N_RATINGS, N_USERS
 
 
@@ -158,7 +158,7 @@ def test_bad_line_names_file_and_line(fixture_dir, tmp_path, file, line, text, m
 @pytest.mark.parametrize("file, line, text, message", [b for b in BAD_LINES if b[0] == "u.data"])
 def test_bad_line_in_a_later_block(fixture_dir, tmp_path, monkeypatch, file, line, text, message):
     """u.data is read in blocks: line numbers and rows carry across block boundaries."""
-    monkeypatch.setattr(data, "CHUNK_BYTES", 50)  # a few lines per block, some blocks cut mid-line
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 50)  # a few lines per block, some blocks cut mid-line
     directory = _copy(fixture_dir, tmp_path)
     late = N_RATINGS - 100 + line
     _replace_line(directory / file, late, text)
@@ -169,7 +169,7 @@ def test_bad_line_in_a_later_block(fixture_dir, tmp_path, monkeypatch, file, lin
 
 def test_small_blocks_read_the_same_ratings(fixture_dir, monkeypatch):
     whole = data.load(fixture_dir).ratings
-    monkeypatch.setattr(data, "CHUNK_BYTES", 7)  # shorter than a line: blocks are joined
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 7)  # shorter than a line: blocks are joined
     small = data.load(fixture_dir).ratings
     for column in ("user", "movie", "rating", "timestamp"):
         assert np.array_equal(getattr(whole, column), getattr(small, column))
@@ -320,7 +320,7 @@ _EDITS = ["", " ", "+", "0", "00", "x", "\r", "\t", "\x00", "é", "9" * 19, "\n"
 @pytest.mark.parametrize("seed", range(100))
 def test_random_corruptions_match_the_line_reader(fixture_dir, tmp_path, monkeypatch, seed):
     rng = np.random.default_rng(seed)
-    monkeypatch.setattr(data, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
     directory = _copy(fixture_dir, tmp_path)
     path = directory / "u.data"
     raw = bytearray(path.read_bytes())

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -61,32 +61,54 @@ class Task:
         return f"{self.kind} {self.index} of {self.workers} processes ({role})"
 
 
-def task_from_environment(environ: dict[str, str] | None = None) -> Task:
-    """Parses ``TF_CONFIG``; a single process when it is unset or empty."""
+@contextlib.contextmanager
+def _tf_config_read_from(environ: Mapping[str, str]) -> Iterator[None]:
+    """TensorFlow's resolver reads ``os.environ``; a given environment's TF_CONFIG is put there meanwhile."""
+    if environ is os.environ:
+        yield
+        return
+    before = os.environ.get(TF_CONFIG)
+    os.environ[TF_CONFIG] = environ[TF_CONFIG]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TF_CONFIG, None)
+        else:
+            os.environ[TF_CONFIG] = before
+
+
+def task_from_environment(environ: Mapping[str, str] | None = None) -> Task:
+    """This process's task, read by TensorFlow's ``TFConfigClusterResolver``; one process when TF_CONFIG is unset.
+
+    ``environ`` defaults to this process's environment (another one: e.g. a compose service's).
+    What the resolver accepts but this trainer cannot run is refused with a ``ClusterConfigError``.
+    """
     environ = os.environ if environ is None else environ
-    raw = environ.get(TF_CONFIG, "").strip()
-    if not raw:
+    if not environ.get(TF_CONFIG, "").strip():
         return Task("worker", 0, 1)
     try:
-        parsed = json.loads(raw)
+        with _tf_config_read_from(environ):
+            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+            cluster = resolver.cluster_spec()
+            kind, index = resolver.task_type, resolver.task_id
     except json.JSONDecodeError as e:
         raise ClusterConfigError(f"{TF_CONFIG} is not JSON: {e}") from None
-    cluster, task = parsed.get("cluster"), parsed.get("task")
-    if not isinstance(cluster, dict) or not cluster:
+    except (TypeError, ValueError, AttributeError) as e:  # e.g. a "cluster" that is not an object of job lists
+        raise ClusterConfigError(f"{TF_CONFIG} is not a cluster TensorFlow can read: {e}") from None
+    if not cluster.jobs:
         raise ClusterConfigError(f'{TF_CONFIG} needs a "cluster" object, e.g. {{"worker": ["host0:12345", "host1:12345"]}}')
-    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+    if kind is None or index is None:
         raise ClusterConfigError(f'{TF_CONFIG} needs a "task" with "type" and "index", e.g. {{"type": "worker", "index": 0}}')
-    unsupported = sorted(set(cluster) - {"chief", "worker"})
+    unsupported = sorted(set(cluster.jobs) - {"chief", "worker"})
     if unsupported:
         raise ClusterConfigError(
             f"{TF_CONFIG}: MultiWorkerMirroredStrategy trains with chief/worker tasks only; remove {', '.join(unsupported)}"
         )
-    kind, index = task["type"], task["index"]
-    members = cluster.get(kind)
-    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+    if kind not in cluster.jobs or index not in cluster.task_indices(kind):
         raise ClusterConfigError(f'{TF_CONFIG}: task {kind} {index} is not in cluster["{kind}"]')
-    workers = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
-    return Task(kind, index, workers, has_chief=bool(cluster.get("chief")))
+    workers = sum(cluster.num_tasks(job) for job in ("chief", "worker") if job in cluster.jobs)
+    return Task(kind, index, workers, has_chief="chief" in cluster.jobs and cluster.num_tasks("chief") > 0)
 
 
 def strategy_for(task: Task) -> tf.distribute.Strategy:

@@ -42,14 +42,16 @@ import numpy as np
 
 from train.interactions import Interactions
 
-DEFAULT_K = 10
+# The cut-off of every top-k quality figure (Recall@10, NDCG@10, coverage@10). Not the served
+# input "k" (common/contract.py K), which each request sets.
+EVAL_TOP_K = 10
 DEFAULT_BATCH = 256  # users per scores_fn call: a few float arrays of batch × n_movies are alive at once
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """Maps a batch of user indices (int64 [b]) to scores, float [b, n_movies]; higher is better."""
 
 
-def metric_names(k: int = DEFAULT_K) -> tuple[str, str, str]:
+def metric_names(k: int = EVAL_TOP_K) -> tuple[str, str, str]:
     return f"recall_at_{k}", f"ndcg_at_{k}", f"coverage_at_{k}"
 
 
@@ -91,7 +93,7 @@ def top_k_excluding(
     scores_fn: ScoresFn,
     users: np.ndarray,
     exclude: Interactions,
-    k: int = DEFAULT_K,
+    k: int = EVAL_TOP_K,
     batch: int = DEFAULT_BATCH,
 ) -> np.ndarray:
     """Each user's ``k`` best-scored movies outside their ``exclude`` row, best first.
@@ -147,7 +149,7 @@ def top_k_metrics(
     top_k: np.ndarray,
     relevant: Interactions,
     users: np.ndarray,
-    k: int = DEFAULT_K,
+    k: int = EVAL_TOP_K,
 ) -> dict[str, float | int]:
     """Recall@k, NDCG@k (means over users with a relevant movie) and coverage@k (over all ``users``).
 

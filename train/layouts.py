@@ -1,11 +1,12 @@
 """Every MovieLens file layout, detected from the files present, read into the same ``MovieLens``.
 
-- ``ml-100k``: ``u.data`` (tab), ``u.item`` and ``u.user`` (``|``, latin-1); read by ``train/data.py``.
+- ``ml-100k``: ``u.data`` (tab), ``u.item`` and ``u.user`` (``|``, latin-1); read by ``train/ml100k.py``.
 - ``ml-1m``: ``ratings.dat``, ``movies.dat``, ``users.dat`` (``::``-separated, latin-1; genres
   ``A|B``; users have gender, an age group, an occupation code 0-20 and a zip code).
 - ``csv`` (ML-20M, 25M, 32M, latest, latest-small): ``ratings.csv`` (``userId,movieId,rating,timestamp``)
   and ``movies.csv`` (``movieId,title,genres``), each with its header, UTF-8, titles quoted when they
-  hold a comma, half-star ratings 0.5-5.0. There is no user file: ``Users`` holds the ids that rated,
+  hold a comma, half-star ratings 0.5-5.0. RFC 4180 files (as Python's ``csv`` module writes them:
+  CRLF line ends, any movies.csv field quoted) read the same as GroupLens' LF files. There is no user file: ``Users`` holds the ids that rated,
   in id order, with the "unknown" demographics (age 0, gender/occupation/zip "").
 
 Whatever the layout, ids become integer rows once and every table has the same columns. Genres are
@@ -14,7 +15,7 @@ is ``Children's``, ``(no genres listed)`` is ``unknown``) plus ``IMAX`` for the 
 order, so ``Movies.genres`` stays multi-hot. The release year comes from the title's trailing
 ``(1995)`` where there is no date field.
 
-The rules are ``train/data.py``'s: strict (every malformed line is a ``DataError`` naming
+The rules are ``train/line_rules.py``'s: strict (every malformed line is a ``DataError`` naming
 ``file:line``) and vectorised for the ratings (parsed a block of whole lines at a time with numpy,
 no Python work per rating; the first bad line goes to a line-by-line validator that names the
 problem). The movie and user files (at most ~90k lines) are read line by line.
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from train import data
-from train.data import (
-    AGE_BUCKETS, GENRES, DataError, Movies, MovieLens, Ratings, Users, _check_line, _check_no_nul, _fields, _int,
-    _read_bytes, _truncated, read_ratings_file, release_years, verify_checksums,
-)
+from train.checksums import verify_checksums
+from train.line_rules import check_line, check_no_nul, parse_int, read_bytes, split_fields, truncated
+from train.ml100k import load_100k
+from train.ratings_file import read_ratings_file
+from train.tables import AGE_BUCKETS, GENRES, REQUIRED_FILES, DataError, MovieLens, Movies, Ratings, Users
+from train.vectorised import release_years
 
 LAYOUT_100K, LAYOUT_1M, LAYOUT_CSV = "ml-100k", "ml-1m", "csv"
 
@@ -45,7 +47,7 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout(LAYOUT_100K, data.REQUIRED_FILES, "MovieLens 100K"),
+    Layout(LAYOUT_100K, REQUIRED_FILES, "MovieLens 100K"),
     Layout(LAYOUT_1M, ("ratings.dat", "movies.dat", "users.dat"), "MovieLens 1M"),
     Layout(LAYOUT_CSV, ("ratings.csv", "movies.csv"), "MovieLens 20M/25M/32M/latest/latest-small"),
 )
@@ -95,7 +97,7 @@ def load(data_dir: Path | str) -> MovieLens:
     data_dir = Path(data_dir)
     layout = detect(data_dir)
     if layout.name == LAYOUT_100K:
-        return dataclasses.replace(data.load_100k(data_dir), layout=LAYOUT_100K)
+        return dataclasses.replace(load_100k(data_dir), layout=LAYOUT_100K)
     digests = verify_checksums(data_dir, layout.files)
     if layout.name == LAYOUT_1M:
         ratings_file, movies_file, users_file = (data_dir / name for name in layout.files)
@@ -112,20 +114,22 @@ def load(data_dir: Path | str) -> MovieLens:
 # --- line-by-line tables (users.dat, movies.dat, movies.csv) ---------------------------------
 
 
-def _text_lines(path: Path, encoding: str) -> list[str]:
-    raw = _read_bytes(path)
+def _text_lines(path: Path, encoding: str, crlf: bool = False) -> list[str]:
+    """The file's lines without their line ends: LF, or with ``crlf`` also CRLF."""
+    raw = read_bytes(path)
     if raw and not raw.endswith(b"\n"):
-        raise _truncated(path, raw.count(b"\n"))
+        raise truncated(path, raw.count(b"\n"))
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as e:
         raise DataError(path, raw.count(b"\n", 0, e.start) + 1, f"not {encoding}: byte 0x{raw[e.start]:02x}") from None
-    return text.split("\n")[:-1]
+    lines = text.split("\n")[:-1]
+    return [line.removesuffix("\r") for line in lines] if crlf else lines
 
 
-def _check_text_line(path: Path, number: int, line: str) -> None:
-    _check_line(path, number, line)
-    _check_no_nul(path, number, line)
+def _check_text_line(path: Path, number: int, line: str, crlf: bool = False) -> None:
+    check_line(path, number, line, crlf)
+    check_no_nul(path, number, line)
 
 
 def _genre_flags(path: Path, number: int, names: list[str], vocabulary: tuple[str, ...]) -> list[int]:
@@ -161,14 +165,14 @@ def read_users_1m(path: Path) -> Users:
     ids, ages, genders, occupations, zips = [], [], [], [], []
     for number, line in enumerate(_text_lines(path, "latin-1"), start=1):
         _check_text_line(path, number, line)
-        user, gender, age, occupation, zip_code = _fields(path, number, line, "::", 5)
-        user_id = _int(path, number, "user id", user)
+        user, gender, age, occupation, zip_code = split_fields(path, number, line, "::", 5)
+        user_id = parse_int(path, number, "user id", user)
         if gender not in ("M", "F"):
             raise DataError(path, number, f"gender {gender!r} is not M or F")
-        age_group = _int(path, number, "age", age)
+        age_group = parse_int(path, number, "age", age)
         if age_group not in AGE_BUCKETS:
             raise DataError(path, number, f"age {age_group} is not an ML-1M age group ({', '.join(map(str, AGE_BUCKETS))})")
-        code = _int(path, number, "occupation", occupation)
+        code = parse_int(path, number, "occupation", occupation)
         if code >= len(OCCUPATIONS_1M):
             raise DataError(path, number, f"occupation {code} is outside 0-{len(OCCUPATIONS_1M) - 1}")
         _check_new_id(path, number, seen, user_id, "user")
@@ -189,16 +193,22 @@ def read_movies_1m(path: Path) -> Movies:
     ids, titles, genre_columns = [], [], []
     for number, line in enumerate(_text_lines(path, "latin-1"), start=1):
         _check_text_line(path, number, line)
-        movie, title, genres = _fields(path, number, line, "::", 3)
-        _check_new_id(path, number, seen, _int(path, number, "movie id", movie), "movie")
+        movie, title, genres = split_fields(path, number, line, "::", 3)
+        _check_new_id(path, number, seen, parse_int(path, number, "movie id", movie), "movie")
         ids.append(movie)
         titles.append(title)
         genre_columns.append(_genre_flags(path, number, genres.split("|"), GENRES_1M))
     return _movies(ids, titles, genre_columns, GENRES_1M)
 
 
-# A quoted title doubles its quotes ("" inside ""); an unquoted one holds neither ',' nor '"'.
-_MOVIE_CSV_LINE = re.compile(r'(?P<id>[^,"]*),(?P<title>"(?:[^"]|"")*"|[^,"]*),(?P<genres>[^,"]*)')
+# A quoted field doubles its quotes ("" inside ""); an unquoted one holds neither ',' nor '"'.
+# GroupLens quotes a title that holds a comma; csv.QUOTE_ALL quotes every field.
+_CSV_FIELD = r'"(?:[^"]|"")*"|[^,"]*'
+_MOVIE_CSV_LINE = re.compile(rf"(?P<id>{_CSV_FIELD}),(?P<title>{_CSV_FIELD}),(?P<genres>{_CSV_FIELD})")
+
+
+def _unquoted(field: str) -> str:
+    return field[1:-1].replace('""', '"') if field.startswith('"') else field
 
 
 def _reject_movie_csv_line(path: Path, number: int, line: str) -> None:
@@ -215,23 +225,22 @@ def _reject_movie_csv_line(path: Path, number: int, line: str) -> None:
 
 def read_movies_csv(path: Path) -> Movies:
     """movies.csv: a header, then movieId,title,genres (UTF-8; a title holding a comma is quoted)."""
-    lines = _text_lines(path, "utf-8")
-    if not lines or lines[0] != MOVIES_CSV_HEADER:
+    lines = _text_lines(path, "utf-8", crlf=True)
+    header = _MOVIE_CSV_LINE.fullmatch(lines[0]) if lines else None
+    if header is None or ",".join(map(_unquoted, header.groups())) != MOVIES_CSV_HEADER:
         raise DataError(path, 1, f"expected the header {MOVIES_CSV_HEADER!r}, found {lines[0] if lines else ''!r}")
     seen: dict[int, int] = {}
     ids, titles, genre_columns = [], [], []
     for number, line in enumerate(lines[1:], start=2):
-        _check_text_line(path, number, line)
+        _check_text_line(path, number, line, crlf=True)
         match = _MOVIE_CSV_LINE.fullmatch(line)
         if match is None:
             _reject_movie_csv_line(path, number, line)
-        movie, title = match["id"], match["title"]
-        _check_new_id(path, number, seen, _int(path, number, "movie id", movie), "movie")
-        if title.startswith('"'):
-            title = title[1:-1].replace('""', '"')
+        movie, title, genres = map(_unquoted, match.groups())
+        _check_new_id(path, number, seen, parse_int(path, number, "movie id", movie), "movie")
         ids.append(movie)
         titles.append(title)
-        genre_columns.append(_genre_flags(path, number, match["genres"].split("|"), GENRES_CSV))
+        genre_columns.append(_genre_flags(path, number, genres.split("|"), GENRES_CSV))
     return _movies(ids, titles, genre_columns, GENRES_CSV)
 
 
@@ -250,7 +259,7 @@ def read_ratings_csv(path: Path, movies: Movies) -> tuple[Ratings, Users]:
     There is no user file: the users are the ids that rated, in id order, without demographics.
     """
     user, movie, rating, timestamp, ids = read_ratings_file(path, b",", True, RATINGS_CSV_HEADER, movies, None,
-                                                        "movies.csv", None)
+                                                            "movies.csv", None, crlf=True)
     n = len(ids)
     users = Users(
         ids=ids.astype(str), age=np.zeros(n, np.int32), gender=np.full(n, "", dtype=str),

@@ -1,5 +1,7 @@
 """The ML-1M and CSV (20M/25M/32M/latest-small) layouts: parsing, every bad-input error, training on them."""
 
+import csv
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -7,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import data, layouts
+from train import data, layouts, ratings_file
 from train.fixture import N_MOVIES, N_RATINGS, N_USERS
 from train.layout_fixture import (
     COLON_TITLE, COMMA_TITLE, IMAX_MOVIE, LATIN1_TITLE, NO_GENRES_MOVIE, QUOTE_TITLE, write_1m_fixture,
@@ -103,7 +105,7 @@ def test_csv_layout(csv_dir, fixture_dir):
 
 def test_small_blocks_read_the_same_ratings(ml1m_dir, csv_dir, monkeypatch):
     whole = [data.load(d).ratings for d in (ml1m_dir, csv_dir)]
-    monkeypatch.setattr(data, "CHUNK_BYTES", 13)  # shorter than a line: blocks are joined
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 13)  # shorter than a line: blocks are joined
     for before, directory in zip(whole, (ml1m_dir, csv_dir)):
         after = data.load(directory).ratings
         for column in ("user", "movie", "rating", "timestamp"):
@@ -168,7 +170,7 @@ BAD_CSV = [
     ("ratings.csv", 11, "1,2,4.5,1147880044.0", "timestamp '1147880044.0' is not an integer"),
     ("ratings.csv", 12, "1,2,5.5,1147880044", "rating 5.5 is outside 0.5-5.0"),
     ("ratings.csv", 13, '"1",2,4.5,1147880044', "user id '\"1\"' is not an integer"),
-    ("ratings.csv", 14, "1,2,4.5,1147880044\r", "carriage return"),
+    ("ratings.csv", 14, "1,2,4.5\r,1147880044", "carriage return inside a line"),  # CRLF at the end is RFC 4180's
     ("movies.csv", 1, "movieId,title", "expected the header 'movieId,title,genres', found 'movieId,title'"),
     ("movies.csv", 3, '3,"Unclosed, title (1995),Drama', "malformed CSV quoting"),
     ("movies.csv", 4, "4,Comma, unquoted (1995),Drama", "expected 3 comma-separated fields (movieId,title,genres), found 4"),
@@ -178,6 +180,7 @@ BAD_CSV = [
     ("movies.csv", 8, b"8,Am\xe9lie (2001),Drama", "not utf-8: byte 0xe9"),
     ("movies.csv", 9, "2,Again (1995),Drama", "duplicate movie id 2"),
     ("movies.csv", 10, "", "empty line"),
+    ("movies.csv", 11, "11,Title\r (1995),Drama", "carriage return inside a line"),
 ]
 
 
@@ -221,10 +224,86 @@ def test_header_only_ratings(csv_dir, tmp_path):
 
 
 def test_bad_line_in_a_later_block(csv_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 50)
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", 50)
     directory = _copy(csv_dir, tmp_path)
     _replace_line(directory / "ratings.csv", 800, "3,4,4.3,1147880044")
     with pytest.raises(data.DataError, match=r"ratings\.csv:800: rating 4\.3 is not a multiple of 0\.5"):
+        data.load(directory)
+
+
+# --- RFC 4180: files written by Python's csv module read like GroupLens' own -------------------
+
+
+def _rewrite_with_csv_module(directory: Path, **writer_options) -> None:
+    """Rewrites movies.csv and ratings.csv through csv.reader / csv.writer (CRLF line ends by default)."""
+    for name in ("movies.csv", "ratings.csv"):
+        path = directory / name
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f, strict=True))
+        with path.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f, **writer_options).writerows(rows)
+
+
+def _tables(ml: data.MovieLens) -> list:
+    return [getattr(table, field.name) for table in (ml.ratings, ml.movies, ml.users)
+            for field in dataclasses.fields(table)]
+
+
+@pytest.mark.parametrize("writer_options", [{}, {"lineterminator": "\n"}, {"quoting": csv.QUOTE_ALL, "which": "movies"}],
+                         ids=["crlf", "lf", "movies-quote-all"])
+def test_csv_written_by_pythons_csv_module_reads_the_same(csv_dir, tmp_path, writer_options):
+    directory = _copy(csv_dir, tmp_path)
+    options = dict(writer_options)
+    if options.pop("which", None) == "movies":  # every field quoted: the ids and genres too
+        with (directory / "movies.csv").open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f, strict=True))
+        with (directory / "movies.csv").open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f, **options).writerows(rows)
+        assert (directory / "movies.csv").read_bytes().startswith(b'"movieId","title","genres"\r\n"1",')
+    else:
+        _rewrite_with_csv_module(directory, **options)
+    if not options:
+        assert b"\r\n" in (directory / "ratings.csv").read_bytes() and b"\r\n" in (directory / "movies.csv").read_bytes()
+        assert f'"{COMMA_TITLE}"'.encode() in (directory / "movies.csv").read_bytes()
+    new, old = data.load(directory), data.load(csv_dir)
+    assert new.layout == "csv"
+    for a, b in zip(_tables(new), _tables(old), strict=True):
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        else:
+            assert a == b
+    assert COMMA_TITLE in new.movies.titles and QUOTE_TITLE in new.movies.titles
+
+
+@pytest.mark.parametrize("file, line, row, message", [
+    ("ratings.csv", 7, ["1", "2", "4.3", "1147880044"], "rating 4.3 is not a multiple of 0.5"),
+    ("ratings.csv", 9, ["1", "999", "4.0", "1147880044"], "rating for unknown movie 999 (not in movies.csv)"),
+    ("ratings.csv", 11, ["1", "2", "4.5"], "expected 4 ','-separated fields, found 3"),
+    ("movies.csv", 4, ["4", "Title (1995)", "Drama|Sci-Fy"], "unknown genre 'Sci-Fy'"),
+    ("movies.csv", 6, ["x6", "Title, with a comma (1995)", "Drama"], "movie id 'x6' is not an integer"),
+    ("movies.csv", 8, ["2", "Again (1995)", "Drama"], "duplicate movie id 2"),
+])
+def test_csv_module_files_name_the_same_file_and_line(csv_dir, tmp_path, file, line, row, message):
+    directory = _copy(csv_dir, tmp_path)
+    path = directory / file
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, strict=True))
+    rows[line - 1] = row
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)  # CRLF line ends
+    with pytest.raises(data.DataError) as e:
+        data.load(directory)
+    assert (e.value.path, e.value.line) == (str(path), line)
+    assert message in str(e.value)
+
+
+def test_csv_header_with_crlf_but_wrong_names_is_refused(csv_dir, tmp_path):
+    directory = _copy(csv_dir, tmp_path)
+    _rewrite_with_csv_module(directory)
+    raw = (directory / "ratings.csv").read_bytes()
+    (directory / "ratings.csv").write_bytes(raw.replace(b"userId,", b"user,", 1))
+    with pytest.raises(data.DataError, match=r"ratings\.csv:1: expected the header 'userId,movieId,rating,timestamp', "
+                                             r"found 'user,movieId,rating,timestamp'$"):
         data.load(directory)
 
 
@@ -243,6 +322,8 @@ def _reference_error(directory: Path, layout: str) -> str | None:
     if raw and not raw.endswith("\n"):
         return f"{path}:{raw.count(chr(10)) + 1}: truncated line: the file does not end with a newline"
     lines = raw.split("\n")[:-1]
+    if layout == "csv":  # RFC 4180: a line may end with CRLF
+        lines = [line.removesuffix("\r") for line in lines]
     first = 1
     if layout == "csv":
         header = lines[0] if lines else ""
@@ -255,6 +336,8 @@ def _reference_error(directory: Path, layout: str) -> str | None:
         if not line.strip():
             return where + "empty line"
         if "\r" in line:
+            if layout == "csv":
+                return where + "carriage return inside a line (lines end with LF or CRLF)"
             return where + "carriage return: the files use Unix line endings"
         fields = line.split(sep)
         if len(fields) != 4:
@@ -294,7 +377,7 @@ _EDITS = ["", " ", "+", "0", "00", "x", "\r", ":", "::", ",", ".", ".5", ".0", "
 def test_random_corruptions_match_the_line_reader(ml1m_dir, csv_dir, tmp_path, monkeypatch, seed):
     rng = np.random.default_rng(seed)
     layout = ("1m", "csv")[seed % 2]
-    monkeypatch.setattr(data, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
+    monkeypatch.setattr(ratings_file, "CHUNK_BYTES", int(rng.choice([40, 333, 1 << 20])))
     directory = _copy(ml1m_dir if layout == "1m" else csv_dir, tmp_path)
     path, sep = (directory / "ratings.dat", b"::") if layout == "1m" else (directory / "ratings.csv", b",")
     raw = bytearray(path.read_bytes())

@@ -1,4 +1,4 @@
-"""python -m export.scale_bench: how train, export, model size and recommend latency grow with the data.
+"""python -m loadtest.scale_bench: how train, export, model size and recommend latency grow with the data.
 
 For each size, a synthetic MovieLens-format set (``train/synthetic.py``:
 power-law popularity, latent tastes) is written once into the work folder,
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from loadtest.machine import this_machine
 
 SIZES = {  # name: (users, movies, ratings)
     "100K": (943, 1_682, 100_000),
@@ -112,7 +114,7 @@ def measure(size: str, work: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-m", "export.scale_bench", "--child", str(data_dir), str(work / size)],
+        [sys.executable, "-m", "loadtest.scale_bench", "--child", str(data_dir), str(work / size)],
         capture_output=True, text=True,
     )
     wall_s = time.perf_counter() - started
@@ -215,7 +217,7 @@ def table(results: list[dict], machine: str, plot_name: str | None = None) -> st
         lines += ["", "Issue 13's acceptance (2 cores / 24 GiB):", "", *verdicts]
     if plot_name:
         lines += ["", f"![wall time, peak RSS, SavedModel size and recommend p50 against the ratings, log-log]({plot_name})"]
-    lines += ["", f"Reproduce: `make bench-scale` (`python -m export.scale_bench --sizes {sizes}`).", END]
+    lines += ["", f"Reproduce: `make bench-scale` (`python -m loadtest.scale_bench --sizes {sizes}`).", END]
     return "\n".join(lines)
 
 
@@ -233,13 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(measure_one(Path(argv[1]), Path(argv[2]))))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m export.scale_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.scale_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), choices=list(SIZES))
     parser.add_argument("--work-dir", type=Path, default=Path("reports/scale"))
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args(argv)
-
-    from loadtest.machine import this_machine
 
     machine = this_machine()
     results = []

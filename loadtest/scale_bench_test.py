@@ -1,6 +1,6 @@
 """The scale bench's report: table, acceptance lines and plot from measured rows (no training here)."""
 
-from export import scale_bench
+from loadtest import scale_bench
 
 
 def _row(size: str, wall: float, rss: float, mb: float, p50: float) -> dict:
