@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     pinned = parser.add_mutually_exclusive_group()
     pinned.add_argument("--version", type=int, default=None, help="model version (default: newest loaded)")
     pinned.add_argument("--label", default=None,
-                        help="a version label of the server's config instead, e.g. stable or canary (README, Rollouts)")
+                        help="a version label of the server's config instead, e.g. stable or canary (docs/rollouts.md)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)

@@ -6,8 +6,8 @@ fails on cue (UNAVAILABLE twice, then OK), starts late, returns unsorted
 scores or leaves an output out. This fake speaks the same protos with canned,
 deterministic answers.
 
-``recommend_from_ratings`` follows the signature's contract (see README.md, "Export and
-the served API") with a toy scoring, so the client and CLI are tested without a model:
+``recommend_from_ratings`` follows the signature's contract (see docs/api.md,
+"Signatures") with a toy scoring, so the client and CLI are tested without a model:
 inputs and dtypes checked, INVALID_ARGUMENT for what the model's in-graph asserts refuse
 (``protocol.request_problem``: the rules and their words, stated once), padding ("") and
 unknown movie ids ignored, a movie repeated in a

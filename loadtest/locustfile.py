@@ -16,9 +16,8 @@ Users:
   figures stay comparable. A model without the ``recommend_from_ratings`` signature (the
   reference presets: its model card's ``signatures`` lacks it) skips that task without
   a request, leaving recommend : predict = 3 : 1.
-- ``PredictUser``: predict only; the signature TF Serving's batching can serve
-  (its batcher rejects rank-0 inputs such as recommend's scalar ``k``; see README.md,
-  "Server-side batching, and why it is off").
+- ``PredictUser``: predict only (many small requests: what server-side batching is for;
+  docs/serving.md, "Server-side batching").
 Knobs: Locust options added by this file (also in the web UI's custom parameters; ``python -m
 loadtest`` passes them from its ``-k`` and ``--predict-batch``), each also read from
 its environment variable as Locust reads its own: ``--recommend-k`` (LOADTEST_K, default 10,

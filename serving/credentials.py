@@ -29,7 +29,7 @@ certificate, signing key, JWKS and tokens, so every old token and the old CA sto
 once Envoy restarts. Private keys and tokens are written 0600, the folder 0700.
 
 These are development credentials: for a deployment, bring your own certificate and
-identity provider (README, "Security").
+identity provider (docs/security.md, "Real certificates and identity").
 """
 
 from __future__ import annotations
