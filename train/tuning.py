@@ -297,12 +297,21 @@ def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
     worker's trial would stay RUNNING forever.) Other URLs go to SQLAlchemy as they are.
     """
     import optuna
+    import sqlalchemy.exc
 
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
-    )
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
+        except sqlalchemy.exc.IntegrityError:
+            # Two processes creating the same new database at once: both write its schema version
+            # row, one loses. The schema is there now; opening it again succeeds.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def open_study(name: str, storage, seed: int, pruner_startup: int = 5, pruner_warmup: int = 2):
@@ -345,9 +354,11 @@ def work(args: argparse.Namespace, split: str, n_trials: int, deadline: float, w
     with native_stderr_silenced():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
-    if args.threads:
+    try:  # two workers on two cores: one thread pool each, not two pools of two
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:
+        pass  # TensorFlow already started in this process (a test calling main): its pools stay
     name = study_name(args.study_name, split)
     storage = storage_of(args.storage or default_storage(name), args.heartbeat)
     study = open_study(name, storage, args.seed + worker_index, args.pruner_startup_trials, args.pruner_warmup_epochs)
@@ -355,9 +366,14 @@ def work(args: argparse.Namespace, split: str, n_trials: int, deadline: float, w
                           args.max_val_rmse)
 
     def progress(study, trial) -> None:
-        value = "pruned" if trial.value is None else f"{trial.value:.4f}"
-        print(f"{name} trial {trial.number} {trial.state.name.lower()} {value} "
-              f"({trial.user_attrs.get('wall_seconds', 0):.0f} s, worker {worker_index})", flush=True)
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            outcome = f"pruned after retrieval epoch {trial.user_attrs.get('pruned_after_retrieval_epoch')}"
+        elif trial.state == optuna.trial.TrialState.COMPLETE:
+            outcome = f"{trial.value:.4f} (val RMSE {trial.user_attrs['figures']['val_rmse']:.4f})"
+        else:
+            outcome = trial.state.name.lower()
+        print(f"{name} trial {trial.number}: {outcome} in {trial.user_attrs.get('wall_seconds', 0):.0f} s "
+              f"(worker {worker_index})", flush=True)
 
     # The budget is the study's, not this worker's: on several machines, each stops once the study holds it.
     guard = optuna.study.MaxTrialsCallback(args.trials, states=(optuna.trial.TrialState.COMPLETE,
@@ -415,7 +431,10 @@ def run(args: argparse.Namespace) -> int:
         if len(parts) == 1 and args.workers == 1:
             work(args, split, parts[0], split_deadline, 0)
         elif parts:
-            run_workers(args, split, parts, split_deadline)
+            failed = run_workers(args, split, parts, split_deadline)
+            if failed:
+                return cli.fail(f"study {study.study_name}: {failed}; the study keeps every finished trial: "
+                                "the same command again resumes it")
         studies.append(study)
     from train import tuning_report
 
@@ -425,8 +444,11 @@ def run(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline: float) -> None:
-    """One OS process per share, all on the same study; waits for them (Ctrl-C stops them too)."""
+def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline: float) -> str:
+    """One OS process per share, all on the same study; waits for them (Ctrl-C stops them too).
+
+    Returns "" when every worker finished, else which did not.
+    """
     procs = []
     for index, share in enumerate(parts):
         argv = [sys.executable, "-m", "train.tuning", "--worker", str(index), "--worker-trials", str(share),
@@ -438,8 +460,8 @@ def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline
         for p in procs:
             p.terminate()
         raise
-    if any(codes):
-        raise RuntimeError(f"worker exit codes {codes}")
+    return ", ".join(f"worker {i} (pid {p.pid}) exited with {code}"
+                     for i, (p, code) in enumerate(zip(procs, codes)) if code)
 
 
 def worker_flags(args: argparse.Namespace) -> list[str]:

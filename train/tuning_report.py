@@ -172,14 +172,14 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
         preset = report_dir / f"{study.study_name}.json"
         base_config = tuning.base_config(attrs["split"], attrs["base_preset"])
         config = best_config(study)
-        lines += [f"Best parameters (preset file [`{preset.as_posix()}`]({_rel(preset, out)})):", "",
+        lines += [f"Best parameters (preset file [`{_rel(preset, out)}`]({_rel(preset, out)})):", "",
                   f"| parameter | best | `{attrs['base_preset']}` |", "|---|---:|---:|"]
         for field in ("retrieval_dim", "retrieval_epochs", "retrieval_learning_rate", "history_sample",
                       "causal_history_share", "history_shrinkage", "low_rating_weight", "candidates",
                       "embedding_dim", "layer_sizes", "l2", "learning_rate", "epochs"):
             fixed = " (fixed)" if field in attrs["fixed"] else ""
             lines.append(f"| {field}{fixed} | {_value(getattr(config, field))} | {_value(getattr(base_config, field))} |")
-        lines += ["", f"Train it: `python -m train --preset {preset.as_posix()} --split {attrs['split']} "
+        lines += ["", f"Train it: `python -m train --preset {_rel(preset, out)} --split {attrs['split']} "
                       f"--run-name tuned-{attrs['split']}`", ""]
     for title, name in plots(study, report_dir).items():
         lines += [f"![{title}]({_rel(report_dir / name, out)})", ""]
