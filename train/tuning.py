@@ -299,6 +299,7 @@ def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
     import optuna
     import sqlalchemy.exc
 
+    quiet_optuna()  # the heartbeat is marked experimental
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(5):
         try:
@@ -335,6 +336,7 @@ def trials_left(study, budget: int) -> int:
     """
     import optuna
 
+    quiet_optuna()
     optuna.storages.fail_stale_trials(study)
     states = tuple(getattr(optuna.trial.TrialState, s) for s in COUNTED)
     return max(0, budget - len(study.get_trials(deepcopy=False, states=states)))

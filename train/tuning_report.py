@@ -223,7 +223,7 @@ def evaluation_lines(results: list[dict]) -> list[str]:
     lines = ["## Test figures of the tuned presets (read after the search)", "",
              "Each study's preset trained on its split, exported, and measured through the served `recommend` and",
              "`serving_default` signatures on the split's test part (as `make evaluate`); EASE from the same run.",
-             "Every fold's row is clean: its study saw that fold's base file only.", "",
+             "Every row is clean: its study saw only that split's train and validation parts (a fold: its base file).", "",
              "| split | study | Recall@10 | NDCG@10 | coverage@10 | test RMSE | EASE Recall@10 | EASE NDCG@10 |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
