@@ -143,7 +143,8 @@ def preset_values(preset: str) -> dict:
     return read_preset_file(preset)
 
 
-def _preset_argument(value: str) -> str:
+def preset_argument(value: str) -> str:
+    """argparse type of --preset: a preset name, or the path of a readable preset file."""
     if value in PRESETS:
         return value
     if not Path(value).is_file():
@@ -204,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         described = FIELD_HELP.get(field.name, field.name.replace("_", " ")).replace("%", "%%")
         if field.name == "preset":
-            parser.add_argument(flag, type=_preset_argument, default=DEFAULT_PRESET, metavar="PRESET|FILE",
+            parser.add_argument(flag, type=preset_argument, default=DEFAULT_PRESET, metavar="PRESET|FILE",
                                 help=f"{described}: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
             continue
         kwargs = {"default": None, "help": f"{described} ({_preset_values(field.name, field.default)})"}

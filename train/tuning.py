@@ -1,5 +1,11 @@
 """python -m train tune: a hyperparameter search over the two-stage preset with Optuna.
 
+Searches the two-stage preset's retrieval, ranking and candidate settings on
+a split's train and validation parts only (a fold: its base file), with
+several worker processes sharing one study database; writes the best
+parameters as a preset file and TUNING.md. The same command resumes a
+stopped search.
+
 One study per split (``--split u1``, or several: one study each, tuned on that
 fold's base file alone). A trial is the trainer's own story on the split's
 train and validation parts only (``splits.without_test``: a fold's test file is
@@ -500,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-name", default=DEFAULT_STUDY,
                         help="the study of split S is NAME-S (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="the sampler's seed (worker i: seed + i) (default %(default)s)")
-    parser.add_argument("--base-preset", default=TWO_STAGE, type=train_config._preset_argument,
+    parser.add_argument("--base-preset", default=TWO_STAGE, type=train_config.preset_argument,
                         help="preset (name or file) the trials start from and trial 0 runs (default %(default)s)")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="take a parameter out of the search, e.g. --fix retrieval_dim=64 (repeatable)")
@@ -551,11 +557,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from train.download import DataUnavailable, locate
 
+    from train.data import DataError
+
     try:
         args.data_dir = locate(args.data_dir)
-    except DataUnavailable as e:
+        return run(args)
+    except (DataUnavailable, DataError) as e:
         return cli.fail(str(e))
-    return run(args)
 
 
 if __name__ == "__main__":

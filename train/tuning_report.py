@@ -141,7 +141,7 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
         f"part ({validation['val_rows']} ratings, {validation['users_evaluated']} users with a rating ≥ 4); objective "
         f"{attrs['objective']}, constraint validation RMSE ≤ {attrs['max_val_rmse']}.",
         "",
-        "| trials | complete | pruned | failed | pruned share | workers | wall (first start → last end) | trial time, summed |",
+        "| trials | complete | pruned | failed | pruned share | worker processes | wall (first start → last end) | trial time, summed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {len(trials)} | {n['complete']} | {n['pruned']} | {n['fail']} | "
         f"{n['pruned'] / finished if finished else 0:.0%} | {len(workers)} | {wall_span(study) / 60:.1f} min | "
