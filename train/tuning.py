@@ -313,9 +313,10 @@ def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
             )
-        except sqlalchemy.exc.IntegrityError:
-            # Two processes creating the same new database at once: both write its schema version
-            # row, one loses. The schema is there now; opening it again succeeds.
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            # Two processes creating the same new database at once: both create its tables and write
+            # its schema version, one loses ("table ... already exists", a unique constraint). The
+            # schema is there now; opening it again succeeds.
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))

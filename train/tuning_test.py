@@ -216,3 +216,15 @@ def test_two_workers_finish_a_twenty_trial_study(fixture_dir, tmp_path):
     assert len(finished) == 20 == len(study.trials)  # none lost, none extra, none failed
     assert len({t.user_attrs["worker"] for t in finished}) == 2
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 20  # distinct parameters too
+
+
+def test_processes_opening_a_new_study_database_at_once(tmp_path):
+    """Several workers (or machines) starting together on a new database: one creates its tables, none fails."""
+    opener = ("import sys; from train import tuning; import optuna; "
+              "optuna.create_study(study_name='s', storage=tuning.storage_of(sys.argv[1]), load_if_exists=True)")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'new-{round_}.db'}"
+        procs = [subprocess.Popen([sys.executable, "-c", opener, url], env=_environment(), stderr=subprocess.PIPE,
+                                  text=True) for _ in range(3)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errors
