@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import socket
 import subprocess
@@ -55,7 +54,7 @@ import numpy as np
 from common import cli, contract
 from train import config as train_config
 from train import splits
-from train.config import PRESETS, TWO_STAGE, TrainConfig
+from train.config import TWO_STAGE, TrainConfig
 
 DEFAULT_STUDY = TWO_STAGE
 TUNING_DIR = Path(contract.RUNS_DIR) / "tuning"  # the study databases (git-ignored)
@@ -187,6 +186,8 @@ def retrieval_figures(retrieval, data: TuningData) -> dict:
     from train import evaluation
 
     embeddings, bias = (t.numpy() for t in retrieval.candidates())
+    if not (np.isfinite(embeddings).all() and np.isfinite(bias).all()):  # diverged: the trial fails, the worker goes on
+        raise FloatingPointError("the retrieval stage's candidate embeddings are not finite")
     catalogue = data.features.catalogue
     n_movies = data.features.n_movie_rows
 
