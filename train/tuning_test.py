@@ -102,7 +102,10 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
 
 
 def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):
-    """The fold's test file deleted, its ratings cut out of u.data too: the trial runs, with the same figures."""
+    """The fold's test file deleted, its ratings cut out of u.data too: the trial runs, with the same figures.
+
+    Every file the trial opens is recorded as well: u1.base, never u1.test.
+    """
     blind = tmp_path / "ml"
     shutil.copytree(fixture_dir, blind)
     test_lines = set((blind / "u1.test").read_text().splitlines())
@@ -131,6 +134,18 @@ def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):
         figures.append((value, trial.user_attrs["figures"]))
     assert "u1.base" in opened and "u1.test" not in opened
     assert figures[0] == figures[1]
+
+    # And the trial is the trainer's own story: python -m train on the same config (which does read u1.test,
+    # for its test figures) chooses the same blend weight with the same validation figures.
+    from train import trainer
+
+    monkeypatch.undo()
+    config = tuning.config_of(tuning.base_config("u1"), {**params, **fixed})
+    metrics = trainer.run(config, fixture_dir, tmp_path / "run", verbose=0)
+    value, trial_figures = figures[0]
+    assert metrics["blend_weight"] == trial_figures["blend_weight"]
+    assert metrics["val_recall_at_10_by_blend_weight"][str(metrics["blend_weight"])] == trial_figures["recall_at_10"]
+    assert metrics["val_rmse"] == pytest.approx(trial_figures["val_rmse"], abs=1e-6)
 
 
 def test_without_test_is_the_trainers_split_minus_its_test_part(fixture_dir):
