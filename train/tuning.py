@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow threads per worker (default: the cores divided among the workers)")
     parser.add_argument("--storage", default=None,
-                        help="SQLAlchemy URL of the study database, shared by workers on several machines "
+                        help="SQLAlchemy URL of the study database, e.g. postgresql://host/db (with its driver "
+                             "installed) to share a study among machines; SQLite serves the workers of one machine "
                              f"(default: sqlite:///{TUNING_DIR}/<study>-<split>.db)")
     parser.add_argument("--study-name", default=DEFAULT_STUDY,
                         help="the study of split S is NAME-S (default %(default)s)")
