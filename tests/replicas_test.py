@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 import pytest
 import tensorflow as tf
+from portpicker import pick_unused_port
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -51,7 +52,6 @@ from serving.cluster import (
     GRPC_CLUSTER,
     LocalCluster,
     envoy_stats,
-    free_port,
     healthy_hosts,
     served_requests,
 )
@@ -375,7 +375,7 @@ def test_a_flooding_caller_gets_resource_exhausted_and_a_steady_caller_keeps_its
 
 
 def test_the_command_serves_through_envoy_and_stops_on_sigint(exported_model, tmp_path):
-    ports = {name: free_port() for name in ("grpc", "rest", "admin", "readonly")}
+    ports = {name: pick_unused_port() for name in ("grpc", "rest", "admin", "readonly")}
     credentials = tmp_path / "credentials"  # made by the command itself
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.cluster", "--replicas", "2", "--model-base-path", str(exported_model),
