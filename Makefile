@@ -98,7 +98,8 @@ test: setup
 	$(PY) -m pytest -q
 
 # Replicas behind Envoy under load (30 s each: balance, a replica killed and restarted, a version
-# rollout, a flooding caller next to a steady one); about 4.5 minutes, so not part of `make test`.
+# rollout, a flooding caller next to a steady one; then replicas shedding, retried by Envoy);
+# about 4.5 minutes, so not part of `make test`.
 # .ci/run runs both.
 test-replicas: setup
 	RUN_REPLICA_SCENARIOS=1 $(PY) -m pytest -q tests/replicas_test.py

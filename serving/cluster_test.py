@@ -117,10 +117,15 @@ def test_template_health_checks_the_model_status_on_the_rest_port(template):
     assert grpc_endpoint["health_check_config"] == {"port_value": c.REST_PORT}
 
 
-def test_template_retries_unavailable_connect_failures_and_resets_within_a_budget(template):
+def test_template_retries_unavailable_shedding_connect_failures_and_resets_within_a_budget(template):
     policy = _route(_listeners(template)["grpc"])["retry_policy"]
-    assert {"unavailable", "connect-failure", "reset"} <= set(policy["retry_on"].split(","))
+    # resource-exhausted: a replica shedding at its concurrent-RPC limit (another one may have room).
+    assert {"unavailable", "resource-exhausted", "connect-failure", "reset"} <= set(policy["retry_on"].split(","))
     assert policy["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
+    rest = _route(_listeners(template)["rest"])["retry_policy"]
+    assert "retriable-status-codes" in rest["retry_on"].split(",")
+    assert {503, 429} <= set(rest["retriable_status_codes"])  # draining / full queue, concurrent-request limit
+    assert rest["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
     for name in CLUSTERS:
         (thresholds,) = _clusters(template)[name]["circuit_breakers"]["thresholds"]
         assert thresholds["retry_budget"]["budget_percent"]["value"] > 0
