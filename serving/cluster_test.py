@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -336,8 +337,13 @@ def test_composes_envoy_healthcheck_passes_against_a_real_envoy(cluster):
 
 
 def test_client_with_both_replica_addresses_spreads_calls_without_envoy(cluster):
-    before = _predict_counts(cluster)
     with RecommenderClient(",".join(cluster.replica_targets()), retry=NO_RETRIES) as client:
+        # round_robin picks only among connected addresses, and the second connection may come up a
+        # few calls after the first on busy cores: measure once each replica has answered one call.
+        start, deadline = _predict_counts(cluster), time.monotonic() + 30
+        while min(b - a for a, b in zip(start, _predict_counts(cluster))) == 0 and time.monotonic() < deadline:
+            client.predict("1", ["1", "2", "3"])
+        before = _predict_counts(cluster)
         for _ in range(20):
             client.predict("1", ["1", "2", "3"])
     spread = [b - a for a, b in zip(before, _predict_counts(cluster))]
