@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate test test-replicas test-rollout check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -65,6 +65,22 @@ endif
 evaluate: setup
 	$(PY) -m export.evaluation_report --out EVALUATION.md
 
+# Hyperparameter search for the two-stage preset (Optuna, train/tuning.py): one study on u1's base file only,
+# two worker processes, TUNE_TRIALS trials or 50 minutes, whichever comes first (no trial starts later; the
+# ones running then finish, so under an hour on 2 cores);
+# writes TUNING.md, tuning/ (plots, tuning/two-stage-u1.json: `python -m train --preset tuning/two-stage-u1.json`).
+# The study lives in runs/tuning/two-stage-u1.db: the same command resumes a stopped search.
+TUNE_TRIALS ?= 100
+TUNE_WORKERS ?= 2
+tune: setup
+	$(PY) -m train tune --split u1 --trials $(TUNE_TRIALS) --timeout 3000 --workers $(TUNE_WORKERS)
+
+# Nested: one study per fold u1…u5, each on that fold's base file only, 80 minutes for the five together;
+# then each fold's tuned preset trained, exported and measured on its test file (TUNING-CV.md).
+tune-cv: setup
+	$(PY) -m train tune --split u1 u2 u3 u4 u5 --study-name two-stage-cv --trials 40 --timeout 4800 \
+		--workers $(TUNE_WORKERS) --evaluate --out TUNING-CV.md
+
 # Synthetic 100K, 1M, 5M and 25M ratings (25M: ML-25M's shape): load + train 1 epoch + export time, peak RSS, SavedModel size,
 # recommend latency, into BENCHMARKS.md's scale section + bench_scale.png (about 30 minutes; not part of make test).
 bench-scale: setup
@@ -82,7 +98,8 @@ test: setup
 	$(PY) -m pytest -q
 
 # Replicas behind Envoy under load (30 s each: balance, a replica killed and restarted, a version
-# rollout, a flooding caller next to a steady one); about 4.5 minutes, so not part of `make test`.
+# rollout, a flooding caller next to a steady one; then replicas shedding, retried by Envoy);
+# about 4.5 minutes, so not part of `make test`.
 # .ci/run runs both.
 test-replicas: setup
 	RUN_REPLICA_SCENARIOS=1 $(PY) -m pytest -q tests/replicas_test.py
@@ -108,6 +125,10 @@ $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION):
 # refused, a good one canary -> stable -> rolled back, 0 failed requests (about 2.5 minutes).
 test-rollout: setup
 	RUN_ROLLOUT_SCENARIO=1 $(PY) -m pytest -q tests/rollout_scenario_test.py
+
+# Two workers finishing a 20-trial study on the test fixture (about a minute; make test has a smaller one).
+test-tuning: setup
+	RUN_TUNING_SCENARIOS=1 $(PY) -m pytest -q train/tuning_test.py
 
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py

@@ -18,7 +18,7 @@ import numpy as np
 from . import messages, protocol
 from .contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
 from .channel import RetryPolicy, open_channel
-from .credentials import Pem, security
+from .credentials import Pem, call_metadata, security
 from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from .errors import SignatureNotFound, from_rpc_error
 from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
@@ -56,6 +56,8 @@ class AsyncRecommenderClient:
         self.label = label
         self.version = label if label is not None else version
         self.timeout_s = timeout_s
+        # The token rides on each call as metadata (client/credentials.py says why not call credentials).
+        self._metadata = call_metadata(credentials)
         self._channel = open_channel(target, retry, credentials, aio=True)
         # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
         self._predict = messages.PREDICT.handle(self._channel)
@@ -152,6 +154,7 @@ class AsyncRecommenderClient:
         if self._closed:
             raise RuntimeError("AsyncRecommenderClient is closed")
         try:
-            return await method(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
+            timeout = self.timeout_s if timeout_s is None else timeout_s
+            return await method(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error

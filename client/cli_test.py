@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from portpicker import pick_unused_port
 
 from client import cli
 from client.cli import main
-from client.fakes import fake_server, free_port
+from client.fakes import fake_server
 from client.table import format_table
 from common.contract import USER_ID
 
@@ -70,7 +71,7 @@ def test_bad_requests_exit_1_with_one_line(local_server, capsys, argv, message):
 
 def test_server_down_is_one_line_without_traceback():
     # A real subprocess: proves nothing else (TensorFlow's import noise, gRPC logs) reaches stderr.
-    target = f"127.0.0.1:{free_port()}"
+    target = f"127.0.0.1:{pick_unused_port()}"
     for timeout, message in (("10", "cannot reach the recommender at"), ("0.5", "no answer from the recommender at")):
         # 10 s outlasts the channel's retries (UNAVAILABLE); 0.5 s ends inside them (DEADLINE_EXCEEDED).
         completed = subprocess.run(

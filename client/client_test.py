@@ -11,6 +11,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from portpicker import pick_unused_port
 
 import client as client_package
 from client import (
@@ -29,7 +30,7 @@ from client import (
 )
 from client import protocol
 from client.errors import FailedPrecondition
-from client.fakes import fake_server, free_port
+from client.fakes import fake_server
 from client.tensors import to_numpy
 from common import contract
 from common.contract import (
@@ -109,7 +110,7 @@ def test_retries_give_up_after_max_attempts(fake):
 
 
 def test_retry_rides_out_a_server_that_starts_late():
-    port = free_port()
+    port = pick_unused_port()
     stop = threading.Event()
 
     def serve_a_little_later() -> None:
@@ -131,7 +132,7 @@ def test_retry_rides_out_a_server_that_starts_late():
 
 
 def test_server_down_is_unavailable_and_names_the_cause():
-    with RecommenderClient(f"127.0.0.1:{free_port()}", retry=NO_RETRIES) as client:
+    with RecommenderClient(f"127.0.0.1:{pick_unused_port()}", retry=NO_RETRIES) as client:
         with pytest.raises(Unavailable, match="Connection refused|failed to connect"):
             client.recommend(1)
 
@@ -198,7 +199,7 @@ def test_every_exported_name_resolves():
 
 
 def test_wait_until_ready_times_out_with_reason():
-    with RecommenderClient(f"127.0.0.1:{free_port()}", retry=NO_RETRIES) as client:
+    with RecommenderClient(f"127.0.0.1:{pick_unused_port()}", retry=NO_RETRIES) as client:
         with pytest.raises(DeadlineExceeded, match="not AVAILABLE .* within 0.5s .*UNAVAILABLE"):
             client.wait_until_ready(timeout_s=0.5)
 
@@ -211,7 +212,7 @@ def test_async_wait_until_ready_and_closed_client(fake):
             versions = await client.wait_until_ready(timeout_s=5)
         with pytest.raises(RuntimeError, match="closed"):
             await client.status()
-        async with AsyncRecommenderClient(f"127.0.0.1:{free_port()}", retry=NO_RETRIES) as down:
+        async with AsyncRecommenderClient(f"127.0.0.1:{pick_unused_port()}", retry=NO_RETRIES) as down:
             with pytest.raises(DeadlineExceeded, match="not AVAILABLE .* within 0.5s .*UNAVAILABLE"):
                 await down.wait_until_ready(timeout_s=0.5)
         return versions

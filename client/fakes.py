@@ -1,6 +1,6 @@
 """An in-process fake of TF Serving's gRPC API for tests that need a misbehaving server.
 
-The real local server (``serving.testing``) answers correctly; tests of retries,
+The real local server (``serving.launcher``) answers correctly; tests of retries,
 status-code mapping and the load test's response checks need a server that
 fails on cue (UNAVAILABLE twice, then OK), starts late, returns unsorted
 scores or leaves an output out. This fake speaks the same protos with canned,
@@ -26,7 +26,6 @@ request's output_filter as TF Serving does). Only the toy values are written her
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent import futures
@@ -289,13 +288,6 @@ class FakeServing:
                 response_serializer=method.response.SerializeToString,
             )
         return [grpc.method_handlers_generic_handler(service, methods) for service, methods in by_service.items()]
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for a server that must start later on a known port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -27,7 +27,7 @@ CONFIG = """model_config_list {
 
 @pytest.fixture(scope="module")
 def labelled_server(exported_model, tmp_path_factory):
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     root = tmp_path_factory.mktemp("labelled")
     base = root / "movielens"

@@ -7,10 +7,11 @@ import json
 import socket
 
 import pytest
+from portpicker import pick_unused_port
 
 from client import NO_RETRIES, AsyncRecommenderClient, RecommenderClient
 from client.channel import RetryPolicy, channel_options, grpc_target
-from client.fakes import fake_server, free_port
+from client.fakes import fake_server
 
 
 def _service_config(options) -> dict | None:
@@ -98,7 +99,7 @@ def test_async_client_spreads_calls_too():
 
 
 def test_a_server_that_is_down_is_skipped():
-    down = f"127.0.0.1:{free_port()}"
+    down = f"127.0.0.1:{pick_unused_port()}"
     with fake_server() as (up, behaviour):
         with RecommenderClient(f"{down},{up}", retry=NO_RETRIES, timeout_s=5) as client:
             for _ in range(10):

@@ -36,12 +36,13 @@ def _mean_sd(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def measure(split: str, data_dir: Path, work: Path) -> dict:
+def measure(split: str, data_dir: Path, work: Path, config: TrainConfig | None = None) -> dict:
+    """Trains ``config`` (default: the default preset) on ``split``, exports it and measures the served model."""
     from export.evaluate import evaluate_new_users, evaluate_saved_model
     from export.exporter import export_run
     from train import trainer
 
-    config = TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "split": split})
+    config = config or TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "split": split})
     run_dir = work / "runs" / f"evaluate-{split}"
     started = time.perf_counter()
     metrics = trainer.run(config, data_dir, run_dir, verbose=0)

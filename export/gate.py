@@ -78,7 +78,7 @@ def figures(signatures, part: ValidationPart) -> dict[str, float]:
         return rows_of(served.reshape(-1), movie_ids).reshape(served.shape)
 
     top = trainer.recommend_top_k(recommend, part.users, part.exclude)
-    quality = evaluation.top_k_metrics(top, part.relevant, part.users, trainer.K)
+    quality = evaluation.top_k_metrics(top, part.relevant, part.users, evaluation.EVAL_TOP_K)
     val = part.val
     predicted = np.concatenate([
         predict_fn(user_id=tf.constant(user_ids[val.user[i : i + PREDICT_ROWS]]),

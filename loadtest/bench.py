@@ -707,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_verbose(parser)
     args = parser.parse_args(argv)
     cli.apply_verbose(args)
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     started = time.monotonic()
     version = newest_version(args.model_base_path)

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         version = newest_version(args.model_base_path)
     except FileNotFoundError as error:
         return cli.fail(str(error))
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     print(f"== starting the local server on {args.model_base_path}/{version}", flush=True)
     with contextlib.ExitStack() as stack:

@@ -1,7 +1,7 @@
 """``python -m loadtest.local``: serve the newest exported model locally, load-test it, stop it.
 
 The ``make loadtest`` step: one command that needs no running server. The
-server is ``python -m serving`` on free 127.0.0.1 ports (serving.testing),
+server is ``python -m serving`` on free 127.0.0.1 ports (serving.launcher),
 serving the newest integer version under ``--model-base-path``.
 """
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         version = newest_version(args.model_base_path)
     except FileNotFoundError as error:
         return cli.fail(str(error))
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     print(f"starting the local server on {args.model_base_path}/{version} ...", flush=True)
     with contextlib.ExitStack() as stack:

@@ -20,22 +20,22 @@ def test_no_versions_names_the_path_and_the_fix(tmp_path):
 
 
 def test_a_bad_setting_fails_in_one_line_before_the_server_starts(tmp_path, monkeypatch, capsys):
-    import serving.testing
+    import serving.launcher
     from loadtest.local import main
 
     (tmp_path / "1").mkdir()
-    monkeypatch.setattr(serving.testing, "start_local_server", lambda *a, **k: pytest.fail("server started"))
+    monkeypatch.setattr(serving.launcher, "start_local_server", lambda *a, **k: pytest.fail("server started"))
     assert main(["--model-base-path", str(tmp_path), "--users", "0"]) == 2  # usage
     err = capsys.readouterr().err
     assert err.startswith("error: users must be >= 1") and err.count("\n") == 1
 
 
 def test_no_model_exits_1_before_the_server_starts(tmp_path, monkeypatch, capsys):
-    import serving.testing
+    import serving.launcher
     from loadtest import demo
     from loadtest.local import main
 
-    monkeypatch.setattr(serving.testing, "start_local_server", lambda *a, **k: pytest.fail("server started"))
+    monkeypatch.setattr(serving.launcher, "start_local_server", lambda *a, **k: pytest.fail("server started"))
     assert main(["--model-base-path", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith(f"error: no exported model under {tmp_path}")
     assert demo.main(["--model-base-path", str(tmp_path)]) == 1

@@ -41,14 +41,6 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-import gevent  # noqa: E402
-
-# A bearer token travels as gRPC call credentials, whose metadata plugin gRPC runs on gevent's
-# hub thread pool (at most 10 threads by default): with more than about 8 users each holding
-# its own TLS channel, every call then waited for its deadline (measured: 16 users through
-# Envoy, 44 of 49 calls DEADLINE_EXCEEDED; 48 users with a 256-thread pool: all answered).
-gevent.get_hub().threadpool.maxsize = 1024
-
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402

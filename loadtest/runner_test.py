@@ -207,11 +207,11 @@ def test_usage_errors_exit_2(tmp_path, capsys, argv, message):
 
 
 def test_unreachable_target_exits_1_in_one_line_without_starting_locust(tmp_path, monkeypatch, capsys):
-    from client.fakes import free_port
+    from portpicker import pick_unused_port
 
     monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1.0)
     monkeypatch.setattr(runner, "run_load_test", lambda test: pytest.fail("Locust started"))
-    target = f"127.0.0.1:{free_port()}"
+    target = f"127.0.0.1:{pick_unused_port()}"
     assert main(["--target", target, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err == f"error: cannot reach the recommender at {target} (no gRPC connection within 1s)\n"
@@ -246,7 +246,9 @@ def test_locust_users_pass_tls_and_token(tmp_path, capsys, monkeypatch):
                      "--out", str(tmp_path / "ok"), "--max-fail-ratio", "0"])  # fmt: skip
         assert code == 0, capsys.readouterr()
         assert checker.refused == 0 and behaviour.calls > 0
-        code = main(["--target", target, *run, "--out", str(tmp_path / "refused")])
+        # Longer than the first run: on busy cores the two users may take seconds to start at all.
+        refused_run = ["--users", "2", "--spawn-rate", "2", "--run-time", "5s", "--tls-ca", str(pki.ca)]
+        code = main(["--target", target, *refused_run, "--out", str(tmp_path / "refused")])
     ok = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert ok["requests"] > 0 and ok["failures"] == 0 and ok["config"]["tls_ca"] == str(pki.ca)
     assert token not in (tmp_path / "ok" / "summary.json").read_text()

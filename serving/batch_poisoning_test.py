@@ -11,6 +11,7 @@ list wider than the limit. ``poisoning_counts`` is also the poisoning measuremen
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -210,20 +211,32 @@ def test_good_callers_are_answered_correctly_next_to_a_caller_sending_invalid_va
         assert name in details, (name, details)
 
 
-def poisoning_counts(target: str, good: int = 400, bad: int = 50, concurrency: int = 48) -> dict[str, int]:
-    """The poisoning measurement: ``good`` recommend calls and ``bad`` with k = 0, ``concurrency`` at a time."""
+def poisoning_counts(
+    target: str,
+    good: int = 400,
+    bad: int = 50,
+    concurrency: int = 48,
+    *,
+    channel: Callable[[], grpc.Channel] | None = None,
+    metadata: Sequence[tuple[str, str]] | None = None,
+) -> dict[str, int]:
+    """The poisoning measurement: ``good`` recommend calls and ``bad`` with k = 0, ``concurrency`` at a time.
+
+    Plain text to ``target`` by default; ``channel`` opens another kind (TLS to Envoy), and
+    ``metadata`` goes with every call (``authorization: Bearer``).
+    """
     rng = np.random.default_rng(0)
     calls = [(False, _request(c.RECOMMEND_SIGNATURE, {
         c.USER_ID: [str(rng.integers(1, 944))], c.K: np.array([10], np.int32)})) for _ in range(good)]
     calls += [(True, _request(c.RECOMMEND_SIGNATURE, {c.USER_ID: ["1"], c.K: np.array([0], np.int32)}))] * bad
     order = rng.permutation(len(calls))
-    with grpc.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with (channel or (lambda: grpc.insecure_channel(target)))() as opened:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(opened)
 
         def call(index: int) -> tuple[bool, grpc.StatusCode]:
             is_bad, request = calls[index]
             try:
-                stub.Predict(request, timeout=60)
+                stub.Predict(request, timeout=60, metadata=metadata)
                 return is_bad, grpc.StatusCode.OK
             except grpc.RpcError as exc:
                 return is_bad, exc.code()

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from portpicker import pick_unused_port
 
 from common import cli
 from common.contract import GRPC_PORT, MODEL_BASE_PATH, MODEL_NAME, PROMETHEUS_PATH, REST_PORT
@@ -269,12 +270,6 @@ def served_requests(metrics_url: str, api: str = "Predict", code: str | None = N
 # --- processes -------------------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def check_port_free(host: str, port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -367,13 +362,13 @@ class LocalCluster:
         self.model_base_path = Path(self.model_base_path).resolve()
         self.public_host = self.public_host or self.host
         if self.envoy_ports is None:
-            self.envoy_ports = EnvoyPorts(*(free_port(self.host) for _ in range(4)))
+            self.envoy_ports = EnvoyPorts(*(pick_unused_port() for _ in range(4)))
         from serving import credentials
 
         self.credentials = Path(self.credentials or credentials.DEFAULT_OUT).resolve()
         if self.replica_ports is None:
             self.replica_ports = [
-                ReplicaPorts(free_port(self.host), free_port(self.host), free_port(self.host))
+                ReplicaPorts(pick_unused_port(), pick_unused_port(), pick_unused_port())
                 for _ in range(self.replicas)
             ]
         if len(self.replica_ports) != self.replicas:

@@ -6,7 +6,7 @@ after dropping comments and leading ``VAR=value`` assignments, must be either
 - a command that `make demo` runs: its recipe lines as `make -n demo` prints them, with
   ``.venv/bin/python`` shown as ``python`` (the page's readers have the venv activated), or
 - ``make TARGET`` where TARGET is `demo`, a prerequisite of it (recursively, from the Makefile), or a
-  target that `.ci/run` runs (`make test`, `make docs-check`, ...).
+  target that `.ci/run` runs (its TARGETS list: `make test`, `make docs-check`, ...).
 
 A command that neither runs belongs on another page. The site itself is built with
 `mkdocs build --strict` by `make docs-check` (.ci/run), which fails on a broken link or a missing page.
@@ -43,12 +43,14 @@ def page_commands(markdown: str) -> list[str]:
 
 
 def ci_make_targets(ci_script: str) -> set[str]:
-    """Targets of the `make TARGET` lines .ci/run runs."""
+    """The targets .ci/run makes: its ``TARGETS=(...)`` list (what it runs with no arguments) and
+    any literal ``make TARGET`` line."""
     targets = set()
-    for line in ci_script.splitlines():
-        words = shlex.split(line, comments=True)
-        if words[:1] == ["make"]:
-            targets |= {w for w in words[1:] if not w.startswith("-") and "=" not in w}
+    listed = re.search(r"^TARGETS=\(([^)]*)\)", ci_script, re.MULTILINE)
+    if listed:
+        targets |= set(listed.group(1).split())
+    for match in re.finditer(r"^\s*make((?:\s+[A-Za-z0-9][A-Za-z0-9_.-]*)+)\s*(?:#.*)?$", ci_script, re.MULTILINE):
+        targets |= set(match.group(1).split())
     return targets
 
 
@@ -127,3 +129,4 @@ def test_make_demo_runs_what_the_page_says():
     demo = prerequisites((ROOT / "Makefile").read_text(), "demo")
     assert {"demo", "train", "export", "setup"} <= demo
     assert {"test", "docs-check"} <= ci_make_targets((ROOT / ".ci" / "run").read_text())
+    assert ci_make_targets("make test\nTARGETS=(a b)\n  make \"$target\" 2>&1\n") == {"test", "a", "b"}

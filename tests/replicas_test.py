@@ -13,6 +13,8 @@
   model_spec.version of each answer);
 - edge: one caller floods at 20x its rate limit for 30 s next to a steady caller (loadtest/edge_bench.py):
   the flooder gets RESOURCE_EXHAUSTED, the steady caller no failure and a p99 within 2x of its own alone;
+- shedding: replicas taking 2 RPCs at a time (--grpc_max_concurrent_rpcs) under 8 callers: a replica's
+  RESOURCE_EXHAUSTED is retried by Envoy on the other one, and callers see it only when every try was shed;
 - the `python -m serving.cluster` command itself: ready, serving through Envoy, SIGINT stops
   everything with exit code 0.
 
@@ -33,11 +35,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
+from portpicker import pick_unused_port
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -51,7 +56,6 @@ from serving.cluster import (
     GRPC_CLUSTER,
     LocalCluster,
     envoy_stats,
-    free_port,
     healthy_hosts,
     served_requests,
 )
@@ -371,11 +375,55 @@ def test_a_flooding_caller_gets_resource_exhausted_and_a_steady_caller_keeps_its
     assert all(checks.values()), (checks, results)
 
 
+SHED_LIMIT = 2  # --grpc_max_concurrent_rpcs of each replica in the shedding scenario
+SHED_CALLERS, SHED_CALLS = 8, 400
+
+
+def test_a_replica_shedding_resource_exhausted_is_retried_on_the_other(exported_model, tmp_path):
+    """Replicas that shed (at --grpc_max_concurrent_rpcs, RESOURCE_EXHAUSTED at once) are retried by Envoy
+    on the other replica, so callers see the shedding only when every try was shed. 8 callers, each replica
+    taking 2 RPCs at a time, 400 recommend calls for 59 users each. Measured without `resource-exhausted`
+    in the route's retry_on: 357 of 400 calls failed RESOURCE_EXHAUSTED; with it, 27 (every one of them
+    shed on all 4 tries: upstream_rq_retry_limit_exceeded)."""
+    with LocalCluster(exported_model, 2, workdir=tmp_path / "cluster", credentials=tmp_path / "credentials",
+                      server_args=("--grpc_max_concurrent_rpcs", str(SHED_LIMIT))) as cluster:  # fmt: skip
+        metadata = [("authorization", f"Bearer {cluster.token('locust')}")]
+        users = [str(u) for u in range(1, 60)]
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = c.MODEL_NAME
+        request.model_spec.signature_name = c.RECOMMEND_SIGNATURE
+        request.inputs[c.USER_ID].CopyFrom(tf.make_tensor_proto(users))
+        request.inputs[c.K].CopyFrom(tf.make_tensor_proto(np.full(len(users), 50, np.int32)))
+        before = _envoy_counters(cluster)
+        tls = grpc.ssl_channel_credentials(cluster.tls_ca.read_bytes())
+        with grpc.secure_channel(cluster.grpc_target, tls) as channel:
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+
+            def call(_: int) -> str:
+                try:
+                    predict(request, metadata=metadata, timeout=30)
+                    return "OK"
+                except grpc.RpcError as error:
+                    return error.code().name
+
+            with ThreadPoolExecutor(SHED_CALLERS) as pool:
+                codes = list(pool.map(call, range(SHED_CALLS)))
+        envoy = _delta(_envoy_counters(cluster), before)
+    counts = {code: codes.count(code) for code in sorted(set(codes))}
+    _report("shedding", {"codes": counts, "envoy": envoy})
+    assert set(counts) <= {"OK", "RESOURCE_EXHAUSTED"}, counts
+    assert envoy["upstream_rq_retry"] > 0 and envoy["upstream_rq_retry_success"] > 0, envoy
+    # What reached a caller had been shed on every try (or its retry refused by the budget).
+    shed_through = envoy["upstream_rq_retry_limit_exceeded"] + envoy["upstream_rq_retry_overflow"]
+    assert counts.get("RESOURCE_EXHAUSTED", 0) <= shed_through, (counts, envoy)
+    assert counts.get("OK", 0) >= SHED_CALLS // 2, counts
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
 def test_the_command_serves_through_envoy_and_stops_on_sigint(exported_model, tmp_path):
-    ports = {name: free_port() for name in ("grpc", "rest", "admin", "readonly")}
+    ports = {name: pick_unused_port() for name in ("grpc", "rest", "admin", "readonly")}
     credentials = tmp_path / "credentials"  # made by the command itself
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.cluster", "--replicas", "2", "--model-base-path", str(exported_model),

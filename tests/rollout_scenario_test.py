@@ -95,7 +95,7 @@ def locust_yields_the_cpu(monkeypatch):
 
 
 def test_a_bad_run_is_refused_and_a_good_one_goes_canary_stable_and_back(fixture_dir, tmp_path):
-    from serving.testing import start_local_server
+    from serving.launcher import start_local_server
 
     runs = {name: _train(fixture_dir, tmp_path / "runs" / name, **overrides)
             for name, overrides in (("served", GOOD), ("bad", BAD), ("good", GOOD))}

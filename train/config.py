@@ -103,9 +103,63 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# A preset file's fields: the model's values only. The split is a run's choice (a study tunes on one fold
+# and its preset trains on any), and the preset's name is the file's path.
+NOT_IN_PRESET_FILES = ("preset", "split")
+
+
+def read_preset_file(path: Path | str) -> dict:
+    """The values of a preset file: JSON ``{"values": {field: value, ...}, ...}``.
+
+    ``python -m train tune`` writes one for a study's best trial, with a
+    ``tuned_by`` record beside the values (study, fold, trial, validation
+    figures) that training ignores. Fields not given come from the defaults,
+    so a file written by a study lists every field the search touched.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"preset file {path}: {e}") from None
+    values = document.get("values") if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise ValueError(f'preset file {path}: expected a JSON object with a "values" object')
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - set(NOT_IN_PRESET_FILES)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"preset file {path}: unknown field(s) {', '.join(unknown)}")
+    types = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+    try:  # JSON has one number type: 20 for a float field, 8.0 for an int one
+        return {name: tuple(int(v) for v in value) if name == "layer_sizes" else types[name](value)
+                for name, value in values.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"preset file {path}: {e}") from None
+
+
+def preset_values(preset: str) -> dict:
+    """A named preset's values, or those of a preset file."""
+    if preset in PRESETS:
+        return dict(PRESETS[preset])
+    return read_preset_file(preset)
+
+
+def preset_argument(value: str) -> str:
+    """argparse type of --preset: a preset name, or the path of a readable preset file."""
+    if value in PRESETS:
+        return value
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file")
+    try:
+        read_preset_file(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 # One line per field for ``python -m train --help``; each flag's help adds the value under every preset.
 FIELD_HELP: dict[str, str] = {
-    "preset": "named set of values for the flags below; a flag given explicitly overrides it",
+    "preset": "named set of values for the flags below, or a preset file (JSON, as python -m train tune writes); "
+              "a flag given explicitly overrides it",
     "split": "which rows train, validate and test: seed-temporal (by timestamp), leave-last-out (each user's last "
              "rating is test), random (80/10/10) or MovieLens 100K's u1...u5 folds",
     "model": "reference: the blog's rating model; two-stage: retrieval + ranking",
@@ -151,8 +205,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         described = FIELD_HELP.get(field.name, field.name.replace("_", " ")).replace("%", "%%")
         if field.name == "preset":
-            parser.add_argument(flag, choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                                help=f"{described} (default {DEFAULT_PRESET})")
+            parser.add_argument(flag, type=preset_argument, default=DEFAULT_PRESET, metavar="PRESET|FILE",
+                                help=f"{described}: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
             continue
         kwargs = {"default": None, "help": f"{described} ({_preset_values(field.name, field.default)})"}
         if field.name == "model":
@@ -166,7 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_arguments(args: argparse.Namespace) -> TrainConfig:
-    values = dict(PRESETS[args.preset], preset=args.preset)
+    values = dict(preset_values(args.preset), preset=args.preset)
     for field in dataclasses.fields(TrainConfig):
         given = getattr(args, field.name, None)
         if given is not None and field.name != "preset":

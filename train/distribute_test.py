@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from portpicker import pick_unused_port
 
 from train import distribute
 
@@ -81,16 +81,6 @@ def test_ranking_loss_is_the_batch_mean_squared_error(fixture_dir):
     assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_on_localhost_train_like_one(tmp_path, fixture_dir):
     """Two `python -m train` processes under MultiWorkerMirroredStrategy against one process.
 
@@ -104,7 +94,7 @@ def test_two_workers_on_localhost_train_like_one(tmp_path, fixture_dir):
     """
     flags = ["--data-dir", str(fixture_dir), "--runs-dir", str(tmp_path / "runs"),
              "--retrieval-epochs", "2", "--epochs", "3"]
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"localhost:{pick_unused_port()}" for _ in range(2)]}
     env = {k: v for k, v in os.environ.items() if k != distribute.TF_CONFIG}
     workers = [
         subprocess.Popen([sys.executable, "-m", "train", "--run-name", "two", *flags], cwd=REPO,

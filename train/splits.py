@@ -110,7 +110,31 @@ def make(name: str, movielens: MovieLens, seed: int = 42) -> Split:
             raise DataError(
                 test_file, None, f"{len(overlap)} ratings are also in {base_file.name}, e.g. user {user} movie {movie}"
             )
-        shuffled = np.random.default_rng(seed).permutation(base)
-        n_val = int(round(len(base) * FOLD_VALIDATION_FRACTION))
-        return Split(name, np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val]), test)
+        return Split(name, *carve_validation(base, seed), test)
     raise ValueError(f"unknown split {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def carve_validation(base: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's base rows cut into (train, validation): a seeded FOLD_VALIDATION_FRACTION of them validate.
+
+    The one carve-out of a fold: the trainer chooses the blend weight and stops
+    the ranking stage on this validation part, and a tuning trial
+    (``train/tuning.py``) is scored on it.
+    """
+    shuffled = np.random.default_rng(seed).permutation(base)
+    n_val = int(round(len(base) * FOLD_VALIDATION_FRACTION))
+    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
+
+
+def without_test(name: str, movielens: MovieLens, seed: int = 42) -> Split:
+    """The split's train and validation parts as ``make`` cuts them, and an empty test part.
+
+    For a fold only its base file is read (the test file is never opened), so
+    whatever is chosen on this split has not seen the fold's test ratings; for
+    seed-temporal the latest 20% of the time range is simply left out.
+    """
+    if name not in FOLDS or movielens.layout != LAYOUT_100K:  # make refuses a fold of another layout
+        split = make(name, movielens, seed)
+        return Split(name, split.train, split.val, np.zeros(0, np.int64))
+    base = read_pairs(movielens.data_dir / fold_files(name)[0], movielens)
+    return Split(name, *carve_validation(base, seed), np.zeros(0, np.int64))

@@ -21,6 +21,7 @@ import tensorflow as tf
 from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
 from train.config import REFERENCE, TrainConfig, step_batch
+from train.evaluation import EVAL_TOP_K
 from train.features import FeatureTables, build
 from train.interactions import Interactions
 from train.model import RatingModel
@@ -35,7 +36,6 @@ BLEND_FILE = "blend.json"
 WEIGHTS_PREFIX = "weights/model"
 CURVE_FILE = "training_curve.png"
 LOGS_DIR = "logs"
-K = 10
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
 EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
@@ -138,17 +138,21 @@ def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, b
 
 
 def choose_blend_weight(recommender: TwoStage, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
-    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at."""
+    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
+
+    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
+    on the validation part: a tuning trial's score is the chosen weight's.
+    """
     n = min(recommender.candidates, recommender.max_k)
     shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
     parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
     movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
     by_weight = {}
     for weight in BLEND_WEIGHTS:
-        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :K]
-        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, K)
-    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{K}"], by_weight[w][f"ndcg_at_{K}"], -w))
-    return best, {str(w): m[f"recall_at_{K}"] for w, m in by_weight.items()}
+        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
+        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
+    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
+    return best, by_weight
 
 
 def evaluation_users(user_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -165,7 +169,7 @@ def evaluation_users(user_rows: np.ndarray, limit: int, seed: int) -> np.ndarray
     return np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
 
 
-def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = K) -> np.ndarray:
+def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:
     """Top ``k`` movie rows per user from ``recommend(user_rows, k) -> movie rows``, minus ``also_exclude``.
 
     The served ``recommend`` removes what the user rated in training; the
@@ -184,6 +188,71 @@ def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k:
         top[np.take_along_axis(dropped, order, axis=1)] = -1
         out.append(top)
     return np.concatenate(out) if out else np.empty((0, k), np.int64)
+
+
+@dataclasses.dataclass
+class Fitted:
+    """The trained Keras models of one config and how their fit went."""
+
+    models: dict
+    history: tf.keras.callbacks.History  # of the rating (reference) or ranking (two-stage) fit
+    fit_seconds: dict[str, float]
+    batch_sizes: dict[str, int]
+
+    @property
+    def rating_model(self) -> tf.keras.Model:
+        return self.models.get("ranking", self.models.get("rating"))
+
+
+def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, strategy: tf.distribute.Strategy,
+        verbose: int = 0, progress=None, logs_dir: Path | None = None) -> Fitted:
+    """Builds and fits a config's models on ``train``: retrieval (two-stage), then the rating or ranking model.
+
+    ``val`` is the ranking stage's early-stopping signal (the epoch with the best
+    validation RMSE is kept). ``progress(stage)`` returns extra Keras callbacks
+    for the fit of each stage; a tuning trial's pruning callback rides there
+    (``train/tuning.py``). ``logs_dir``: TensorBoard logs of the rating or ranking fit.
+    """
+    extra = progress or (lambda stage: [])
+    global_mean = float(train.rating.mean())
+    batch_sizes = {stage: step_batch(size, len(train.user), config.batch_growth_rows)
+                   for stage, size in (("retrieval", config.retrieval_batch_size), ("rating", config.batch_size))}
+
+    # Two-stage: retrieval learns which movies a user picks, ranking how
+    # much they like them; the reference model only the latter.
+    # Under the strategy's scope every variable (and optimizer slot) is mirrored on each
+    # worker; with one process this is the default strategy and changes nothing.
+    with strategy.scope():
+        models = build_models(config, features, global_mean)
+    fit_seconds = {}
+    if "retrieval" in models:
+        started = time.perf_counter()
+        with strategy.scope():
+            models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
+        before = models["retrieval"].ratings_before(train.user, train.timestamp)
+        models["retrieval"].fit(
+            train.dataset(batch_sizes["retrieval"], shuffle_seed=config.seed, before=before),
+            epochs=config.retrieval_epochs, verbose=verbose, callbacks=extra("retrieval"),
+        )
+        fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
+    rating_model = models.get("ranking", models.get("rating"))
+    with strategy.scope():
+        optimizer = (tf.keras.optimizers.Adagrad if config.model == REFERENCE else tf.keras.optimizers.Adam)(config.learning_rate)
+        rating_model.compile(optimizer=optimizer)
+    callbacks = [] if logs_dir is None else [tf.keras.callbacks.TensorBoard(log_dir=str(logs_dir))]
+    if config.model != REFERENCE:
+        # Ranking overfits within tens of epochs on 100K ratings: keep the best validation epoch.
+        callbacks.append(tf.keras.callbacks.EarlyStopping(
+            monitor="val_root_mean_squared_error", patience=8, restore_best_weights=True))
+    stage = "rating" if config.model == REFERENCE else "ranking"
+    started = time.perf_counter()
+    history = rating_model.fit(
+        train.dataset(batch_sizes["rating"], shuffle_seed=config.seed),
+        epochs=config.epochs, validation_data=val.dataset(batch_sizes["rating"]),
+        callbacks=callbacks + extra(stage), verbose=verbose,
+    )
+    fit_seconds[stage] = round(time.perf_counter() - started, 2)
+    return Fitted(models, history, fit_seconds, batch_sizes)
 
 
 def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
@@ -224,44 +293,10 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
     global_mean = float(train.rating.mean())
     shape = (features.n_user_rows, features.n_movie_rows)
-    batch_sizes = {stage: step_batch(size, len(train.user), config.batch_growth_rows)
-                   for stage, size in (("retrieval", config.retrieval_batch_size), ("rating", config.batch_size))}
 
-    # Fit. Two-stage: retrieval learns which movies a user picks, ranking how
-    # much they like them; the reference model only the latter.
-    # Under the strategy's scope every variable (and optimizer slot) is mirrored on each
-    # worker; with one process this is the default strategy and changes nothing.
-    with strategy.scope():
-        models = build_models(config, features, global_mean)
-    logs = tf.keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR))
-    fit_seconds = {}
-    if "retrieval" in models:
-        started = time.perf_counter()
-        with strategy.scope():
-            models["retrieval"].compile(optimizer=tf.keras.optimizers.Adam(config.retrieval_learning_rate))
-        before = models["retrieval"].ratings_before(train.user, train.timestamp)
-        models["retrieval"].fit(
-            train.dataset(batch_sizes["retrieval"], shuffle_seed=config.seed, before=before),
-            epochs=config.retrieval_epochs, verbose=verbose, callbacks=extra("retrieval"),
-        )
-        fit_seconds["retrieval"] = round(time.perf_counter() - started, 2)
-    rating_model = models.get("ranking", models.get("rating"))
-    with strategy.scope():
-        optimizer = (tf.keras.optimizers.Adagrad if config.model == REFERENCE else tf.keras.optimizers.Adam)(config.learning_rate)
-        rating_model.compile(optimizer=optimizer)
-    if config.model == REFERENCE:
-        callbacks = [logs]
-    else:
-        # Ranking overfits within tens of epochs on 100K ratings: keep the best validation epoch.
-        callbacks = [logs, tf.keras.callbacks.EarlyStopping(
-            monitor="val_root_mean_squared_error", patience=8, restore_best_weights=True)]
-    started = time.perf_counter()
-    history = rating_model.fit(
-        train.dataset(batch_sizes["rating"], shuffle_seed=config.seed),
-        epochs=config.epochs, validation_data=val.dataset(batch_sizes["rating"]),
-        callbacks=callbacks + extra("rating" if config.model == REFERENCE else "ranking"), verbose=verbose,
-    )
-    fit_seconds["rating" if config.model == REFERENCE else "ranking"] = round(time.perf_counter() - started, 2)
+    fitted = fit(config, features, train, val, strategy, verbose, extra, logs_dir=run_dir / LOGS_DIR)
+    models, history, fit_seconds, batch_sizes = fitted.models, fitted.history, fitted.fit_seconds, fitted.batch_sizes
+    rating_model = fitted.rating_model
 
     # Final numbers come from a clean pass over each part, not the running
     # average Keras reports while the weights are still moving.
@@ -276,17 +311,18 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     weight, blend = None, {}
     if isinstance(recommender, TwoStage):
         val_users = evaluation_users(val.user, config.max_eval_users, config.seed)
-        weight, blend = choose_blend_weight(recommender, val_users, val.table(*shape, min_rating=4.0))
+        weight, by_weight = choose_blend_weight(recommender, val_users, val.table(*shape, min_rating=4.0))
+        blend = {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
         recommender.blend_weight.assign(weight)
         (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight}))
     recommend = tf.function(lambda u, k: recommender.recommend(u, k)[0])
     test_users = evaluation_users(test.user, config.max_eval_users, config.seed)
     top = recommend_top_k(lambda u, k: recommend(tf.constant(u), tf.constant(k, tf.int32)).numpy(),
                           test_users, val.table(*shape))
-    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, K)
+    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, EVAL_TOP_K)
     seen = (train + val).table(*shape)
     baseline = baselines.evaluate_baselines(
-        seen, seen, test.table(*shape, min_rating=4.0), test_users, global_mean, test.rating, K,
+        seen, seen, test.table(*shape, min_rating=4.0), test_users, global_mean, test.rating, EVAL_TOP_K,
     )
     evaluate_seconds = round(time.perf_counter() - started, 2)
 
@@ -294,7 +330,7 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
         "train_rmse": rmse["train"],
         "val_rmse": rmse["val"],
         "test_rmse": rmse["test"],
-        **{key: quality[key] for key in evaluation.metric_names(K)},
+        **{key: quality[key] for key in evaluation.metric_names(EVAL_TOP_K)},
         "users_evaluated": quality["users_evaluated"],
         "test_users_sampled": f"{len(test_users)} of {len(np.unique(test.user))}",
         "baselines": baseline,

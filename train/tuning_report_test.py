@@ -1,0 +1,83 @@
+"""TUNING.md, the plots and the preset file from a study of recorded trials (no training here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import optuna
+import pytest
+
+from train import tuning, tuning_report
+from train.config import TrainConfig
+
+
+def _trial(params: dict, value: float | None, val_rmse: float, state=optuna.trial.TrialState.COMPLETE):
+    figures = {"recall_at_10": value / 2 if value else 0.0, "ndcg_at_10": value / 2 if value else 0.0,
+               "coverage_at_10": 300, "val_rmse": val_rmse, "blend_weight": 0.5, "users_evaluated": 800}
+    distributions = {}
+    for name, (kind, arguments) in tuning.SPACE.items():
+        if name not in params:
+            continue
+        if kind == "categorical":
+            distributions[name] = optuna.distributions.CategoricalDistribution(arguments[0])
+        elif kind == "int":
+            distributions[name] = optuna.distributions.IntDistribution(*arguments)
+        else:
+            distributions[name] = optuna.distributions.FloatDistribution(*arguments, log=kind == "log")
+    return optuna.trial.create_trial(
+        state=state, value=value if state == optuna.trial.TrialState.COMPLETE else None, params=params,
+        distributions=distributions, intermediate_values={0: 0.1, 1: 0.2},
+        user_attrs={"worker": "host:1", "wall_seconds": 30.0,
+                    **({"figures": figures} if state == optuna.trial.TrialState.COMPLETE else {})},
+        system_attrs={"constraints:val_rmse": val_rmse - 0.95} if state == optuna.trial.TrialState.COMPLETE else {},
+    )
+
+
+@pytest.fixture
+def study():
+    study = optuna.create_study(study_name="two-stage-u1", direction="maximize")
+    for key, value in {"split": "u1", "base_preset": "two-stage", "fixed": {"retrieval_dim": 64}, "seed": 42,
+                       "max_val_rmse": 0.95, "objective": "validation Recall@10 + NDCG@10 (maximised)",
+                       "validation": {"train_rows": 72000, "val_rows": 8000, "users": 900, "users_evaluated": 831},
+                       "baselines": {"ease": {"recall_at_10": 0.25, "ndcg_at_10": 0.2, "coverage_at_10": 361},
+                                     "popularity": {"recall_at_10": 0.12, "ndcg_at_10": 0.09, "coverage_at_10": 54}}
+                       }.items():
+        study.set_user_attr(key, value)
+    base = {k: v for k, v in tuning.params_of(tuning.base_config("u1")).items() if k != "retrieval_dim"}
+    study.add_trial(_trial(base, 0.45, 0.90))
+    study.add_trial(_trial({**base, "epochs": 12, "l2": 0.01}, 0.47, 0.92))  # the best feasible
+    study.add_trial(_trial({**base, "epochs": 40}, 0.50, 0.99))  # higher, but over the RMSE constraint
+    study.add_trial(_trial({**base, "epochs": 7}, None, 0.0, optuna.trial.TrialState.PRUNED))
+    return study
+
+
+def test_the_report_names_counts_best_feasible_trial_and_plots(study, tmp_path):
+    out = tmp_path / "TUNING.md"
+    args = argparse.Namespace(out=out)
+    tuning_report.write([study], args, command="python -m train tune --split u1", wall_seconds=90)
+    report = out.read_text()
+    assert "| 4 | 3 | 1 | 0 | 25% | 1 |" in report  # trials, complete, pruned, failed, pruned share, workers
+    assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 |" in report
+    assert "| `two-stage` preset (trial 0) |" in report and "| EASE (λ=300) | 0.2500 | 0.2000 | 361 | | |" in report
+    assert "| retrieval_dim (fixed) | 64 | 64 |" in report and "| epochs | 12 | 30 |" in report
+    assert "python -m train --preset tuning/two-stage-u1.json --split u1" in report
+    assert report.rstrip().endswith("python -m train tune --split u1")
+    for suffix in ("history", "parallel", "intermediate"):
+        assert (tmp_path / "tuning" / f"two-stage-u1-{suffix}.png").is_file()
+
+    preset = json.loads((tmp_path / "tuning" / "two-stage-u1.json").read_text())
+    assert preset["tuned_by"]["trial"] == 1 and preset["tuned_by"]["validation"]["val_rmse"] == 0.92
+    assert "split" not in preset["values"] and "preset" not in preset["values"]
+    config = TrainConfig(**{**preset["values"], "layer_sizes": tuple(preset["values"]["layer_sizes"])})
+    assert (config.epochs, config.l2, config.retrieval_dim) == (12, 0.01, 64)
+
+
+def test_no_feasible_trial_no_preset(study, tmp_path):
+    infeasible = optuna.create_study(study_name="two-stage-u2", direction="maximize")
+    for key, value in study.user_attrs.items():
+        infeasible.set_user_attr(key, value)
+    infeasible.add_trial(_trial(study.trials[0].params, 0.4, 1.2))
+    tuning_report.write([infeasible], argparse.Namespace(out=tmp_path / "TUNING.md"), command="c", wall_seconds=1)
+    assert "No trial has completed within the constraint" in (tmp_path / "TUNING.md").read_text()
+    assert not (tmp_path / "tuning" / "two-stage-u2.json").exists()
