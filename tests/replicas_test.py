@@ -127,9 +127,9 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 class Load:
     """Locust headless against Envoy in a thread; ``started`` is when Envoy sees the load begin."""
 
-    def __init__(self, cluster: LocalCluster, out: Path):
-        self.cluster = cluster
-        self.test = LoadTest(target=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{RUN_S}s",
+    def __init__(self, cluster: LocalCluster, out: Path, run_s: int = RUN_S):
+        self.cluster, self.run_s = cluster, run_s
+        self.test = LoadTest(target=cluster.grpc_target, out=out, users=USERS, spawn_rate=USERS, run_time=f"{run_s}s",
                              tls_ca=str(cluster.tls_ca), token=cluster.token("locust"))
         self.summary: dict | None = None
         self.error: BaseException | None = None
@@ -157,7 +157,7 @@ class Load:
         time.sleep(max(0.0, self.started + seconds - time.monotonic()))
 
     def join(self) -> dict:
-        self._thread.join(RUN_S + 120)
+        self._thread.join(self.run_s + 120)
         assert not self._thread.is_alive(), "Locust did not finish"
         if self.error is not None:
             raise self.error
@@ -306,7 +306,9 @@ def test_a_new_version_reaches_every_replica_without_failures_or_going_back(mode
         probes = [Probe(cluster, f"probe-{i}", stop) for i in range(2)]
         sampler = VersionSampler(cluster, stop)
         sampler.start()
-        load = Load(cluster, REPORTS / "rollout")
+        # 45 s: the export (training-data read, the gate's comparison, warmup) must end, and each replica
+        # switch and serve, inside the load even when the cores are busy.
+        load = Load(cluster, REPORTS / "rollout", run_s=45)
         load.start()
         for probe in probes:
             probe.start()
