@@ -130,3 +130,10 @@ def test_make_demo_runs_what_the_page_says():
     assert {"demo", "train", "export", "setup"} <= demo
     assert {"test", "docs-check"} <= ci_make_targets((ROOT / ".ci" / "run").read_text())
     assert ci_make_targets("make test\nTARGETS=(a b)\n  make \"$target\" 2>&1\n") == {"test", "a", "b"}
+
+
+def test_the_readmes_links_point_at_files_that_exist():
+    """README.md is not part of the site, so `mkdocs build --strict` does not check its links; this does."""
+    links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    local = [link.split("#")[0] for link in links if "://" not in link and not link.startswith("#")]
+    assert local and [path for path in local if not (ROOT / path).exists()] == []
