@@ -67,19 +67,23 @@ evaluate: setup
 
 # Hyperparameter search for the two-stage preset (Optuna, train/tuning.py): one study on u1's base file only,
 # two worker processes, TUNE_TRIALS trials or 50 minutes, whichever comes first (no trial starts later; the
-# ones running then finish, so under an hour on 2 cores);
-# writes TUNING.md, tuning/ (plots, tuning/two-stage-u1.json: `python -m train --preset tuning/two-stage-u1.json`).
+# ones running then finish, so under an hour on 2 cores); then the report (export/tuning_report.py, from the
+# study's database, no training): TUNING.md, tuning/ (plots, tuning/two-stage-u1.json:
+# `python -m train --preset tuning/two-stage-u1.json`).
 # The study lives in runs/tuning/two-stage-u1.db: the same command resumes a stopped search.
 TUNE_TRIALS ?= 100
 TUNE_WORKERS ?= 2
 tune: setup
 	$(PY) -m train tune --split u1 --trials $(TUNE_TRIALS) --timeout 3000 --workers $(TUNE_WORKERS)
+	$(PY) -m export.tuning_report --split u1 --out TUNING.md
 
 # Nested: one study per fold u1…u5, each on that fold's base file only, 80 minutes for the five together;
-# then each fold's tuned preset trained, exported and measured on its test file (TUNING-CV.md).
+# then the report with --evaluate: each fold's tuned preset trained, exported and measured on its test file
+# (TUNING-CV.md; the only step that reads a test file).
 tune-cv: setup
 	$(PY) -m train tune --split u1 u2 u3 u4 u5 --study-name two-stage-cv --trials 40 --timeout 4800 \
-		--workers $(TUNE_WORKERS) --evaluate --out TUNING-CV.md
+		--workers $(TUNE_WORKERS)
+	$(PY) -m export.tuning_report --split u1 u2 u3 u4 u5 --study-name two-stage-cv --evaluate --out TUNING-CV.md
 
 # Synthetic 100K, 1M, 5M and 25M ratings (25M: ML-25M's shape): load + train 1 epoch + export time, peak RSS, SavedModel size,
 # recommend latency, into BENCHMARKS.md's scale section + bench_scale.png (about 30 minutes; not part of make test).

@@ -492,32 +492,25 @@ class LocalCluster:
 
     def wait_replica_serving(self, index: int, timeout: float) -> None:
         """Polls the replica's grpc.health.v1 until SERVING; fails early if it exits."""
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from serving.launcher import wait_until_serving
 
         member = self.members[index]
-        deadline = time.monotonic() + max(timeout, 0)
-        with grpc.insecure_channel(member.target(self.host)) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                self._check_abort()
-                if not member.running():
-                    code = member.process.returncode if member.process else None
-                    raise ClusterError(
-                        f"replica {index} exited with code {code} before it was SERVING; "
-                        f"{member.log_path}:\n{_tail(member.log_path)}"
-                    )
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() >= deadline:
-                    raise ClusterError(
-                        f"replica {index} was not SERVING in time; {member.log_path}:\n{_tail(member.log_path)}"
-                    )
-                time.sleep(0.2)
+
+        def check() -> None:
+            self._check_abort()
+            if not member.running():
+                code = member.process.returncode if member.process else None
+                raise ClusterError(
+                    f"replica {index} exited with code {code} before it was SERVING; "
+                    f"{member.log_path}:\n{_tail(member.log_path)}"
+                )
+
+        try:
+            wait_until_serving(member.target(self.host), None, max(timeout, 0), check=check)
+        except TimeoutError:
+            raise ClusterError(
+                f"replica {index} was not SERVING in time; {member.log_path}:\n{_tail(member.log_path)}"
+            ) from None
 
     def _start_envoy(self) -> None:
         command = [

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +45,15 @@ class LocalServer:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_until_serving(target: str, process: subprocess.Popen | None, timeout: float) -> None:
-    """Polls grpc.health.v1 until SERVING; fails early if the process exits."""
+def wait_until_serving(target: str, process: subprocess.Popen | None, timeout: float,
+                       check: Callable[[], None] | None = None) -> None:
+    """Polls grpc.health.v1 until SERVING; fails early if the process exits, or when ``check`` raises."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
+            if check is not None:
+                check()
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"server exited with code {process.returncode} before it was SERVING")
             try:

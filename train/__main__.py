@@ -1,9 +1,9 @@
 """python -m train --run-name NAME [--preset two-stage|basic|tuned|FILE] [--split u1|...|seed-temporal] [--epochs N ...]
 
 Trains one model on MovieLens and writes runs/NAME/. Every flag not given
-comes from the preset (a name, or a preset file such as python -m train tune
-writes). python -m train tune ... runs a hyperparameter search instead
-(train/tuning.py). With TF_CONFIG set (TensorFlow's multi-worker cluster
+comes from the preset (a name, or a preset file such as the report of a
+python -m train tune search writes). python -m train tune ... runs a
+hyperparameter search instead (train/tuning.py). With TF_CONFIG set (TensorFlow's multi-worker cluster
 description), this process is one worker of a MultiWorkerMirroredStrategy run
 and only the chief writes the run. Exit codes: 0 done, 1 the data is missing or malformed,
 2 a bad command line, 130 interrupted.

@@ -2,9 +2,9 @@
 
 Searches the two-stage preset's retrieval, ranking and candidate settings on
 a split's train and validation parts only (a fold: its base file), with
-several worker processes sharing one study database; writes the best
-parameters as a preset file and TUNING.md. The same command resumes a
-stopped search.
+several worker processes sharing one study database; the report (the best
+parameters as a preset file, TUNING.md) is python -m export.tuning_report's,
+run after it. The same command resumes a stopped search.
 
 One study per split (``--split u1``, or several: one study each, tuned on that
 fold's base file alone). A trial is the trainer's own story on the split's
@@ -31,11 +31,14 @@ command again runs only the trials still missing from ``--trials``. Workers
 send a heartbeat; a trial whose worker died (killed, machine lost) is marked
 failed after the grace period and re-run with the same parameters.
 
-After the studies: a preset file per study (tuning/<study>.json: ``python -m
-train --preset tuning/<study>.json`` trains it) and TUNING.md with the plots
-(``train/tuning_report.py``). ``--evaluate`` then trains each study's preset on
-its fold, exports it and measures it on the fold's test file through the
-served signatures, the only step that reads a test file.
+This command runs the search only and ends by printing the report's command,
+``python -m export.tuning_report`` with the same splits, study name and
+storage (``export/tuning_report.py``): it reads the finished studies and writes
+a preset file per study (tuning/<study>.json: ``python -m train --preset
+tuning/<study>.json`` trains it) and TUNING.md with the plots; its
+``--evaluate`` then trains each study's preset on its split, exports it and
+measures it on the split's test file through the served signatures, the only
+step that reads a test file.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -63,6 +67,7 @@ TUNABLE_SPLITS = (*splits.FOLDS, splits.SEED_TEMPORAL)
 K = 10
 DEFAULT_MAX_VAL_RMSE = 0.95
 HEARTBEAT_SECONDS = 20
+SEARCH_COMMAND = "search_command"  # study attribute: the command line that last ran the search on it
 RANKING_LAYERS, RANKING_WIDTH = "ranking_layers", "ranking_width"  # searched; layer_sizes = width, width/2, ...
 
 # The search space: Optuna parameter name -> (kind, arguments). Every name is a TrainConfig field except the
@@ -289,9 +294,19 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def default_storage(study_name: str) -> str:
-    TUNING_DIR.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{TUNING_DIR / f'{study_name}.db'}"
+def storage_url(study_name: str, storage: str | None = None) -> str:
+    """The study's database: ``--storage`` as given, else SQLite at runs/tuning/<study>.db."""
+    return storage or f"sqlite:///{TUNING_DIR / f'{study_name}.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None: another database, or SQLite in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
@@ -307,6 +322,8 @@ def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
     import sqlalchemy.exc
 
     quiet_optuna()  # the heartbeat is marked experimental
+    if (database := sqlite_file(url)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(5):
         try:
@@ -370,7 +387,7 @@ def work(args: argparse.Namespace, split: str, n_trials: int, deadline: float, w
     except RuntimeError:
         pass  # TensorFlow already started in this process (a test calling main): its pools stay
     name = study_name(args.study_name, split)
-    storage = storage_of(args.storage or default_storage(name), args.heartbeat)
+    storage = storage_of(storage_url(name, args.storage), args.heartbeat)
     study = open_study(name, storage, args.seed + worker_index, args.pruner_startup_trials, args.pruner_warmup_epochs)
     objective = Objective(Path(args.data_dir), base_config(split, args.base_preset), parse_fixed(args.fix),
                           args.max_val_rmse)
@@ -404,7 +421,7 @@ def base_config(split: str, preset: str = TWO_STAGE) -> TrainConfig:
 def prepare_study(args: argparse.Namespace, split: str):
     """Opens the study and, on first use, records what it tunes and enqueues the base preset as its first trial."""
     name = study_name(args.study_name, split)
-    storage = storage_of(args.storage or default_storage(name), args.heartbeat)
+    storage = storage_of(storage_url(name, args.storage), args.heartbeat)
     study = open_study(name, storage, args.seed, args.pruner_startup_trials, args.pruner_warmup_epochs)
     if "split" not in study.user_attrs:
         base, fixed = base_config(split, args.base_preset), parse_fixed(args.fix)
@@ -425,16 +442,27 @@ def prepare_study(args: argparse.Namespace, split: str):
     return study
 
 
+def report_command(args: argparse.Namespace) -> str:
+    """The command that writes the report of this search's studies (``export/tuning_report.py``)."""
+    words = ["--split", *args.split]
+    if args.study_name != DEFAULT_STUDY:
+        words += ["--study-name", args.study_name]
+    if args.storage:
+        words += ["--storage", args.storage]
+    return " ".join(["python -m export.tuning_report", *map(shlex.quote, words)])
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.time()
     deadline = started + args.timeout
-    studies = []
+    command = " ".join(["python -m train tune", *map(shlex.quote, args.argv)])
     for split in args.split:
         study = prepare_study(args, split)
+        study.set_user_attr(SEARCH_COMMAND, command)  # the report's "reproduce" (the last command that searched)
         left = trials_left(study, args.trials)
         # Each split gets an equal part of what is left of the time budget.
         split_deadline = time.time() + (deadline - time.time()) / (len(args.split) - args.split.index(split))
-        print(f"study {study.study_name} ({args.storage or default_storage(study.study_name)}): "
+        print(f"study {study.study_name} ({storage_url(study.study_name, args.storage)}): "
               f"{args.trials - left} of {args.trials} trials done or running, {left} to run on {args.workers} "
               f"worker(s), until {time.strftime('%H:%M:%S', time.localtime(split_deadline))}", flush=True)
         parts = shares(left, args.workers)
@@ -445,12 +473,9 @@ def run(args: argparse.Namespace) -> int:
             if failed:
                 return cli.fail(f"study {study.study_name}: {failed}; the study keeps every finished trial: "
                                 "the same command again resumes it")
-        studies.append(study)
-    from train import tuning_report
-
-    evaluation = tuning_report.evaluate(args, studies) if args.evaluate else None
-    tuning_report.write(studies, args, command=" ".join(["python -m train tune", *args.argv]),
-                        wall_seconds=time.time() - started, evaluation=evaluation)
+    print(f"search done in {(time.time() - started) / 60:.1f} min. The report (TUNING.md, a preset file per study "
+          f"and the plots in {REPORT_DIR}/; add --evaluate to measure each tuned preset on its split's test part, "
+          f"the only step that reads a test file):\n    {report_command(args)}", flush=True)
     return cli.EXIT_OK
 
 
@@ -505,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None,
                         help="SQLAlchemy URL of the study database, e.g. postgresql://host/db (with its driver "
                              "installed) to share a study among machines; SQLite serves the workers of one machine "
-                             f"(default: sqlite:///{TUNING_DIR}/<study>-<split>.db)")
+                             f"(default: {storage_url('<study>-<split>')})")
     parser.add_argument("--study-name", default=DEFAULT_STUDY,
                         help="the study of split S is NAME-S (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="the sampler's seed (worker i: seed + i) (default %(default)s)")
@@ -524,11 +549,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "retried (default %(default)s)")
     parser.add_argument("--data-dir", default=None, help="MovieLens 100K folder (default: $MOVIELENS_DIR, the cache, "
                                                          "a download)")
-    parser.add_argument("--out", type=Path, default=Path("TUNING.md"),
-                        help=f"the report; preset files and plots go to {REPORT_DIR}/ beside it (default %(default)s)")
-    parser.add_argument("--evaluate", action="store_true",
-                        help="after the studies, train each study's preset on its split, export it and measure it "
-                             "on the test part through the served signatures (the only step that reads test data)")
     # A worker process started by run_workers.
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-trials", type=int, default=None, help=argparse.SUPPRESS)

@@ -1,9 +1,9 @@
 """The search on the fixture: tiny real trials (the trainer's own fit), never a stand-in objective.
 
-A smoke study in-process (report, plots, preset file that python -m train
-trains, resume adds nothing), a trial that cannot have read the test part,
-the pruning wiring, and two worker processes on one SQLite study with one
-of them killed mid-trial, resumed to the budget. The 20-trial two-worker
+A smoke study in-process, then the report command it prints (report, plots,
+preset file that python -m train trains; resume adds nothing), a trial that
+cannot have read the test part, the pruning wiring, and two worker processes
+on one SQLite study with one of them killed mid-trial, resumed to the budget. The 20-trial two-worker
 study runs with RUN_TUNING_SCENARIOS=1 (make test-tuning).
 """
 
@@ -13,6 +13,7 @@ import builtins
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -37,8 +38,13 @@ TINY_FLAGS = [flag for assignment in TINY for flag in ("--fix", assignment)] + [
 
 
 def tune_args(data_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return ["--data-dir", str(data_dir), "--storage", f"sqlite:///{tmp_path / 'study.db'}",
-            "--out", str(tmp_path / "TUNING.md"), *TINY_FLAGS, *extra]
+    return ["--data-dir", str(data_dir), "--storage", f"sqlite:///{tmp_path / 'study.db'}", *TINY_FLAGS, *extra]
+
+
+def printed_report_command(output: str) -> list[str]:
+    """The report command the search prints when it ends, as an argv for export.tuning_report.main."""
+    [line] = [line.strip() for line in output.splitlines() if line.strip().startswith("python -m export.tuning_report")]
+    return shlex.split(line)[3:]
 
 
 def load(tmp_path: Path, name: str = "two-stage-u1") -> optuna.Study:
@@ -64,10 +70,14 @@ def test_the_space_maps_to_configs_and_back():
 
 
 def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixture_dir, tmp_path, capsys):
+    from export import tuning_report  # the report sits above train: the search only prints its command
     from train import __main__ as train_main
-    from train import tuning_report
 
     assert train_main.main(["tune", *tune_args(fixture_dir, tmp_path, "--trials", "3")]) == 0
+    report_argv = printed_report_command(capsys.readouterr().out)
+    assert report_argv == ["--split", "u1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"]
+    assert not (tmp_path / "TUNING.md").exists()  # the search writes no report
+    assert tuning_report.main([*report_argv, "--out", str(tmp_path / "TUNING.md")]) == 0
     study = load(tmp_path)
     assert states(study) == ["COMPLETE"] * 3
     first = study.trials[0]
@@ -94,11 +104,14 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
     config = train_config.from_arguments(parser.parse_args(["--run-name", "x", "--preset", str(preset), "--split", "u1"]))
     assert config == tuning.dataclasses.replace(tuning_report.best_config(study), preset=str(preset))
 
-    # The same command again: the budget is met, nothing runs, the report is rewritten.
+    # The same command again: the budget is met, nothing runs, the report command is printed again.
     capsys.readouterr()
     assert tuning.main(tune_args(fixture_dir, tmp_path, "--trials", "3")) == 0
-    assert "3 of 3 trials done or running, 0 to run" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "3 of 3 trials done or running, 0 to run" in output and printed_report_command(output) == report_argv
     assert len(load(tmp_path).trials) == 3
+    assert load(tmp_path).user_attrs[tuning.SEARCH_COMMAND] == \
+        shlex.join(["python", "-m", "train", "tune", *tune_args(fixture_dir, tmp_path, "--trials", "3")])
 
 
 def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):

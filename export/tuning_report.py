@@ -1,4 +1,14 @@
-"""What a search leaves behind: a preset file per study, the study's plots, and TUNING.md.
+"""python -m export.tuning_report: the report of finished tuning studies (TUNING.md, preset files, plots).
+
+Reads the studies ``python -m train tune`` left in their database (the same
+``--split``, ``--study-name`` and ``--storage`` as the search; the search
+prints this command when it ends) and writes, without training anything, a
+preset file per study, the study's plots and the report. ``--evaluate`` then
+trains each study's preset on its split, exports it and measures it on the
+split's test file through the served signatures: the only step of tuning that
+reads a test file, and it runs after the search, so nothing it measures goes
+back into a study. Exit codes: 0 done, 1 a study or the data is missing, 2 a
+bad command line, 130 interrupted.
 
 The preset file (``tuning/<study>.json``) holds every field of the best
 feasible trial's config except the split, beside a ``tuned_by`` record
@@ -17,11 +27,15 @@ import datetime
 import json
 import os
 import platform
+import shlex
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from common import cli, contract
 from train import tuning
 from train.config import NOT_IN_PRESET_FILES, TrainConfig
 
@@ -198,11 +212,11 @@ def _rel(path: Path, out: Path) -> str:
     return os.path.relpath(path, out.parent).replace(os.sep, "/")
 
 
-def evaluate(args: argparse.Namespace, studies: list) -> list[dict]:
+def evaluate(studies: list, data_dir: Path, report_dir: Path = REPORT_DIR) -> list[dict]:
     """Each study's preset trained on its split, exported, measured on the test part (served signatures).
 
-    The only step of ``python -m train tune`` that reads a test file, and it runs
-    after the search: nothing it measures goes back into a study.
+    The only step of tuning that reads a test file, and it runs after the
+    search: nothing it measures goes back into a study.
     """
     import dataclasses
 
@@ -213,9 +227,9 @@ def evaluate(args: argparse.Namespace, studies: list) -> list[dict]:
         config = best_config(study)
         if config is None:
             continue
-        config = dataclasses.replace(config, preset=str(REPORT_DIR / f"{study.study_name}.json"))
-        results.append({"study": study.study_name, **measure(config.split, Path(args.data_dir),
-                                                            Path("reports") / "tuning", config)})
+        config = dataclasses.replace(config, preset=str(report_dir / f"{study.study_name}.json"))
+        results.append({"study": study.study_name, **measure(config.split, Path(data_dir),
+                                                            Path(contract.REPORTS_DIR) / "tuning", config)})
     return results
 
 
@@ -240,16 +254,31 @@ def evaluation_lines(results: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def write(studies: list, args: argparse.Namespace, command: str, wall_seconds: float,
-          evaluation: list[dict] | None = None) -> None:
-    out: Path = args.out
+def search_commands(studies: list) -> list[str]:
+    """The command lines that last ran each study's search (recorded by ``python -m train tune``), each once."""
+    commands = []
+    for study in studies:
+        command = study.user_attrs.get(tuning.SEARCH_COMMAND)
+        if command is None:  # a study searched before the command was recorded: its split and name
+            split = study.user_attrs["split"]
+            prefix = study.study_name.removesuffix(f"-{split}")
+            command = " ".join(["python -m train tune --split", split,
+                                *(["--study-name", prefix] if prefix != tuning.DEFAULT_STUDY else [])])
+        if command not in commands:
+            commands.append(command)
+    return commands
+
+
+def write(studies: list, out: Path, command: str, wall_seconds: float, evaluation: list[dict] | None = None) -> None:
+    """TUNING.md at ``out``, and a preset file and plots per study in tuning/ beside it."""
     report_dir = out.parent / REPORT_DIR
     lines = [
         "# Tuning",
         "",
         f"Written by `{command}` on {datetime.date.today().isoformat()}, {platform.machine()} with "
-        f"{len(os.sched_getaffinity(0))} cores; this command ran {wall_seconds / 60:.1f} min. Search engine: Optuna "
-        "(TPE sampler, seeded, multivariate, constant liar; MedianPruner on each retrieval epoch's validation figure).",
+        f"{len(os.sched_getaffinity(0))} cores (this command ran {wall_seconds / 60:.1f} min), from the studies the "
+        "search below left in their database. Search engine: Optuna (TPE sampler, seeded, multivariate, constant "
+        "liar; MedianPruner on each retrieval epoch's validation figure).",
         "Each trial trains on the split's train part and is scored on its validation part (a fold: the seeded 10% of",
         "its base file that also picks the blend weight); no test file is read during a search.",
         "",
@@ -260,7 +289,92 @@ def write(studies: list, args: argparse.Namespace, command: str, wall_seconds: f
         lines += section(study, report_dir, out)
     if evaluation:
         lines += evaluation_lines(evaluation)
-    lines += ["Reproduce (the same command resumes a stopped search: the study lives in its database):", "",
-              f"    {command}", ""]
+    lines += ["Reproduce: the search (the same command resumes a stopped search: the study lives in its database), "
+              "then this report:", ""]
+    lines += [f"    {line}" for line in (*search_commands(studies), command)] + [""]
     out.write_text("\n".join(lines))
     print(f"wrote {out} and {report_dir}/", flush=True)
+
+
+def load_studies(splits: list[str], prefix: str, storage: str | None) -> list:
+    """The studies of ``python -m train tune --split ... --study-name prefix --storage storage``, as it left them.
+
+    LookupError when a database or a study is not there (a SQLite file is never created here).
+    """
+    import optuna
+
+    studies = []
+    for split in splits:
+        name = tuning.study_name(prefix, split)
+        url = tuning.storage_url(name, storage)
+        database = tuning.sqlite_file(url)
+        if database is not None and not database.is_file():
+            raise LookupError(f"no study database {database}: run the search first (python -m train tune --split "
+                              f"{split}{'' if prefix == tuning.DEFAULT_STUDY else f' --study-name {prefix}'})")
+        try:
+            study = optuna.load_study(study_name=name, storage=tuning.storage_of(url))
+        except KeyError:
+            raise LookupError(f"no study {name} in {url}: run the search first (python -m train tune)") from None
+        if "split" not in study.user_attrs:
+            raise LookupError(f"study {name} in {url} was not made by python -m train tune (no split recorded)")
+        studies.append(study)
+    return studies
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.tuning_report", description=cli.plain(__doc__.split("\n\n", 1)[1]),
+        usage="%(prog)s [--split u1 ...] [--study-name NAME] [--storage URL] [--out TUNING.md] [--evaluate]",
+    )
+    parser.add_argument("--split", nargs="+", choices=tuning.TUNABLE_SPLITS, default=["u1"],
+                        help="the studies to report, one per split, as the search was given (default u1)")
+    parser.add_argument("--study-name", default=tuning.DEFAULT_STUDY,
+                        help="the study of split S is NAME-S, as the search was given (default %(default)s)")
+    parser.add_argument("--storage", default=None,
+                        help="the studies' database URL, as the search was given (default: "
+                             f"{tuning.storage_url('<study>-<split>')})")
+    parser.add_argument("--out", type=Path, default=Path("TUNING.md"),
+                        help=f"the report; preset files and plots go to {REPORT_DIR}/ beside it (default %(default)s)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also train each study's preset on its split, export it and measure it on the test part "
+                             "through the served signatures (the only step of tuning that reads test data)")
+    parser.add_argument("--data-dir", default=None,
+                        help="MovieLens 100K folder for --evaluate (default: $MOVIELENS_DIR, the cache, a download)")
+    cli.add_verbose(parser)
+    return parser
+
+
+def _evaluate(studies: list, data_dir: str | None, report_dir: Path) -> list[dict]:
+    from common.quiet import native_stderr_silenced
+    from train.data import DataError
+    from train.download import DataUnavailable, locate
+
+    try:
+        located = locate(data_dir)
+        with native_stderr_silenced():
+            import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")
+        return evaluate(studies, located, report_dir)
+    except (DataUnavailable, DataError) as e:
+        raise LookupError(str(e)) from None
+
+
+@cli.interruptible
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    cli.apply_verbose(args)
+    started = time.time()
+    tuning.quiet_optuna()
+    try:
+        studies = load_studies(args.split, args.study_name, args.storage)
+        evaluation = _evaluate(studies, args.data_dir, args.out.parent / REPORT_DIR) if args.evaluate else None
+    except LookupError as e:
+        return cli.fail(str(e))
+    write(studies, args.out, command=" ".join(["python -m export.tuning_report", *map(shlex.quote, argv)]),
+          wall_seconds=time.time() - started, evaluation=evaluation)
+    return cli.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
