@@ -1,7 +1,7 @@
 """MkDocs hook: the images the generated reports show, served from where the reports put them.
 
 EVALUATION.md, BENCHMARKS.md, TUNING.md and TUNING-CV.md are written at the repository root by `make evaluate`,
-`make bench` / `make bench-scale` / `make bench-edge` and `make tune` / `make tune-cv`, and included into docs pages (evaluation.md, ...)
+`make bench` / `make bench-scale` / `make bench-edge` and `make tune` / `make tune-cv` (export/tuning_report.py), and included into docs pages (evaluation.md, ...)
 with pymdownx.snippets. Their image links are relative to the root (`evaluation.png`,
 `tuning/....png`); the including pages sit at the top of docs/, so adding each referenced root file
 to the site under the same relative path makes those links resolve, without copying anything into
