@@ -270,89 +270,157 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, pr
         return _train(config, data_dir, out_dir, strategy, verbose, progress)
 
 
-def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
-           verbose: int, progress) -> dict:
-    extra = progress or (lambda stage: [])
-    started_run = time.perf_counter()
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
+
+    movielens: movielens_data.MovieLens
+    split: splits.Split
+    features: FeatureTables
+    train: Rows
+    val: Rows
+    test: Rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(user rows, movie rows): the shape of every interaction table of this run."""
+        return self.features.n_user_rows, self.features.n_movie_rows
+
+    @property
+    def global_mean(self) -> float:
+        return float(self.train.rating.mean())
+
+
+def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
+    """Data, split and feature tables. Histories come from the training rows only:
+    anything first rated later is, to the model, a user it knows by profile alone."""
+    movielens = movielens_data.load(data_dir)
+    split = splits.make(config.split, movielens, seed=config.seed)
+    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
+        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
+    features = build(movielens, split.train)
+    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
+    return Parts(movielens, split, features, train, val, test)
+
+
+def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
+    """The rating model's RMSE on train, val and test.
+
+    Final numbers come from a clean pass over each part, not the running
+    average Keras reports while the weights are still moving.
+    """
+    return {
+        part: float(fitted.rating_model.evaluate(rows.dataset(fitted.batch_sizes["rating"]), return_dict=True,
+                                                 verbose=0)["root_mean_squared_error"])
+        for part, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test))
+    }
+
+
+def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[float | None, dict[str, float]]:
+    """A two-stage recommender's blend weight, chosen on validation and set on it; (None, {}) for the reference.
+
+    Returns the weight and the validation Recall@10 of every weight tried.
+    """
+    if not isinstance(recommender, TwoStage):
+        return None, {}
+    val_users = evaluation_users(parts.val.user, config.max_eval_users, config.seed)
+    weight, by_weight = choose_blend_weight(recommender, val_users, parts.val.table(*parts.shape, min_rating=4.0))
+    recommender.blend_weight.assign(weight)
+    return weight, {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatedOnTest:
+    """The served code path's top-k figures on test, and the baselines' on the same users."""
+
+    users: np.ndarray
+    quality: dict
+    baselines: dict
+
+
+def evaluate_on_test(config: TrainConfig, recommender, parts: Parts) -> EvaluatedOnTest:
+    """Measures the served code path (``recommend``) on test, next to the baselines."""
+    shape, test = parts.shape, parts.test
+    recommend = tf.function(lambda u, k: recommender.recommend(u, k)[0])
+    test_users = evaluation_users(test.user, config.max_eval_users, config.seed)
+    top = recommend_top_k(lambda u, k: recommend(tf.constant(u), tf.constant(k, tf.int32)).numpy(),
+                          test_users, parts.val.table(*shape))
+    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, EVAL_TOP_K)
+    seen = (parts.train + parts.val).table(*shape)
+    baseline = baselines.evaluate_baselines(
+        seen, seen, test.table(*shape, min_rating=4.0), test_users, parts.global_mean, test.rating, EVAL_TOP_K,
+    )
+    return EvaluatedOnTest(test_users, quality, baseline)
+
+
+def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[str, float], blend: tuple,
+                figures: EvaluatedOnTest, catalogue_size: int, evaluate_seconds: float, started_run: float) -> dict:
+    """The run's metrics.json: quality on test, the baselines, the blend choice, the data and the timings."""
+    weight, by_weight = blend
+    quality, test, batch_sizes = figures.quality, parts.test, fitted.batch_sizes
+    return {
+        "train_rmse": rmse["train"],
+        "val_rmse": rmse["val"],
+        "test_rmse": rmse["test"],
+        **{key: quality[key] for key in evaluation.metric_names(EVAL_TOP_K)},
+        "users_evaluated": quality["users_evaluated"],
+        "test_users_sampled": f"{len(figures.users)} of {len(np.unique(test.user))}",
+        "baselines": figures.baselines,
+        "baseline_global_mean_test_rmse": figures.baselines["global_mean"]["test_rmse"],
+        "blend_weight": weight,
+        "val_recall_at_10_by_blend_weight": by_weight,
+        "rows": parts.split.rows(),
+        "catalogue_size": catalogue_size,
+        "test_rows_with_unseen_user": float(np.mean(parts.features.history.lengths()[test.user] == 0)),
+        "fit_seconds": round(sum(fitted.fit_seconds.values()), 2),
+        "fit_seconds_by_stage": fitted.fit_seconds,
+        "batch_sizes": ({"rating": batch_sizes["rating"]} if config.model == REFERENCE
+                        else {"retrieval": batch_sizes["retrieval"], "ranking": batch_sizes["rating"]}),
+        "evaluate_seconds": evaluate_seconds,
+        "total_seconds": round(time.perf_counter() - started_run, 2),
+        "history": {k: [float(x) for x in v] for k, v in fitted.history.history.items()},
+        "dataset_sha256": parts.movielens.sha256,
+    }
+
+
+def _start_run_dir(run_dir: Path, config: TrainConfig) -> None:
     # A re-used run name starts over: stale weights or logs must not mix with the new run.
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(config.to_json())
 
-    # Data, split and feature tables. Histories come from the training rows only:
-    # anything first rated later is, to the model, a user it knows by profile alone.
-    movielens = movielens_data.load(data_dir)
-    split = splits.make(config.split, movielens, seed=config.seed)
-    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
-        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
-    features = build(movielens, split.train)
-    features.save(run_dir / FEATURES_FILE)
-    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
-    global_mean = float(train.rating.mean())
-    shape = (features.n_user_rows, features.n_movie_rows)
 
-    fitted = fit(config, features, train, val, strategy, verbose, extra, logs_dir=run_dir / LOGS_DIR)
-    models, history, fit_seconds, batch_sizes = fitted.models, fitted.history, fitted.fit_seconds, fitted.batch_sizes
-    rating_model = fitted.rating_model
+def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
+    tf.train.Checkpoint(**fitted.models).write(str(run_dir / WEIGHTS_PREFIX))
+    _plot_curve(fitted.history.history, run_dir / CURVE_FILE)
+    # Written last: export treats metrics.json as the mark of a finished run.
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
 
-    # Final numbers come from a clean pass over each part, not the running
-    # average Keras reports while the weights are still moving.
-    rmse = {
-        part: float(rating_model.evaluate(rows.dataset(batch_sizes["rating"]), return_dict=True, verbose=0)["root_mean_squared_error"])
-        for part, rows in (("train", train), ("val", val), ("test", test))
-    }
+
+def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
+           verbose: int, progress) -> dict:
+    started_run = time.perf_counter()
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    _start_run_dir(run_dir, config)
+    parts = load_parts(config, data_dir)
+    parts.features.save(run_dir / FEATURES_FILE)
+    fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / LOGS_DIR)
+    rmse = rmse_by_part(fitted, parts)
 
     # The blend weight is chosen on validation; then the served code path is measured on test.
     started = time.perf_counter()
-    recommender = recommender_of(config, models, features)
-    weight, blend = None, {}
-    if isinstance(recommender, TwoStage):
-        val_users = evaluation_users(val.user, config.max_eval_users, config.seed)
-        weight, by_weight = choose_blend_weight(recommender, val_users, val.table(*shape, min_rating=4.0))
-        blend = {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
-        recommender.blend_weight.assign(weight)
-        (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight}))
-    recommend = tf.function(lambda u, k: recommender.recommend(u, k)[0])
-    test_users = evaluation_users(test.user, config.max_eval_users, config.seed)
-    top = recommend_top_k(lambda u, k: recommend(tf.constant(u), tf.constant(k, tf.int32)).numpy(),
-                          test_users, val.table(*shape))
-    quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, EVAL_TOP_K)
-    seen = (train + val).table(*shape)
-    baseline = baselines.evaluate_baselines(
-        seen, seen, test.table(*shape, min_rating=4.0), test_users, global_mean, test.rating, EVAL_TOP_K,
-    )
+    recommender = recommender_of(config, fitted.models, parts.features)
+    blend = blend_on_validation(config, recommender, parts)
+    if blend[0] is not None:
+        (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": blend[0]}))
+    figures = evaluate_on_test(config, recommender, parts)
     evaluate_seconds = round(time.perf_counter() - started, 2)
 
-    metrics = {
-        "train_rmse": rmse["train"],
-        "val_rmse": rmse["val"],
-        "test_rmse": rmse["test"],
-        **{key: quality[key] for key in evaluation.metric_names(EVAL_TOP_K)},
-        "users_evaluated": quality["users_evaluated"],
-        "test_users_sampled": f"{len(test_users)} of {len(np.unique(test.user))}",
-        "baselines": baseline,
-        "baseline_global_mean_test_rmse": baseline["global_mean"]["test_rmse"],
-        "blend_weight": weight,
-        "val_recall_at_10_by_blend_weight": blend,
-        "rows": split.rows(),
-        "catalogue_size": recommender.catalogue_size,
-        "test_rows_with_unseen_user": float(np.mean(features.history.lengths()[test.user] == 0)),
-        "fit_seconds": round(sum(fit_seconds.values()), 2),
-        "fit_seconds_by_stage": fit_seconds,
-        "batch_sizes": ({"rating": batch_sizes["rating"]} if config.model == REFERENCE
-                        else {"retrieval": batch_sizes["retrieval"], "ranking": batch_sizes["rating"]}),
-        "evaluate_seconds": evaluate_seconds,
-        "total_seconds": round(time.perf_counter() - started_run, 2),
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "dataset_sha256": movielens.sha256,
-    }
-    tf.train.Checkpoint(**models).write(str(run_dir / WEIGHTS_PREFIX))
-    _plot_curve(history.history, run_dir / CURVE_FILE)
-    # Written last: export treats metrics.json as the mark of a finished run.
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    metrics = run_metrics(config, parts, fitted, rmse, blend, figures, recommender.catalogue_size,
+                          evaluate_seconds, started_run)
+    _finish_run_dir(run_dir, fitted, metrics)
     return metrics
 
 
