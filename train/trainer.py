@@ -4,14 +4,13 @@ Reads top to bottom: data → split → feature tables → fit (retrieval, then
 ranking; or the reference rating model) → blend weight on validation →
 evaluation on test next to the baselines → artefacts. The run directory holds
 everything export needs (config, weights, feature tables with ids, titles and
-training histories), so exporting never touches the raw data again.
+training histories), so exporting never touches the raw data again; its files
+are named and read in ``train/run_dir.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
+from train import run_dir as run_files
 from train.config import REFERENCE, TrainConfig, step_batch
 from train.evaluation import EVAL_TOP_K
 from train.features import FeatureTables, build
@@ -29,13 +29,6 @@ from train.ranking import RankingModel
 from train.recommender import Reference, TwoStage
 from train.retrieval import RetrievalModel
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-FEATURES_FILE = "features.npz"
-BLEND_FILE = "blend.json"
-WEIGHTS_PREFIX = "weights/model"
-CURVE_FILE = "training_curve.png"
-LOGS_DIR = "logs"
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
 EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
@@ -383,19 +376,10 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
     }
 
 
-def _start_run_dir(run_dir: Path, config: TrainConfig) -> None:
-    # A re-used run name starts over: stale weights or logs must not mix with the new run.
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / CONFIG_FILE).write_text(config.to_json())
-
-
 def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
-    tf.train.Checkpoint(**fitted.models).write(str(run_dir / WEIGHTS_PREFIX))
-    _plot_curve(fitted.history.history, run_dir / CURVE_FILE)
-    # Written last: export treats metrics.json as the mark of a finished run.
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
+    _plot_curve(fitted.history.history, run_dir / run_files.CURVE_FILE)
+    run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
 
 
 def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
@@ -403,10 +387,10 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     started_run = time.perf_counter()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    _start_run_dir(run_dir, config)
+    run_files.start(run_dir, config)
     parts = load_parts(config, data_dir)
-    parts.features.save(run_dir / FEATURES_FILE)
-    fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / LOGS_DIR)
+    parts.features.save(run_dir / run_files.FEATURES_FILE)
+    fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / run_files.LOGS_DIR)
     rmse = rmse_by_part(fitted, parts)
 
     # The blend weight is chosen on validation; then the served code path is measured on test.
@@ -414,7 +398,7 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     recommender = recommender_of(config, fitted.models, parts.features)
     blend = blend_on_validation(config, recommender, parts)
     if blend[0] is not None:
-        (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": blend[0]}))
+        run_files.write_blend_weight(run_dir, blend[0])
     figures = evaluate_on_test(config, recommender, parts)
     evaluate_seconds = round(time.perf_counter() - started, 2)
 
@@ -426,11 +410,11 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
 
 def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, FeatureTables]:
     """Rebuilds a run's recommender with its trained weights; returns (recommender, config, features)."""
-    config = TrainConfig.from_file(run_dir / CONFIG_FILE)
-    features = FeatureTables.load(run_dir / FEATURES_FILE)
+    config = run_files.read_config(run_dir)
+    features = FeatureTables.load(run_dir / run_files.FEATURES_FILE)
     models = build_models(config, features, global_mean=0.0)
     checkpoint = tf.train.Checkpoint(**models)
-    status = checkpoint.read(str(run_dir / WEIGHTS_PREFIX))
+    status = checkpoint.read(str(run_dir / run_files.WEIGHTS_PREFIX))
     probe = {"user": tf.constant([0], tf.int64), "movie": tf.constant([0], tf.int64)}
     for model in models.values():  # builds the variables, which the checkpoint then fills
         if isinstance(model, RetrievalModel):
@@ -440,5 +424,4 @@ def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, 
     # Every variable of the rebuilt models must come from the checkpoint; the
     # optimizer's slots are in it too but not needed for serving.
     status.assert_existing_objects_matched().expect_partial()
-    blend = json.loads((run_dir / BLEND_FILE).read_text())["blend_weight"] if (run_dir / BLEND_FILE).exists() else 0.0
-    return recommender_of(config, models, features, blend), config, features
+    return recommender_of(config, models, features, run_files.read_blend_weight(run_dir)), config, features
