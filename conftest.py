@@ -13,7 +13,7 @@ from pathlib import Path
 import common.tf_setup  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads, quiet logs)
 import pytest
 
-from train.fixture import write_movielens_fixture
+from testing.movielens_fixture import write_movielens_fixture
 
 
 def _real_data() -> tuple[Path | None, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from export.evaluate import evaluate_new_users, evaluate_saved_model
-from train import trainer
+from train import run_dir as run_files
 from train.config import TrainConfig
 
 
@@ -17,8 +17,8 @@ def data_dir(fixture_dir) -> Path:
 
 
 def test_signature_figures_equal_the_trainers(exported_model, trained_run, data_dir):
-    config = TrainConfig.from_file(trained_run / trainer.CONFIG_FILE)
-    metrics = json.loads((trained_run / trainer.METRICS_FILE).read_text())
+    config = TrainConfig.from_file(trained_run / run_files.CONFIG_FILE)
+    metrics = json.loads((trained_run / run_files.METRICS_FILE).read_text())
     served = evaluate_saved_model(exported_model / "1", data_dir, config)
     for key in ("recall_at_10", "ndcg_at_10", "coverage_at_10"):
         assert served[key] == pytest.approx(metrics[key], abs=1e-9), key
@@ -26,7 +26,7 @@ def test_signature_figures_equal_the_trainers(exported_model, trained_run, data_
 
 
 def test_new_user_rows_are_measured(exported_model, trained_run, data_dir):
-    config = TrainConfig.from_file(trained_run / trainer.CONFIG_FILE)
+    config = TrainConfig.from_file(trained_run / run_files.CONFIG_FILE)
     rows = evaluate_new_users(exported_model / "1", data_dir, config)
     assert {"recommend_from_ratings", "popularity (training part)"} <= set(rows)
     for figures in rows.values():

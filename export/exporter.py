@@ -37,6 +37,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from common import contract
 from common.versions import list_versions
 from export.serving_module import ServingModule
+from train import run_dir as run_files
 from train import trainer
 from train.features import FeatureTables
 
@@ -167,8 +168,8 @@ def write_warmup(path: Path, samples: dict[str, dict[str, np.ndarray]]) -> int:
 
 def model_card(run_dir: Path, version: int, module: ServingModule, vocabulary: dict) -> dict:
     """What a client can learn about the served model (the ``model_card`` signature and assets.extra/)."""
-    metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
-    config = json.loads((run_dir / trainer.CONFIG_FILE).read_text())
+    metrics = run_files.read_metrics(run_dir)
+    config = run_files.read_config_json(run_dir)
     return {
         "model_name": contract.MODEL_NAME,
         "version": version,
@@ -296,7 +297,7 @@ def run_gate(gate: Gate, run_dir: Path, base_path: Path, version: int, module: S
         from train.download import DataUnavailable, locate
 
         data_dir = locate(gate.data_dir)
-        metrics = json.loads((run_dir / trainer.METRICS_FILE).read_text())
+        metrics = run_files.read_metrics(run_dir)
         part = gates.ValidationPart.of(data_dir, config, metrics.get("dataset_sha256"))
         candidate = gates.figures(module.signatures(), part)
         served_figures = gates.figures(tf.saved_model.load(str(base_path / str(served))).signatures, part)
@@ -333,8 +334,8 @@ def export_run(
     step = progress or (lambda message: None)
     started = time.perf_counter()
     run_dir, base_path = Path(run_dir), Path(base_path)
-    if not (run_dir / trainer.METRICS_FILE).exists():
-        raise ExportError(f"{run_dir} is not a finished training run (no {trainer.METRICS_FILE})")
+    if not run_files.is_finished(run_dir):
+        raise ExportError(f"{run_dir} is not a finished training run (no {run_files.METRICS_FILE})")
     base_path.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else next_version(base_path)
     if version < 1:

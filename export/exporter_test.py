@@ -16,6 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from client import protocol
 from common import contract
 from export import exporter
+from train import run_dir as run_files
 from train import trainer
 from train.features import FeatureTables
 
@@ -27,7 +28,7 @@ def loaded(exported_model):
 
 @pytest.fixture(scope="module")
 def features(trained_run):
-    return FeatureTables.load(trained_run / trainer.FEATURES_FILE)
+    return FeatureTables.load(trained_run / run_files.FEATURES_FILE)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testing.movielens_fixture import N_MOVIES, N_RATINGS, N_USERS
 from train import data, ratings_file
-from train.fixture import N_MOVIES, N_RATINGS, N_USERS
 
 
 def _lines(path: Path) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.movielens_fixture import write_1m_fixture, write_csv_fixture
 from train import data, download
-from train.layout_fixture import write_1m_fixture, write_csv_fixture
 
 
 def _zip(directory: Path, member: str) -> bytes:

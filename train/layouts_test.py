@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import data, layouts, ratings_file
-from train.fixture import N_MOVIES, N_RATINGS, N_USERS
-from train.layout_fixture import (
-    COLON_TITLE, COMMA_TITLE, IMAX_MOVIE, LATIN1_TITLE, NO_GENRES_MOVIE, QUOTE_TITLE, write_1m_fixture,
-    write_csv_fixture,
+from testing.movielens_fixture import (
+    COLON_TITLE, COMMA_TITLE, IMAX_MOVIE, LATIN1_TITLE, N_MOVIES, N_RATINGS, N_USERS, NO_GENRES_MOVIE, QUOTE_TITLE,
+    write_1m_fixture, write_csv_fixture,
 )
+from train import data, layouts, ratings_file
 
 
 @pytest.fixture(scope="module")

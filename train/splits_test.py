@@ -208,7 +208,7 @@ def test_leave_last_out_on_ml100k(movielens_dir):
 
 
 def test_folds_are_100k_only(tmp_path):
-    from train.layout_fixture import write_csv_fixture
+    from testing.movielens_fixture import write_csv_fixture
 
     ml = data.load(write_csv_fixture(tmp_path / "csv"))
     with pytest.raises(data.DataError, match=r"split u2 is one of MovieLens 100K's own fold files .* csv layout, which has none: "

@@ -24,7 +24,9 @@ What a model can learn from it:
 Everything is vectorised and chunked by users, so 25M ratings stay within a
 few GiB: candidate pairs are deduplicated with int64 keys ``user·n_movies +
 movie``. ``generate`` returns the tables and the hidden factors (for tests
-and model comparisons); ``write_synthetic`` writes the files.
+and model comparisons); ``write_synthetic`` writes the files. ``write_users``,
+``write_movies`` and ``write_ratings`` are the project's one writer of the 100K
+format; the test fixtures (``testing/movielens_fixture.py``) write through them.
 
     python -m train.synthetic --out DIR --users 20000 --movies 45000 --ratings 1000000 [--seed 0]
 """
@@ -298,24 +300,38 @@ def _write_lines(path: Path, lines: np.ndarray) -> None:
     path.write_bytes("".join(np.strings.add(lines, "\n").tolist()).encode("latin-1"))
 
 
+def write_users(path: Path, age: np.ndarray, gender: np.ndarray, occupation: np.ndarray, zip_code: np.ndarray) -> None:
+    """``u.user``: ``id|age|gender|occupation|zip`` (occupation by name), user i with id i + 1; latin-1."""
+    user_ids = np.arange(1, len(age) + 1).astype(str)
+    _write_lines(path, _join(user_ids, np.asarray(age).astype(str), gender, occupation, zip_code))
+
+
+def write_movies(path: Path, title: np.ndarray, date: np.ndarray, genres: np.ndarray, url: np.ndarray) -> None:
+    """``u.item``: ``id|title|release date||url`` and the NUM_GENRES 0/1 flags, movie j with id j + 1; latin-1."""
+    flags = np.full(len(title), "", dtype=f"<U{2 * NUM_GENRES}")
+    for g in range(NUM_GENRES):
+        flags = np.strings.add(flags, np.where(genres[:, g] == 1, "|1", "|0"))
+    movie_ids = np.arange(1, len(title) + 1).astype(str)
+    _write_lines(path, np.strings.add(_join(movie_ids, title, date, "", url), flags))
+
+
+def write_ratings(path: Path, user_id: np.ndarray, movie_id: np.ndarray, rating: np.ndarray, timestamp: np.ndarray) -> None:
+    """``u.data`` lines (also the format of the ``u1.base`` ... ``u5.test`` folds):
+    ``user id, movie id, rating, timestamp``, tab-separated, Unix newlines."""
+    with path.open("wb") as f:
+        for start in range(0, len(user_id), WRITE_ROWS):
+            rows = slice(start, start + WRITE_ROWS)
+            f.write(_format_rows([user_id[rows], movie_id[rows], rating[rows], timestamp[rows]]))
+
+
 def write(synthetic: Synthetic, directory: Path | str) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     s = synthetic
-    n_users, n_movies = len(s.user_age), len(s.movie_title)
-    flags = np.full(n_movies, "", dtype=f"<U{2 * NUM_GENRES}")
-    for g in range(NUM_GENRES):
-        flags = np.strings.add(flags, np.where(s.movie_genres[:, g] == 1, "|1", "|0"))
-    movie_ids = np.arange(1, n_movies + 1).astype(str)
-    url = np.strings.add("http://example.invalid/synthetic/", movie_ids)
-    _write_lines(directory / MOVIES_FILE, np.strings.add(_join(movie_ids, s.movie_title, s.movie_date, "", url), flags))
-    occupation = np.asarray(OCCUPATIONS)[s.user_occupation]
-    user_ids = np.arange(1, n_users + 1).astype(str)
-    _write_lines(directory / USERS_FILE, _join(user_ids, s.user_age.astype(str), s.user_gender, occupation, s.user_zip))
-    with (directory / RATINGS_FILE).open("wb") as f:
-        for start in range(0, len(s.user), WRITE_ROWS):
-            rows = slice(start, start + WRITE_ROWS)
-            f.write(_format_rows([s.user[rows] + 1, s.movie[rows] + 1, s.rating[rows], s.timestamp[rows]]))
+    url = np.strings.add("http://example.invalid/synthetic/", np.arange(1, len(s.movie_title) + 1).astype(str))
+    write_movies(directory / MOVIES_FILE, s.movie_title, s.movie_date, s.movie_genres, url)
+    write_users(directory / USERS_FILE, s.user_age, s.user_gender, np.asarray(OCCUPATIONS)[s.user_occupation], s.user_zip)
+    write_ratings(directory / RATINGS_FILE, s.user + 1, s.movie + 1, s.rating, s.timestamp)
     return directory
 
 

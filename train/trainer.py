@@ -4,14 +4,13 @@ Reads top to bottom: data → split → feature tables → fit (retrieval, then
 ranking; or the reference rating model) → blend weight on validation →
 evaluation on test next to the baselines → artefacts. The run directory holds
 everything export needs (config, weights, feature tables with ids, titles and
-training histories), so exporting never touches the raw data again.
+training histories), so exporting never touches the raw data again; its files
+are named and read in ``train/run_dir.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
+from train import run_dir as run_files
 from train.config import REFERENCE, TrainConfig, step_batch
 from train.evaluation import EVAL_TOP_K
 from train.features import FeatureTables, build
@@ -29,13 +29,6 @@ from train.ranking import RankingModel
 from train.recommender import Reference, TwoStage
 from train.retrieval import RetrievalModel
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-FEATURES_FILE = "features.npz"
-BLEND_FILE = "blend.json"
-WEIGHTS_PREFIX = "weights/model"
-CURVE_FILE = "training_curve.png"
-LOGS_DIR = "logs"
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
 EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
@@ -270,99 +263,158 @@ def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, pr
         return _train(config, data_dir, out_dir, strategy, verbose, progress)
 
 
-def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
-           verbose: int, progress) -> dict:
-    extra = progress or (lambda stage: [])
-    started_run = time.perf_counter()
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    # A re-used run name starts over: stale weights or logs must not mix with the new run.
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / CONFIG_FILE).write_text(config.to_json())
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
 
-    # Data, split and feature tables. Histories come from the training rows only:
-    # anything first rated later is, to the model, a user it knows by profile alone.
+    movielens: movielens_data.MovieLens
+    split: splits.Split
+    features: FeatureTables
+    train: Rows
+    val: Rows
+    test: Rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(user rows, movie rows): the shape of every interaction table of this run."""
+        return self.features.n_user_rows, self.features.n_movie_rows
+
+    @property
+    def global_mean(self) -> float:
+        return float(self.train.rating.mean())
+
+
+def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
+    """Data, split and feature tables. Histories come from the training rows only:
+    anything first rated later is, to the model, a user it knows by profile alone."""
     movielens = movielens_data.load(data_dir)
     split = splits.make(config.split, movielens, seed=config.seed)
     if config.split in splits.FOLDS:  # the fold files are part of what the model saw
         movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
     features = build(movielens, split.train)
-    features.save(run_dir / FEATURES_FILE)
     train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
-    global_mean = float(train.rating.mean())
-    shape = (features.n_user_rows, features.n_movie_rows)
+    return Parts(movielens, split, features, train, val, test)
 
-    fitted = fit(config, features, train, val, strategy, verbose, extra, logs_dir=run_dir / LOGS_DIR)
-    models, history, fit_seconds, batch_sizes = fitted.models, fitted.history, fitted.fit_seconds, fitted.batch_sizes
-    rating_model = fitted.rating_model
 
-    # Final numbers come from a clean pass over each part, not the running
-    # average Keras reports while the weights are still moving.
-    rmse = {
-        part: float(rating_model.evaluate(rows.dataset(batch_sizes["rating"]), return_dict=True, verbose=0)["root_mean_squared_error"])
-        for part, rows in (("train", train), ("val", val), ("test", test))
+def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
+    """The rating model's RMSE on train, val and test.
+
+    Final numbers come from a clean pass over each part, not the running
+    average Keras reports while the weights are still moving.
+    """
+    return {
+        part: float(fitted.rating_model.evaluate(rows.dataset(fitted.batch_sizes["rating"]), return_dict=True,
+                                                 verbose=0)["root_mean_squared_error"])
+        for part, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test))
     }
 
-    # The blend weight is chosen on validation; then the served code path is measured on test.
-    started = time.perf_counter()
-    recommender = recommender_of(config, models, features)
-    weight, blend = None, {}
-    if isinstance(recommender, TwoStage):
-        val_users = evaluation_users(val.user, config.max_eval_users, config.seed)
-        weight, by_weight = choose_blend_weight(recommender, val_users, val.table(*shape, min_rating=4.0))
-        blend = {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
-        recommender.blend_weight.assign(weight)
-        (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight}))
+
+def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[float | None, dict[str, float]]:
+    """A two-stage recommender's blend weight, chosen on validation and set on it; (None, {}) for the reference.
+
+    Returns the weight and the validation Recall@10 of every weight tried.
+    """
+    if not isinstance(recommender, TwoStage):
+        return None, {}
+    val_users = evaluation_users(parts.val.user, config.max_eval_users, config.seed)
+    weight, by_weight = choose_blend_weight(recommender, val_users, parts.val.table(*parts.shape, min_rating=4.0))
+    recommender.blend_weight.assign(weight)
+    return weight, {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatedOnTest:
+    """The served code path's top-k figures on test, and the baselines' on the same users."""
+
+    users: np.ndarray
+    quality: dict
+    baselines: dict
+
+
+def evaluate_on_test(config: TrainConfig, recommender, parts: Parts) -> EvaluatedOnTest:
+    """Measures the served code path (``recommend``) on test, next to the baselines."""
+    shape, test = parts.shape, parts.test
     recommend = tf.function(lambda u, k: recommender.recommend(u, k)[0])
     test_users = evaluation_users(test.user, config.max_eval_users, config.seed)
     top = recommend_top_k(lambda u, k: recommend(tf.constant(u), tf.constant(k, tf.int32)).numpy(),
-                          test_users, val.table(*shape))
+                          test_users, parts.val.table(*shape))
     quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), test_users, EVAL_TOP_K)
-    seen = (train + val).table(*shape)
+    seen = (parts.train + parts.val).table(*shape)
     baseline = baselines.evaluate_baselines(
-        seen, seen, test.table(*shape, min_rating=4.0), test_users, global_mean, test.rating, EVAL_TOP_K,
+        seen, seen, test.table(*shape, min_rating=4.0), test_users, parts.global_mean, test.rating, EVAL_TOP_K,
     )
-    evaluate_seconds = round(time.perf_counter() - started, 2)
+    return EvaluatedOnTest(test_users, quality, baseline)
 
-    metrics = {
+
+def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[str, float], blend: tuple,
+                figures: EvaluatedOnTest, catalogue_size: int, evaluate_seconds: float, started_run: float) -> dict:
+    """The run's metrics.json: quality on test, the baselines, the blend choice, the data and the timings."""
+    weight, by_weight = blend
+    quality, test, batch_sizes = figures.quality, parts.test, fitted.batch_sizes
+    return {
         "train_rmse": rmse["train"],
         "val_rmse": rmse["val"],
         "test_rmse": rmse["test"],
         **{key: quality[key] for key in evaluation.metric_names(EVAL_TOP_K)},
         "users_evaluated": quality["users_evaluated"],
-        "test_users_sampled": f"{len(test_users)} of {len(np.unique(test.user))}",
-        "baselines": baseline,
-        "baseline_global_mean_test_rmse": baseline["global_mean"]["test_rmse"],
+        "test_users_sampled": f"{len(figures.users)} of {len(np.unique(test.user))}",
+        "baselines": figures.baselines,
+        "baseline_global_mean_test_rmse": figures.baselines["global_mean"]["test_rmse"],
         "blend_weight": weight,
-        "val_recall_at_10_by_blend_weight": blend,
-        "rows": split.rows(),
-        "catalogue_size": recommender.catalogue_size,
-        "test_rows_with_unseen_user": float(np.mean(features.history.lengths()[test.user] == 0)),
-        "fit_seconds": round(sum(fit_seconds.values()), 2),
-        "fit_seconds_by_stage": fit_seconds,
+        "val_recall_at_10_by_blend_weight": by_weight,
+        "rows": parts.split.rows(),
+        "catalogue_size": catalogue_size,
+        "test_rows_with_unseen_user": float(np.mean(parts.features.history.lengths()[test.user] == 0)),
+        "fit_seconds": round(sum(fitted.fit_seconds.values()), 2),
+        "fit_seconds_by_stage": fitted.fit_seconds,
         "batch_sizes": ({"rating": batch_sizes["rating"]} if config.model == REFERENCE
                         else {"retrieval": batch_sizes["retrieval"], "ranking": batch_sizes["rating"]}),
         "evaluate_seconds": evaluate_seconds,
         "total_seconds": round(time.perf_counter() - started_run, 2),
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "dataset_sha256": movielens.sha256,
+        "history": {k: [float(x) for x in v] for k, v in fitted.history.history.items()},
+        "dataset_sha256": parts.movielens.sha256,
     }
-    tf.train.Checkpoint(**models).write(str(run_dir / WEIGHTS_PREFIX))
-    _plot_curve(history.history, run_dir / CURVE_FILE)
-    # Written last: export treats metrics.json as the mark of a finished run.
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+
+
+def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
+    tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
+    _plot_curve(fitted.history.history, run_dir / run_files.CURVE_FILE)
+    run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
+
+
+def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
+           verbose: int, progress) -> dict:
+    started_run = time.perf_counter()
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    run_files.start(run_dir, config)
+    parts = load_parts(config, data_dir)
+    parts.features.save(run_dir / run_files.FEATURES_FILE)
+    fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / run_files.LOGS_DIR)
+    rmse = rmse_by_part(fitted, parts)
+
+    # The blend weight is chosen on validation; then the served code path is measured on test.
+    started = time.perf_counter()
+    recommender = recommender_of(config, fitted.models, parts.features)
+    blend = blend_on_validation(config, recommender, parts)
+    if blend[0] is not None:
+        run_files.write_blend_weight(run_dir, blend[0])
+    figures = evaluate_on_test(config, recommender, parts)
+    evaluate_seconds = round(time.perf_counter() - started, 2)
+
+    metrics = run_metrics(config, parts, fitted, rmse, blend, figures, recommender.catalogue_size,
+                          evaluate_seconds, started_run)
+    _finish_run_dir(run_dir, fitted, metrics)
     return metrics
 
 
 def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, FeatureTables]:
     """Rebuilds a run's recommender with its trained weights; returns (recommender, config, features)."""
-    config = TrainConfig.from_file(run_dir / CONFIG_FILE)
-    features = FeatureTables.load(run_dir / FEATURES_FILE)
+    config = run_files.read_config(run_dir)
+    features = FeatureTables.load(run_dir / run_files.FEATURES_FILE)
     models = build_models(config, features, global_mean=0.0)
     checkpoint = tf.train.Checkpoint(**models)
-    status = checkpoint.read(str(run_dir / WEIGHTS_PREFIX))
+    status = checkpoint.read(str(run_dir / run_files.WEIGHTS_PREFIX))
     probe = {"user": tf.constant([0], tf.int64), "movie": tf.constant([0], tf.int64)}
     for model in models.values():  # builds the variables, which the checkpoint then fills
         if isinstance(model, RetrievalModel):
@@ -372,5 +424,4 @@ def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, 
     # Every variable of the rebuilt models must come from the checkpoint; the
     # optimizer's slots are in it too but not needed for serving.
     status.assert_existing_objects_matched().expect_partial()
-    blend = json.loads((run_dir / BLEND_FILE).read_text())["blend_weight"] if (run_dir / BLEND_FILE).exists() else 0.0
-    return recommender_of(config, models, features, blend), config, features
+    return recommender_of(config, models, features, run_files.read_blend_weight(run_dir)), config, features

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from train import config as train_config
+from train import run_dir as run_files
 from train import trainer
 from train.config import PRESETS, TWO_STAGE, TrainConfig
 from train.recommender import Reference, TwoStage
@@ -23,17 +24,17 @@ def two_stage_run(tmp_path_factory, fixture_dir):
 
 def test_run_directory_and_metrics(two_stage_run):
     run_dir, metrics = two_stage_run
-    for name in (trainer.CONFIG_FILE, trainer.METRICS_FILE, trainer.FEATURES_FILE, trainer.BLEND_FILE, trainer.CURVE_FILE):
+    for name in (run_files.CONFIG_FILE, run_files.METRICS_FILE, run_files.FEATURES_FILE, run_files.BLEND_FILE, run_files.CURVE_FILE):
         assert (run_dir / name).is_file(), name
-    assert any((run_dir / trainer.LOGS_DIR).rglob("events.out.tfevents.*"))
-    saved = json.loads((run_dir / trainer.METRICS_FILE).read_text())
+    assert any((run_dir / run_files.LOGS_DIR).rglob("events.out.tfevents.*"))
+    saved = json.loads((run_dir / run_files.METRICS_FILE).read_text())
     for key in ("train_rmse", "val_rmse", "test_rmse", "recall_at_10", "ndcg_at_10"):
         assert isinstance(saved[key], float) and np.isfinite(saved[key]), key
     assert 0 <= saved["recall_at_10"] <= 1 and saved["coverage_at_10"] >= 10
     assert set(saved["baselines"]) == {"global_mean", "popularity", "ease"}
     assert saved["blend_weight"] in trainer.BLEND_WEIGHTS
     assert sum(saved["rows"].values()) == 900
-    assert TrainConfig.from_file(run_dir / trainer.CONFIG_FILE) == FAST_TWO_STAGE
+    assert TrainConfig.from_file(run_dir / run_files.CONFIG_FILE) == FAST_TWO_STAGE
 
 
 def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_dir):
