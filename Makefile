@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-distributed check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -130,9 +130,16 @@ $(TOOLS_VENV)/.checkov-$(CHECKOV_VERSION):
 test-rollout: setup
 	RUN_ROLLOUT_SCENARIO=1 $(PY) -m pytest -q tests/rollout_scenario_test.py
 
-# Two workers finishing a 20-trial study on the test fixture (about a minute; make test has a smaller one).
+# The tuning tests with their worker processes: two workers sharing a study with one SIGKILLed and
+# resumed, and two finishing a 20-trial study on the test fixture (about 2 minutes; make test has the
+# in-process smoke study and the no-test-file check).
 test-tuning: setup
 	RUN_TUNING_SCENARIOS=1 $(PY) -m pytest -q train/tuning_test.py
+
+# Two `python -m train` workers (MultiWorkerMirroredStrategy on localhost) against one process on the
+# test fixture (about a minute).
+test-distributed: setup
+	RUN_DISTRIBUTED=1 $(PY) -m pytest -q train/distribute_test.py
 
 conformance: setup
 	$(PY) -m pytest -q tests/conformance_test.py

@@ -81,6 +81,8 @@ def test_ranking_loss_is_the_batch_mean_squared_error(fixture_dir):
     assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.skipif(os.environ.get("RUN_DISTRIBUTED") != "1",
+                    reason="about a minute on two cores: make test-distributed (RUN_DISTRIBUTED=1)")
 def test_two_workers_on_localhost_train_like_one(tmp_path, fixture_dir):
     """Two `python -m train` processes under MultiWorkerMirroredStrategy against one process.
 
