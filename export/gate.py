@@ -51,11 +51,15 @@ class ValidationPart:
     val: trainer.Rows
 
     @classmethod
-    def of(cls, data_dir: Path, config: TrainConfig, dataset_sha256: str | None = None) -> "ValidationPart":
+    def of(cls, data_dir: Path, config: TrainConfig,
+           dataset_sha256: dict[str, str] | None = None) -> "ValidationPart":
         movielens = movielens_data.load(data_dir)
-        if dataset_sha256 and movielens.sha256 != dataset_sha256:
-            raise GateError(f"{data_dir} is not the data the run trained on (sha256 {movielens.sha256[:12]}… vs the "
-                            f"run's {dataset_sha256[:12]}…): pass --data-dir")
+        # The run also hashed the fold files it read (u1.base, u1.test); the gate compares the files both read.
+        differing = sorted(name for name, digest in movielens.sha256.items()
+                           if (dataset_sha256 or {}).get(name, digest) != digest)
+        if differing:
+            raise GateError(f"{data_dir} is not the data the run trained on ({', '.join(differing)} differ "
+                            "from the run's dataset_sha256): pass --data-dir")
         split = splits.make(config.split, movielens, seed=config.seed)
         train, val = trainer.Rows.of(movielens, split.train), trainer.Rows.of(movielens, split.val)
         if not len(val.user):

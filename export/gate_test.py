@@ -136,3 +136,16 @@ def test_without_the_data_the_gate_refuses_unless_forced(runs, published, tmp_pa
         run_gate(missing, runs["good"], published, 2, module, config, False, lambda m: None)
     record = run_gate(missing, runs["good"], published, 2, module, config, True, lambda m: None)
     assert record["forced"] and record["passed"] is None and record["error"]
+
+
+def test_the_data_check_compares_the_files_both_sides_read(fixture_dir: Path) -> None:
+    """A run on a fold also hashed its fold files, which the gate does not read: those are not a difference;
+    a base file that changed is, and is named."""
+    from train import data as movielens_data
+    from train.config import TrainConfig
+
+    recorded = dict(movielens_data.load(fixture_dir).sha256)
+    config = TrainConfig()
+    assert gate.ValidationPart.of(fixture_dir, config, {**recorded, "u1.base": "0" * 64}).users.size
+    with pytest.raises(gate.GateError, match=r"u\.data differ"):
+        gate.ValidationPart.of(fixture_dir, config, {**recorded, "u.data": "0" * 64})
