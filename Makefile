@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-distributed check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-distributed test-client-wheel check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -135,6 +135,11 @@ test-rollout: setup
 # in-process smoke study and the no-test-file check).
 test-tuning: setup
 	RUN_TUNING_SCENARIOS=1 $(PY) -m pytest -q train/tuning_test.py
+
+# The thin client's wheel built and installed alone in a fresh virtualenv: no TensorFlow, <= 100 MB,
+# import <= 0.3 s, its CLI against a local server (20-40 s after the session model trains).
+test-client-wheel: setup
+	RUN_CLIENT_WHEEL=1 $(PY) -m pytest -q client/wheel_test.py
 
 # Two `python -m train` workers (MultiWorkerMirroredStrategy on localhost) against one process on the
 # test fixture (about a minute).

@@ -3,8 +3,8 @@
 A smoke study in-process, then the report command it prints (report, plots,
 preset file that python -m train trains; resume adds nothing), a trial that
 cannot have read the test part, the pruning wiring. With RUN_TUNING_SCENARIOS=1 (make test-tuning): two
-worker processes on one SQLite study with one of them killed mid-trial, resumed to the budget, and a
-20-trial two-worker study.
+worker processes on one SQLite study with one of them killed mid-trial, resumed to the budget, a
+20-trial two-worker study, and workers opening a new study database at once.
 """
 
 from __future__ import annotations
@@ -262,6 +262,8 @@ def test_two_workers_finish_a_twenty_trial_study(fixture_dir, tmp_path):
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == 20  # distinct parameters too
 
 
+@pytest.mark.skipif(os.environ.get("RUN_TUNING_SCENARIOS") != "1",
+                    reason="six worker processes: make test-tuning (RUN_TUNING_SCENARIOS=1)")
 def test_processes_opening_a_new_study_database_at_once(tmp_path):
     """Several workers (or machines) starting together on a new database: one creates its tables, none fails."""
     opener = ("import sys; from train import tuning; import optuna; "
