@@ -422,8 +422,8 @@ def test_predict_rates_the_recommended_movies(served):
     top = served.recommend(1, k=3)
     ratings = served.predict(1, [r.movie_id for r in top])
     assert ratings.dtype == _RATING_DTYPE and ratings.shape == (3,) and np.isfinite(ratings).all()
-    if served.model_card()["config"].get("preset") in ("basic", "tuned"):
-        # The reference presets rank by predicted rating; the two-stage default blends in retrieval scores.
+    if served.model_card()["config"].get("model") == "reference":
+        # The reference model ranks by predicted rating; the two-stage default blends in retrieval scores.
         np.testing.assert_allclose(ratings, [r.score for r in top], rtol=1e-5, atol=1e-5)
     ratings[0] = 0.0  # the caller owns the array
     pairs = served.predict(["1", "2"], ["50", "50"])

@@ -490,7 +490,8 @@ def explain_missing_signature(error: SignatureNotFound, model: str, target: str)
     return SignatureNotFound(
         error.code,
         f"the model {model!r} served at {target} has no {RECOMMEND_FROM_RATINGS_SIGNATURE!r} signature: only "
-        "models of the default (two-stage) preset serve it, not those of the reference presets (basic, tuned). "
+        "models of the default (two-stage) preset serve it, not the reference model "
+        "(presets reference-basic, reference-tuned). "
         f"Serve a default-preset export, or recommend for a known user id instead (server: {error.message})",
         error.signature,
     )

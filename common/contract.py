@@ -28,7 +28,7 @@ REPORTS_DIR = "reports"
 
 # Width of serving_default's user_embedding / movie_embedding for the default
 # (two-stage) model: the retrieval query and candidate embeddings. The reference
-# presets (basic, tuned) serve their 32-d id embeddings instead.
+# model's presets (reference-basic, reference-tuned) serve their 32-d id embeddings instead.
 EMBEDDING_DIM = 64
 
 # Files inside an exported version directory.

@@ -1,4 +1,4 @@
-"""python -m train --run-name NAME [--preset two-stage|basic|tuned|FILE] [--split u1|...|seed-temporal] [--epochs N ...]
+"""python -m train --run-name NAME [--preset two-stage|reference-basic|reference-tuned|FILE] [--split u1|...|seed-temporal] [--epochs N ...]
 
 Trains one model on MovieLens and writes runs/NAME/. Every flag not given
 comes from the preset (a name, or a preset file such as the report of a

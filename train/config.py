@@ -2,11 +2,13 @@
 
 ``two-stage`` (the default) is the product's recommender: retrieval trained
 for top-k, then a DCN ranking model, blended (``train/retrieval.py``,
-``train/ranking.py``, ``train/recommender.py``). ``basic`` and ``tuned`` are
-the reference blog's rating model: part 3 (three epochs, no regularisation)
-and part 4 (L2 0.01 on the dense layers, fifty epochs); they reproduce its
-RMSE. The resolved object is saved with each run so that export can rebuild
-exactly the model that was trained.
+``train/ranking.py``, ``train/recommender.py``); the dataclass defaults are
+its values. ``reference-basic`` and ``reference-tuned`` train the reference
+model, the blog's rating model (``train/reference_model.py``): part 3 (three
+epochs, no regularisation) and part 4 (L2 0.01 on the dense layers, fifty
+epochs); they reproduce its RMSE. Their old names ``basic`` and ``tuned`` are
+still accepted (``PRESET_ALIASES``). The resolved object is saved with each
+run so that export can rebuild exactly the model that was trained.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ MAX_BATCH_GROWTH = 16
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    preset: str = "basic"
+    """One run's configuration; the defaults are the default preset's (``two-stage``)."""
+
+    preset: str = DEFAULT_PRESET
     split: str = splits.SEED_TEMPORAL
-    model: str = REFERENCE  # reference: the blog's rating model; two-stage: retrieval + ranking
-    # The rating model (reference) or the ranking stage (two-stage).
+    model: str = TWO_STAGE  # reference: the blog's rating model; two-stage: retrieval + ranking
+    # The reference model or the ranking stage (two-stage).
     embedding_dim: int = 32
-    layer_sizes: tuple[int, ...] = (256, 64)
-    l2: float = 0.0  # reference: on the dense kernels; two-stage ranking: on every weight
-    learning_rate: float = 0.1  # Adagrad (reference) or Adam (two-stage ranking)
-    epochs: int = 3  # two-stage ranking: at most, keeping the epoch with the best validation RMSE
-    batch_size: int = 8192
+    layer_sizes: tuple[int, ...] = (128, 64)
+    l2: float = 0.003  # reference: on the dense kernels; two-stage ranking: on every weight
+    learning_rate: float = 0.003  # Adagrad (reference) or Adam (two-stage ranking)
+    epochs: int = 30  # two-stage ranking: at most, keeping the epoch with the best validation RMSE
+    batch_size: int = 1024
     seed: int = 42
     # Retrieval (two-stage only).
     retrieval_dim: int = contract.EMBEDDING_DIM
@@ -64,8 +68,11 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: Path | str) -> "TrainConfig":
+        """A saved run's config; a run saved under an old preset name loads under the new one."""
         fields = json.loads(Path(path).read_text())
         fields["layer_sizes"] = tuple(fields["layer_sizes"])
+        if "preset" in fields:
+            fields["preset"] = preset_name(fields["preset"])
         return cls(**fields)
 
 
@@ -93,14 +100,23 @@ def step_batch(batch_size: int, train_rows: int, growth_rows: int) -> int:
     return batch_size * factor
 
 
+# The reference model's values (the blog's): each preset lists every value that differs from the defaults.
+_REFERENCE = dict(model=REFERENCE, embedding_dim=32, layer_sizes=(256, 64), learning_rate=0.1, batch_size=8192)
 PRESETS: dict[str, dict] = {
-    "basic": dict(model=REFERENCE, l2=0.0, learning_rate=0.1, epochs=3),
-    "tuned": dict(model=REFERENCE, l2=0.01, learning_rate=0.1, epochs=50),
+    "reference-basic": dict(_REFERENCE, l2=0.0, epochs=3),
+    "reference-tuned": dict(_REFERENCE, l2=0.01, epochs=50),
     TWO_STAGE: dict(
         model=TWO_STAGE, embedding_dim=32, layer_sizes=(128, 64), l2=0.003, learning_rate=0.003,
         epochs=30, batch_size=1024,
     ),
 }
+# Old preset names, still accepted: command lines and saved runs use them.
+PRESET_ALIASES: dict[str, str] = {"basic": "reference-basic", "tuned": "reference-tuned"}
+
+
+def preset_name(name: str) -> str:
+    """The current name of a preset given by an old name (``PRESET_ALIASES``); any other value unchanged."""
+    return PRESET_ALIASES.get(name, name)
 
 
 # A preset file's fields: the model's values only. The split is a run's choice (a study tunes on one fold
@@ -137,16 +153,16 @@ def read_preset_file(path: Path | str) -> dict:
 
 
 def preset_values(preset: str) -> dict:
-    """A named preset's values, or those of a preset file."""
-    if preset in PRESETS:
-        return dict(PRESETS[preset])
+    """A named preset's values (an old name too), or those of a preset file."""
+    if preset_name(preset) in PRESETS:
+        return dict(PRESETS[preset_name(preset)])
     return read_preset_file(preset)
 
 
 def preset_argument(value: str) -> str:
-    """argparse type of --preset: a preset name, or the path of a readable preset file."""
-    if value in PRESETS:
-        return value
+    """argparse type of --preset: a preset name (an old one becomes the current one), or a readable preset file."""
+    if preset_name(value) in PRESETS:
+        return preset_name(value)
     if not Path(value).is_file():
         raise argparse.ArgumentTypeError(f"{value!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file")
     try:
@@ -191,7 +207,7 @@ def _shown(value) -> str:
 
 
 def _preset_values(name: str, default) -> str:
-    """``two-stage: 30, basic: 3, tuned: 50``, or ``default 42`` when every preset agrees."""
+    """``two-stage: 30, reference-basic: 3, reference-tuned: 50``, or ``default 42`` when every preset agrees."""
     order = [DEFAULT_PRESET, *sorted(p for p in PRESETS if p != DEFAULT_PRESET)]
     values = {preset: _shown(PRESETS[preset].get(name, default)) for preset in order}
     if len(set(values.values())) == 1:
@@ -206,7 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         described = FIELD_HELP.get(field.name, field.name.replace("_", " ")).replace("%", "%%")
         if field.name == "preset":
             parser.add_argument(flag, type=preset_argument, default=DEFAULT_PRESET, metavar="PRESET|FILE",
-                                help=f"{described}: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
+                                help=f"{described}: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET}; "
+                                     f"old names: {', '.join(f'{old} = {new}' for old, new in PRESET_ALIASES.items())})")
             continue
         kwargs = {"default": None, "help": f"{described} ({_preset_values(field.name, field.default)})"}
         if field.name == "model":

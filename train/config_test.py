@@ -1,5 +1,12 @@
-"""The batch-size rule for large data (step_batch)."""
+"""The configuration: the batch-size rule for large data (step_batch), preset files, each preset's values."""
 
+import dataclasses
+import json
+
+import pytest
+
+from train import config as train_config
+from train.__main__ import build_parser
 from train.config import MAX_BATCH_GROWTH, TrainConfig, step_batch
 
 
@@ -16,11 +23,6 @@ def test_step_batch_grows_with_the_training_rows_only_at_scale():
 
 def test_a_preset_file_trains_its_values_and_flags_still_override(tmp_path):
     import argparse
-    import json
-
-    import pytest
-
-    from train import config as train_config
 
     path = tmp_path / "tuned.json"
     path.write_text(json.dumps({"values": {"model": "two-stage", "layer_sizes": [64, 32], "history_shrinkage": 12,
@@ -38,3 +40,49 @@ def test_a_preset_file_trains_its_values_and_flags_still_override(tmp_path):
             train_config.read_preset_file(path)
     with pytest.raises(SystemExit):  # a usage error (exit 2): neither a preset nor a file
         parser.parse_args(["--preset", str(tmp_path / "missing.json")])
+
+
+# Every named preset's full resolved config, as python -m train resolves it: a change of a default or a preset
+# that moves any of these values fails here (the reference presets must keep reproducing the blog's figures).
+_COMMON = dict(
+    split="seed-temporal", embedding_dim=32, seed=42, retrieval_dim=64, retrieval_epochs=8,
+    retrieval_learning_rate=0.003, retrieval_batch_size=1024, history_sample=64, causal_history_share=0.0,
+    history_shrinkage=20.0, low_rating_weight=0.3, full_softmax_max_movies=10_000, candidates=100,
+    batch_growth_rows=131_072, max_eval_users=20_000,
+)
+RESOLVED = {
+    "two-stage": dict(_COMMON, preset="two-stage", model="two-stage", layer_sizes=(128, 64), l2=0.003,
+                      learning_rate=0.003, epochs=30, batch_size=1024),
+    "reference-basic": dict(_COMMON, preset="reference-basic", model="reference", layer_sizes=(256, 64), l2=0.0,
+                            learning_rate=0.1, epochs=3, batch_size=8192),
+    "reference-tuned": dict(_COMMON, preset="reference-tuned", model="reference", layer_sizes=(256, 64), l2=0.01,
+                            learning_rate=0.1, epochs=50, batch_size=8192),
+}
+
+
+def _resolved(argv: list[str]) -> dict:
+    """The config ``python -m train --run-name x ARGV`` trains."""
+    return dataclasses.asdict(train_config.from_arguments(build_parser().parse_args(["--run-name", "x", *argv])))
+
+
+def test_every_preset_resolves_to_its_values():
+    assert set(train_config.PRESETS) == set(RESOLVED)
+    for name, expected in RESOLVED.items():
+        assert _resolved(["--preset", name]) == expected, name
+        assert _resolved(["--preset", name, "--split", "u1"]) == dict(expected, split="u1"), name
+    assert _resolved([]) == RESOLVED["two-stage"]
+    assert _resolved(["--split", "u1"]) == dict(RESOLVED["two-stage"], split="u1")
+    assert dataclasses.asdict(TrainConfig()) == RESOLVED["two-stage"]  # no arguments: the default preset
+    with pytest.raises(SystemExit):
+        _resolved(["--preset", "reference"])  # the model's name is not a preset
+
+
+def test_the_old_preset_names_still_work(tmp_path):
+    for old, new in (("basic", "reference-basic"), ("tuned", "reference-tuned")):
+        assert train_config.PRESET_ALIASES[old] == new
+        assert _resolved(["--preset", old]) == RESOLVED[new]
+        assert train_config.preset_values(old) == train_config.preset_values(new)
+        assert train_config.preset_argument(old) == new
+        saved = dict(RESOLVED[new], preset=old, layer_sizes=list(RESOLVED[new]["layer_sizes"]))
+        (tmp_path / "config.json").write_text(json.dumps(saved))  # a run saved before the rename
+        assert train_config.TrainConfig.from_file(tmp_path / "config.json") == TrainConfig(**RESOLVED[new])

@@ -78,10 +78,10 @@ def test_same_seed_same_numbers(fixture_dir, tmp_path):
 
 
 def test_reference_preset_still_trains_and_reloads(fixture_dir, tmp_path):
-    config = TrainConfig(preset="basic", epochs=1, batch_size=128)
-    metrics = trainer.run(config, fixture_dir, tmp_path / "basic", verbose=0)
+    config = TrainConfig(**{**PRESETS["reference-basic"], "preset": "reference-basic", "epochs": 1, "batch_size": 128})
+    metrics = trainer.run(config, fixture_dir, tmp_path / "reference-basic", verbose=0)
     assert metrics["blend_weight"] is None and np.isfinite(metrics["recall_at_10"])
-    recommender, _, features = trainer.load_recommender(tmp_path / "basic")
+    recommender, _, features = trainer.load_recommender(tmp_path / "reference-basic")
     assert isinstance(recommender, Reference)
     # Users and movies without training ratings share the out-of-vocabulary embedding, as in the reference.
     untrained = np.flatnonzero(features.history.lengths() == 0)
@@ -97,7 +97,7 @@ def test_cli_overrides_preset():
 
     parser = argparse.ArgumentParser()
     train_config.add_arguments(parser)
-    resolved = train_config.from_arguments(parser.parse_args(["--preset", "tuned", "--epochs", "2", "--layer-sizes", "8"]))
+    resolved = train_config.from_arguments(parser.parse_args(["--preset", "reference-tuned", "--epochs", "2", "--layer-sizes", "8"]))
     assert resolved.l2 == 0.01 and resolved.epochs == 2 and resolved.layer_sizes == (8,)
     default = train_config.from_arguments(parser.parse_args([]))
     assert default.preset == TWO_STAGE and default.model == TWO_STAGE
