@@ -24,7 +24,7 @@ from train.config import REFERENCE, TrainConfig, step_batch
 from train.evaluation import EVAL_TOP_K
 from train.features import FeatureTables, build
 from train.interactions import Interactions
-from train.model import RatingModel
+from train.reference_model import ReferenceModel
 from train.ranking import RankingModel
 from train.recommender import Reference, TwoStage
 from train.retrieval import RetrievalModel
@@ -113,7 +113,7 @@ def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
 def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
     """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}."""
     if config.model == REFERENCE:
-        return {"rating": RatingModel(features, config)}
+        return {"rating": ReferenceModel(features, config)}
     return {
         "retrieval": RetrievalModel(
             features, config.retrieval_dim, config.history_sample, config.low_rating_weight,

@@ -1,4 +1,4 @@
-"""The reference rating model (the blog's part 3), keyed by movie id.
+"""The reference model: the blog's rating model (its part 3), keyed by movie id.
 
 User and movie embeddings are looked up by row (``train/features.py``; the
 served graph maps raw string ids to rows). Movies are keyed by ``movie_id``
@@ -6,9 +6,9 @@ rather than by title as in the reference: ML-100K has 1,682 movies but only
 1,664 distinct titles, and keying by title would merge different films.
 
 As in the reference, every user or movie without training ratings shares one
-out-of-vocabulary embedding (row 0). The ``basic`` and ``tuned`` presets train
-this model; the default preset is the two-stage recommender
-(``train/retrieval.py``, ``train/ranking.py``).
+out-of-vocabulary embedding (row 0). The ``reference-basic`` and
+``reference-tuned`` presets train this model; the default preset is the
+two-stage recommender (``train/retrieval.py``, ``train/ranking.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from train.features import UNKNOWN, FeatureTables
 from train.retrieval import lookup_table
 
 
-class RatingModel(distribute.Model):
+class ReferenceModel(distribute.Model):
     """Predicts a user's rating of a movie from the two ids."""
 
     def __init__(self, features: FeatureTables, config: TrainConfig):
