@@ -23,7 +23,7 @@ from tensorflow.core.framework import types_pb2
 
 from common import contract
 from train.features import UNKNOWN, FeatureTables
-from train.recommender import Reference, TwoStage
+from train.recommender import ReferenceRecommender, TwoStageRecommender
 
 
 def _row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
@@ -82,7 +82,8 @@ def _one_k_per_user(user_id: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
 
 
 class ServingModule(tf.Module):
-    def __init__(self, recommender: Reference | TwoStage, features: FeatureTables, model_card_json: str):
+    def __init__(self, recommender: ReferenceRecommender | TwoStageRecommender, features: FeatureTables,
+                 model_card_json: str):
         super().__init__()
         self.recommender = recommender
         self.catalogue_size = recommender.catalogue_size
@@ -96,7 +97,7 @@ class ServingModule(tf.Module):
         self.predict = tf.function(self._predict, input_signature=input_signature(contract.PREDICT_SIGNATURE))
         self.recommend = tf.function(self._recommend, input_signature=input_signature(contract.RECOMMEND_SIGNATURE))
         self.model_card = tf.function(self._model_card, input_signature=input_signature(contract.MODEL_CARD_SIGNATURE))
-        if isinstance(recommender, TwoStage):  # the reference model has no query encoder to feed ratings to
+        if isinstance(recommender, TwoStageRecommender):  # the reference model has no query encoder to feed ratings to
             self.recommend_from_ratings = tf.function(
                 self._recommend_from_ratings, input_signature=input_signature(contract.RECOMMEND_FROM_RATINGS_SIGNATURE)
             )

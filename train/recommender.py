@@ -5,15 +5,16 @@ lookups around them) and the trainer's evaluation call these same
 ``tf.function``-able methods, so a quality figure in ``metrics.json`` is a
 figure of the served code path.
 
-``TwoStage``: retrieval scores the catalogue with one matrix product against
-candidate embeddings computed once here (not per request), the movies a user
-already rated are masked out sparsely (a scatter of their history, never a
-users × movies table), the best ``candidates`` go to the ranking model, and
-the final order is ``retrieval score + blend_weight × predicted rating`` with
-the weight chosen on the validation part.
+``TwoStageRecommender``: retrieval scores the catalogue with one matrix
+product against candidate embeddings computed once here (not per request),
+the movies a user already rated are masked out sparsely (a scatter of their
+history, never a users × movies table), the best ``candidates`` go to the
+ranking model, and the final order is ``retrieval score + blend_weight ×
+predicted rating`` with the weight chosen on the validation part.
 
-``Reference``: the blog's rating model, which ranks the whole catalogue by
-predicted rating; kept so the ``basic`` and ``tuned`` presets still export.
+``ReferenceRecommender``: the reference model (``train/reference_model.py``,
+the blog's rating model) ranking the whole catalogue by predicted rating;
+kept so the ``reference-basic`` and ``reference-tuned`` presets still export.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class _Catalogue(tf.Module):
         return histories(self.history_indptr, self.history_movies, self.history_ratings, user_rows)
 
 
-class TwoStage(_Catalogue):
+class TwoStageRecommender(_Catalogue):
     def __init__(self, retrieval: RetrievalModel, ranking: tf.keras.Model, features: FeatureTables,
                  candidates: int, blend_weight: float):
         super().__init__(features)
@@ -155,7 +156,7 @@ class TwoStage(_Catalogue):
         return rating, self.query(user_rows), self.candidate_tower(movie_rows)[0]
 
 
-class Reference(_Catalogue):
+class ReferenceRecommender(_Catalogue):
     """Ranks the whole catalogue by the reference model's predicted rating."""
 
     def __init__(self, model: tf.keras.Model, features: FeatureTables):

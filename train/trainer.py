@@ -1,7 +1,7 @@
 """Trains a recommender on one split and writes a self-contained run directory.
 
 Reads top to bottom: data → split → feature tables → fit (retrieval, then
-ranking; or the reference rating model) → blend weight on validation →
+ranking; or the reference model) → blend weight on validation →
 evaluation on test next to the baselines → artefacts. The run directory holds
 everything export needs (config, weights, feature tables with ids, titles and
 training histories), so exporting never touches the raw data again; its files
@@ -26,7 +26,7 @@ from train.features import FeatureTables, build
 from train.interactions import Interactions
 from train.reference_model import ReferenceModel
 from train.ranking import RankingModel
-from train.recommender import Reference, TwoStage
+from train.recommender import ReferenceRecommender, TwoStageRecommender
 from train.retrieval import RetrievalModel
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
@@ -126,11 +126,11 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
 
 def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, blend_weight: float = 0.0):
     if config.model == REFERENCE:
-        return Reference(models["rating"], features)
-    return TwoStage(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
+        return ReferenceRecommender(models["rating"], features)
+    return TwoStageRecommender(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
 
 
-def choose_blend_weight(recommender: TwoStage, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
+def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
     """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
 
     Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
@@ -314,7 +314,7 @@ def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple
 
     Returns the weight and the validation Recall@10 of every weight tried.
     """
-    if not isinstance(recommender, TwoStage):
+    if not isinstance(recommender, TwoStageRecommender):
         return None, {}
     val_users = evaluation_users(parts.val.user, config.max_eval_users, config.seed)
     weight, by_weight = choose_blend_weight(recommender, val_users, parts.val.table(*parts.shape, min_rating=4.0))
@@ -408,7 +408,7 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     return metrics
 
 
-def load_recommender(run_dir: Path) -> tuple[Reference | TwoStage, TrainConfig, FeatureTables]:
+def load_recommender(run_dir: Path) -> tuple[ReferenceRecommender | TwoStageRecommender, TrainConfig, FeatureTables]:
     """Rebuilds a run's recommender with its trained weights; returns (recommender, config, features)."""
     config = run_files.read_config(run_dir)
     features = FeatureTables.load(run_dir / run_files.FEATURES_FILE)

@@ -10,7 +10,7 @@ from train import config as train_config
 from train import run_dir as run_files
 from train import trainer
 from train.config import PRESETS, TWO_STAGE, TrainConfig
-from train.recommender import Reference, TwoStage
+from train.recommender import ReferenceRecommender, TwoStageRecommender
 
 FAST_TWO_STAGE = TrainConfig(**{**PRESETS[TWO_STAGE], "preset": TWO_STAGE, "epochs": 2, "retrieval_epochs": 2,
                                 "batch_size": 128, "retrieval_batch_size": 128})
@@ -42,7 +42,7 @@ def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_
 
     run_dir, metrics = two_stage_run
     recommender, config, features = trainer.load_recommender(run_dir)
-    assert isinstance(recommender, TwoStage)
+    assert isinstance(recommender, TwoStageRecommender)
     assert float(recommender.blend_weight.numpy()) == pytest.approx(metrics["blend_weight"])
     movielens = data.load(fixture_dir)
     test = trainer.Rows.of(movielens, splits.make(config.split, movielens, seed=config.seed).test)
@@ -82,7 +82,7 @@ def test_reference_preset_still_trains_and_reloads(fixture_dir, tmp_path):
     metrics = trainer.run(config, fixture_dir, tmp_path / "reference-basic", verbose=0)
     assert metrics["blend_weight"] is None and np.isfinite(metrics["recall_at_10"])
     recommender, _, features = trainer.load_recommender(tmp_path / "reference-basic")
-    assert isinstance(recommender, Reference)
+    assert isinstance(recommender, ReferenceRecommender)
     # Users and movies without training ratings share the out-of-vocabulary embedding, as in the reference.
     untrained = np.flatnonzero(features.history.lengths() == 0)
     untrained = untrained[untrained > 0]
