@@ -49,7 +49,7 @@ def top_k_of_ranking(order: np.ndarray, users: np.ndarray, exclude: Interactions
 
     What :func:`train.evaluation.top_k_excluding` returns for scores that are
     the same for every user, in O(excluded entries · log) instead of a dense
-    users × movies pass (82 s for 23k users × 50k movies). With the user's
+    users × movies pass, which is slow at scale (docs/training.md, "Large data"). With the user's
     excluded ranks sorted, e_0 < e_1 < …, the j-th free rank is j + #{i : e_i − i ≤ j}
     (e_i − i never decreases, so a binary search counts it). ``-1`` pads a row
     with fewer than ``k`` free movies.

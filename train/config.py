@@ -48,13 +48,11 @@ class TrainConfig:
     retrieval_learning_rate: float = 0.003  # Adam
     retrieval_batch_size: int = 1024
     history_sample: int = 64  # history entries sampled per training example
-    # Share of examples that see only what the user rated before the target (next-item training). On
-    # ML-100K 0.5 lifted recommend_from_ratings for new users (seed-temporal) from 0.234 to 0.265 Recall@10
-    # but cost u1 Recall@10 0.430 -> 0.400, so it is off by default.
+    # Share of examples that see only what the user rated before the target (next-item training); off: it
+    # helps new users but costs known users more (docs/model.md, "Why these values").
     causal_history_share: float = 0.0
-    # The history mean divides by count + this: short histories lean on the profile. ML-100K seed-temporal new
-    # users from 5 ratings, Recall@10 / NDCG@10 lift over most popular, seed 42 and seed 7: 10 -> +6% / +5% and
-    # +11% / +9%; 20 -> +10% / +8% and +14% / +11%. u1 Recall@10 (seed 42) 0.415 -> 0.417.
+    # The history mean divides by count + this, so short histories lean on the profile; 20 lifted new users
+    # more than 10 did, at no cost to known users (docs/model.md, "Why these values").
     history_shrinkage: float = 20.0
     low_rating_weight: float = 0.3  # loss weight of a rating below 4 (relevant = rating >= 4)
     full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
@@ -81,8 +79,8 @@ def step_batch(batch_size: int, train_rows: int, growth_rows: int) -> int:
 
     A step has a fixed cost besides its rows: Adam (and the ranking's L2 on
     every embedding) passes over each whole embedding table, and those tables
-    grow with the users and movies. At 2.5M training rows that cost was most of
-    a 1024-row step (ranking ~50 ms a step at 1024 or 4096 rows). So the batch
+    grow with the users and movies, so on large data it is most of a step
+    (measured: docs/training.md, "Large data"). So the batch
     doubles with the data (capped at ``MAX_BATCH_GROWTH`` ×): an epoch keeps
     about ``growth_rows`` / ``batch_size`` steps, which spreads the fixed cost
     over more rows. Retrieval's in-batch softmax keeps its negatives at

@@ -14,20 +14,10 @@ movies are their test ratings with rating ≥ 4 (the caller builds that table).
 * ``coverage_at_k`` = number of distinct movies across the top-k lists of
   *all* evaluated users passed in, including those without a relevant movie.
 
-These definitions reproduce the issue's ML-100K u1 numbers (train and
-exclusion = u1.base, relevant = u1.test rating ≥ 4, users = every user in
-u1.test: 459 users, 456 with a relevant movie). EASE (λ = 300): Recall@10
-0.4323, NDCG@10 0.4449, coverage 307 (the issue: 0.432 / 0.445 / 307).
-Most-popular: 0.2420 / 0.2451 (the issue: 0.241 / 0.245). The gap is tie
-order alone: many movies share a rating count, and ties are broken here by
-the lower movie index; 200 random tie orders gave recall 0.2407–0.2425 and
-NDCG 0.2442–0.2454, the issue's pair among them. The other candidate
-definitions do not match: recall over |relevant| instead of min(k,
-|relevant|) gives 0.118 (popularity) / 0.231 (EASE), and counting users
-without a relevant movie as 0 gives EASE recall 0.429. The issue's
-popularity coverage of 80 is over all 943 users' lists; over the 459
-evaluated users (this protocol) the same lists cover 51 movies. See
-``train/baselines_test.py``.
+These definitions are the ones that reproduce the ML-100K u1 figures of EASE
+and most popular the project was given (``train/baselines_test.py`` checks them;
+how the other candidate definitions miss is in docs/model.md, "Evaluation in
+every run").
 
 Everything works on integer indices (users ``0..n_users-1``, movies
 ``0..n_movies-1``) and :class:`~train.interactions.Interactions` tables; no

@@ -40,7 +40,7 @@ class FeatureTables:
     history_indptr: np.ndarray  # int64 [n_user_rows + 1]: training ratings per user row (CSR)
     history_movies: np.ndarray  # int32 [n_train]: movie rows, sorted within each user
     # float16 [n_train]: the ratings, aligned with history_movies. Half stars are exact in float16, and the
-    # served graph holds this column: at ML-25M's size float32 took 50 of the SavedModel's 202 MB.
+    # served graph holds this column, a large share of the SavedModel at scale (docs/training.md, "Large data").
     history_ratings: np.ndarray
     history_times: np.ndarray  # int64 [n_train]: when each was rated, aligned with history_movies
     movie_count: np.ndarray  # int64 [n_movie_rows]: training ratings per movie

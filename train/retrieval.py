@@ -8,10 +8,10 @@ are computed once at export, so retrieval is one matrix product and a top-k.
 
 The query side is built from what a user *did* (the mean embedding of the
 movies they rated, each with its rating) plus their profile (age, gender,
-occupation), not from a per-user id embedding. That generalises better (on
-ML-100K u1 an id embedding overfit: Recall@10 0.38 with it, 0.40 without), it
-scores users who are in ``u.user`` but have no training ratings, and the same
-encoder turns a new user's handful of ratings into a query without retraining.
+occupation), not from a per-user id embedding. That generalises better (an id
+embedding overfits: docs/model.md, "Why these values"), it scores users who
+are in ``u.user`` but have no training ratings, and the same encoder turns a
+new user's handful of ratings into a query without retraining.
 
 Training holds the target movie out of its own history (otherwise the query
 learns to copy its input) and samples a fixed number of history entries per
