@@ -72,7 +72,8 @@ THIN_RECOMMEND = "recommend k=10, RecommenderClient (thin: described protos, gen
 STUB_RECOMMEND = "recommend k=10, tensorflow-serving-api's stub (its classes, prebuilt request, answer not decoded)"
 OLD_PATH_RECOMMEND = "recommend k=10, the previous client's path rebuilt (tensorflow-serving-api's classes and stub, build + decode per call)"
 PREVIOUS_RECOMMEND = "recommend k=10, the previous RecommenderClient (tensorflow-serving-api's classes and stubs, commit c79cf34)"
-# The last commit before the client became thin (issue 23): its client/ and common/, run from git.
+# The last commit before the client became thin (it still used TF Serving's generated classes and TensorFlow):
+# its client/ and common/, run from git, are the baseline the thin client is compared with.
 PREVIOUS_CLIENT_COMMIT = "c79cf34dfac6a8b19d3f99d5fa3f13d78b67f4cc"
 _PREVIOUS_CLIENT_WORKER = """
 import json, sys, time
@@ -500,7 +501,7 @@ def batching_lines(
 
 
 def thin_client_lines(rows: dict[str, dict[str, float]] | None) -> list[str]:
-    """(b)'s thin client against tensorflow-serving-api's stub, recommend k=10 (issue 23's comparison)."""
+    """(b)'s thin client against the client before it and tensorflow-serving-api's stub, recommend k=10."""
     if not rows:
         return []
     thin, stub = rows[THIN_RECOMMEND], rows[STUB_RECOMMEND]

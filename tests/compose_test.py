@@ -440,7 +440,7 @@ def test_distributed_workers_are_off_without_the_profile(gpu: dict) -> None:
     assert not [name for name in gpu["services"] if name.startswith("trainer-")]
 
 
-# --- container hardening (issue 21) ---------------------------------------------------------------
+# --- container hardening -------------------------------------------------------------------------
 
 # The edge branch owns these two (Envoy's own hardening and the credentials one-shot); every other
 # service, including the distributed profile's workers, is checked here.

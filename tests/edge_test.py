@@ -152,7 +152,7 @@ def _reads_all_answer(cluster: LocalCluster, token: str, n: int = 20) -> None:
 
 
 def test_model_reload_through_the_public_entry_is_refused_and_reads_keep_answering(cluster):
-    """The attack of issue 21: a config without `movielens`, sent twice (round robin: once per replica),
+    """The attack the public entry must stop: a config without `movielens`, sent twice (round robin: once per replica),
     would unload the model everywhere. Envoy answers PERMISSION_DENIED itself."""
     token = cluster.token("attacker")
     request = model_management_pb2.ReloadConfigRequest()
@@ -430,7 +430,7 @@ def _merged_batch_failures(cluster: LocalCluster) -> int:
 
 
 def test_good_callers_are_answered_correctly_next_to_a_caller_sending_invalid_values(cluster):
-    """Acceptance (issue 21): batching on, through Envoy with TLS and tokens, 32 concurrent good callers
+    """Batching on, through Envoy with TLS and tokens, 32 concurrent good callers
     (each its own token, so the per-caller limit is not what is measured) and one caller sending k = 0,
     out-of-range ratings and a too-wide rated list: every good request answers as it does alone, the
     offender gets INVALID_ARGUMENT naming the input."""

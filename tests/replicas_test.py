@@ -367,7 +367,7 @@ def test_a_new_version_reaches_every_replica_without_failures_or_going_back(mode
 
 
 def test_a_flooding_caller_gets_resource_exhausted_and_a_steady_caller_keeps_its_latency(exported_model, tmp_path):
-    """Issue 21's acceptance: two callers with their own tokens, one at 20x its rate limit for 30 s, the
+    """Two callers with their own tokens, one at 20x its rate limit for 30 s, the
     other steady within its limit (loadtest/edge_bench.py; `make bench-edge` writes the same figures)."""
     from loadtest import edge_bench
 
