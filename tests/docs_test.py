@@ -119,10 +119,10 @@ def test_every_getting_started_command_is_run_by_make_demo_or_ci():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_the_check_catches_a_command_nothing_runs():
-    page = "```bash\nmake demo  # ok\nmake serve\nFOO=1 python -m train --preset basic\n```\n"
+    page = "```bash\nmake demo  # ok\nmake serve\nFOO=1 python -m train --preset reference-basic\n```\n"
     commands = page_commands(page)
-    assert commands == ["make demo", "make serve", "python -m train --preset basic"]
-    assert unrun(commands, demo_recipe_commands(), _allowed_targets()) == ["make serve", "python -m train --preset basic"]
+    assert commands == ["make demo", "make serve", "python -m train --preset reference-basic"]
+    assert unrun(commands, demo_recipe_commands(), _allowed_targets()) == ["make serve", "python -m train --preset reference-basic"]
 
 
 def test_make_demo_runs_what_the_page_says():
