@@ -1,12 +1,18 @@
-"""python -m export.evaluation_report: train the default preset on every split, export, measure, write EVALUATION.md.
+"""python -m export.evaluation_report: train presets on every split, export, measure, write EVALUATION.md.
 
 For each of u1…u5 and seed-temporal: ``python -m train``'s story with the
-default preset (run directories under ``runs/evaluate-<split>``), then an
-export, then the protocol measured through the exported ``recommend`` and
-``serving_default`` signatures (``export/evaluate.py``), next to the
-baselines the trainer computed in the same run on the same split. The
-report gives mean ± sd over the five folds, the seed-temporal row, the
-new-user rows, the commands, and a plot.
+default preset, and any other ``--preset`` (a name or a preset file such as
+a tuning study's), then an export, then the protocol measured through the
+exported ``recommend`` and ``serving_default`` signatures
+(``export/evaluate.py``), next to the baselines the trainer computed in the
+same run on the same split. The report gives mean ± sd over the five folds,
+the seed-temporal row, the new-user rows, the commands, and a plot.
+
+A row is *clean* when nothing that chose the preset's values saw that
+split's test rows. A preset file written by a study records the split it
+was tuned on (``tuned_by``); only that split's row is clean, because the
+other folds' test rows lie inside its base file. Named presets were set by
+hand and are marked as such.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from common import contract
 from common.quiet import native_stderr_silenced
 from train import splits
-from train.config import DEFAULT_PRESET, PRESETS, TrainConfig
+from train.config import DEFAULT_PRESET, TWO_STAGE, TrainConfig, preset_argument, preset_values
 
 METRICS = ("recall_at_10", "ndcg_at_10", "coverage_at_10")
 
@@ -36,24 +42,40 @@ def _mean_sd(values: list[float], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def preset_label(preset: str) -> str:
+    """A preset's name in the report: a named preset as it is, a preset file by its stem (tuning/two-stage-u1.json: two-stage-u1)."""
+    return preset if preset == DEFAULT_PRESET or not preset.endswith(".json") else Path(preset).stem
+
+
+def tuned_on(preset: str) -> str | None:
+    """The split a preset file's study tuned on (its ``tuned_by`` record), None for a named or hand-written preset."""
+    if not preset.endswith(".json") or not Path(preset).is_file():  # a study's evaluation runs before its file is written
+        return None
+    return json.loads(Path(preset).read_text()).get("tuned_by", {}).get("split")
+
+
 def measure(split: str, data_dir: Path, work: Path, config: TrainConfig | None = None) -> dict:
     """Trains ``config`` (default: the default preset) on ``split``, exports it and measures the served model."""
     from export.evaluate import evaluate_new_users, evaluate_saved_model
     from export.exporter import export_run
     from train import trainer
 
-    config = config or TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "split": split})
-    run_dir = work / "runs" / f"evaluate-{split}"
+    config = config or TrainConfig(**{**preset_values(DEFAULT_PRESET), "preset": DEFAULT_PRESET, "split": split})
+    label = preset_label(config.preset)
+    run_dir = work / "runs" / (f"evaluate-{split}" if label == DEFAULT_PRESET else f"evaluate-{label}-{split}")
     started = time.perf_counter()
     metrics = trainer.run(config, data_dir, run_dir, verbose=0)
     train_seconds = time.perf_counter() - started
-    base = work / "models" / f"evaluate-{split}"
+    base = work / "models" / run_dir.name
     shutil.rmtree(base, ignore_errors=True)
     version = export_run(run_dir, base, version=1)
     served = evaluate_saved_model(version, data_dir, config)
-    new_users = evaluate_new_users(version, data_dir, config)
+    # The reference model serves no recommend_from_ratings: it has no new-user rows.
+    new_users = evaluate_new_users(version, data_dir, config) if config.model == TWO_STAGE else {}
     result = {
         "split": split,
+        "preset": label,
+        "tuned_on": tuned_on(config.preset),
         "model": {**served, "val_rmse": metrics["val_rmse"]},
         "in_memory": {k: metrics[k] for k in (*METRICS, "test_rmse")},
         "baselines": metrics["baselines"],
@@ -62,11 +84,15 @@ def measure(split: str, data_dir: Path, work: Path, config: TrainConfig | None =
         "train_and_evaluate_seconds": round(train_seconds, 1),
         "rows": metrics["rows"],
     }
-    print(f"{split}: Recall@10 {served['recall_at_10']:.4f} NDCG@10 {served['ndcg_at_10']:.4f} "
+    print(f"{split} ({label}): Recall@10 {served['recall_at_10']:.4f} NDCG@10 {served['ndcg_at_10']:.4f} "
           f"coverage {served['coverage_at_10']} RMSE {served['test_rmse']:.4f} "
           f"(EASE {metrics['baselines']['ease'].get('recall_at_10', float('nan')):.4f}, "
           f"popularity {metrics['baselines']['popularity']['recall_at_10']:.4f}) in {train_seconds:.0f} s", flush=True)
     return result
+
+
+def _config(preset: str, split: str) -> TrainConfig:
+    return TrainConfig(**{**preset_values(preset), "preset": preset, "split": split})
 
 
 def _plot(results: list[dict], path: Path) -> None:
@@ -75,12 +101,15 @@ def _plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["split"] for r in results]
-    series = {
-        "two-stage (served)": [r["model"]["recall_at_10"] for r in results],
-        "EASE": [r["baselines"]["ease"].get("recall_at_10", np.nan) for r in results],
-        "most popular": [r["baselines"]["popularity"]["recall_at_10"] for r in results],
-    }
+    names = list(dict.fromkeys(r["split"] for r in results))
+    first = {split: next(r for r in results if r["split"] == split) for split in names}
+    series = {}
+    for preset in dict.fromkeys(r["preset"] for r in results):
+        by_split = {r["split"]: r for r in results if r["preset"] == preset}
+        series[f"{preset} (served)" if preset == DEFAULT_PRESET else preset] = [
+            by_split[s]["model"]["recall_at_10"] if s in by_split else np.nan for s in names]
+    series["EASE"] = [first[s]["baselines"]["ease"].get("recall_at_10", np.nan) for s in names]
+    series["most popular"] = [first[s]["baselines"]["popularity"]["recall_at_10"] for s in names]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
@@ -95,9 +124,18 @@ def _plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) -> str:
-    folds = [r for r in results if r["split"] in splits.FOLDS]
-    others = [r for r in results if r["split"] not in splits.FOLDS]
+def _model_name(preset: str, tuned_split: str | None, splits_in_row: list[str]) -> str:
+    """The model column: the default preset bold and served; a tuned preset says where its rows are not clean."""
+    if preset == DEFAULT_PRESET:
+        return f"**{preset} (served)**"
+    if tuned_split is None:
+        return preset
+    if splits_in_row == [tuned_split]:
+        return f"{preset} (tuned on {tuned_split}: clean)"
+    return f"{preset} (tuned on {tuned_split}: not clean" + (f" except {tuned_split})" if tuned_split in splits_in_row else ")")
+
+
+def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> list[str]:
     lines = [
         "# Evaluation",
         "",
@@ -106,6 +144,15 @@ def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) 
         f"Preset `{DEFAULT_PRESET}` (every hyperparameter in `train/config.py`), trained once per split; every model",
         "figure is measured through the exported SavedModel's `recommend` and `serving_default` signatures, the path a",
         "client takes. Baselines are computed by the same run on the same split.",
+    ]
+    for preset, tuned_split in presets.items():
+        if preset != DEFAULT_PRESET and tuned_split:
+            lines.append(f"`{preset}` is the preset file `tuning/{preset}.json`, written by a study that tuned on "
+                         f"{tuned_split}'s train part only: its {tuned_split} row is clean; its other rows are not (their "
+                         f"test rows lie inside the data its study saw), and show how it carries over.")
+        elif preset != DEFAULT_PRESET:
+            lines.append(f"`{preset}`: also trained on every split, as above.")
+    return lines + [
         "",
         "Protocol: for every test user, the top 10 after removing the movies they rated in the training data (train +",
         "validation part); relevant = their test ratings ≥ 4. Recall@10 = hits / min(10, relevant), NDCG@10 with binary",
@@ -113,40 +160,59 @@ def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) 
         "lists. RMSE over every test rating. The blend weight (retrieval score + w × predicted rating) is chosen on the",
         "validation part.",
         "",
+    ]
+
+
+def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) -> str:
+    presets = {r["preset"]: r.get("tuned_on") for r in results}
+    lines = _intro(presets, data_dir, seconds) + [
         "| split | model | Recall@10 | NDCG@10 | coverage@10 | test RMSE |",
         "|---|---|---:|---:|---:|---:|",
     ]
 
     def rows(group: list[dict], label: str) -> None:
-        def cell(get, digits):
+        def cell(group, get, digits):
             values = [get(r) for r in group]
             if any(v is None for v in values):
                 return "—"
             return _mean_sd(values, digits)
 
-        lines.append(f"| {label} | **two-stage (served)** | **{cell(lambda r: r['model']['recall_at_10'], 3)}** | "
-                     f"**{cell(lambda r: r['model']['ndcg_at_10'], 3)}** | {cell(lambda r: r['model']['coverage_at_10'], 0)} | "
-                     f"**{cell(lambda r: r['model']['test_rmse'], 3)}** |")
+        for preset, tuned_split in presets.items():
+            mine = [r for r in group if r["preset"] == preset]
+            if not mine:
+                continue
+            bold = "**" if preset == DEFAULT_PRESET else ""
+            lines.append(f"| {label} | {_model_name(preset, tuned_split, [r['split'] for r in mine])} | "
+                         f"{bold}{cell(mine, lambda r: r['model']['recall_at_10'], 3)}{bold} | "
+                         f"{bold}{cell(mine, lambda r: r['model']['ndcg_at_10'], 3)}{bold} | "
+                         f"{cell(mine, lambda r: r['model']['coverage_at_10'], 0)} | "
+                         f"{bold}{cell(mine, lambda r: r['model']['test_rmse'], 3)}{bold} |")
+        first = [r for r in group if r["preset"] == group[0]["preset"]]  # the baselines do not depend on the preset
         for name, key in (("EASE (λ=300)", "ease"), ("most popular", "popularity")):
-            if any("skipped" in r["baselines"][key] for r in group):
+            if any("skipped" in r["baselines"][key] for r in first):
                 lines.append(f"| {label} | {name} | skipped | | | |")
                 continue
-            lines.append(f"| {label} | {name} | {cell(lambda r: r['baselines'][key]['recall_at_10'], 3)} | "
-                         f"{cell(lambda r: r['baselines'][key]['ndcg_at_10'], 3)} | "
-                         f"{cell(lambda r: r['baselines'][key]['coverage_at_10'], 0)} | |")
-        lines.append(f"| {label} | global mean | | | | {cell(lambda r: r['baselines']['global_mean']['test_rmse'], 3)} |")
+            lines.append(f"| {label} | {name} | {cell(first, lambda r: r['baselines'][key]['recall_at_10'], 3)} | "
+                         f"{cell(first, lambda r: r['baselines'][key]['ndcg_at_10'], 3)} | "
+                         f"{cell(first, lambda r: r['baselines'][key]['coverage_at_10'], 0)} | |")
+        lines.append(f"| {label} | global mean | | | | {cell(first, lambda r: r['baselines']['global_mean']['test_rmse'], 3)} |")
 
+    folds = [r for r in results if r["split"] in splits.FOLDS]
+    n_folds = len({r["split"] for r in folds})
     if folds:
-        rows(folds, f"u1…u5 (mean ± sd, {len(folds)} folds)" if len(folds) > 1 else folds[0]["split"])
-    for r in others:
-        rows([r], r["split"])
-    lines += ["", f"![Recall@10 per split]({plot_name})", "", "Per split (served model):", "",
-              "| split | Recall@10 | NDCG@10 | coverage@10 | test RMSE | blend weight | EASE Recall@10 | popularity Recall@10 | train + evaluate |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        rows(folds, f"u1…u5 (mean ± sd, {n_folds} folds)" if n_folds > 1 else folds[0]["split"])
+    for split in dict.fromkeys(r["split"] for r in results if r["split"] not in splits.FOLDS):
+        rows([r for r in results if r["split"] == split], split)
+    several = len(presets) > 1
+    lines += ["", f"![Recall@10 per split]({plot_name})", "", "Per split:", "",
+              "| split | preset | Recall@10 | NDCG@10 | coverage@10 | test RMSE | blend weight | EASE Recall@10 | "
+              "popularity Recall@10 | train + evaluate |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ease = r["baselines"]["ease"].get("recall_at_10")
-        lines.append(f"| {r['split']} | {r['model']['recall_at_10']:.4f} | {r['model']['ndcg_at_10']:.4f} | "
-                     f"{r['model']['coverage_at_10']} | {r['model']['test_rmse']:.4f} | {r['blend_weight']:g} | "
+        blend = "—" if r["blend_weight"] is None else f"{r['blend_weight']:g}"
+        lines.append(f"| {r['split']} | {r['preset']} | {r['model']['recall_at_10']:.4f} | {r['model']['ndcg_at_10']:.4f} | "
+                     f"{r['model']['coverage_at_10']} | {r['model']['test_rmse']:.4f} | {blend} | "
                      f"{'—' if ease is None else f'{ease:.4f}'} | {r['baselines']['popularity']['recall_at_10']:.4f} | "
                      f"{r['train_and_evaluate_seconds']:.0f} s |")
     lines += ["", "## New users: recommendations from a handful of ratings", "",
@@ -157,7 +223,10 @@ def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) 
               "", "| split | recommender | Recall@10 | NDCG@10 | coverage@10 | users |", "|---|---|---:|---:|---:|---:|"]
     for r in results:
         for name, m in r["new_users"].items():
-            lines.append(f"| {r['split']} | {name} | {m['recall_at_10']:.4f} | {m['ndcg_at_10']:.4f} | "
+            shown = f"{r['preset']}: {name}" if several and not name.startswith("popularity") else name
+            if several and name.startswith("popularity") and r["preset"] != results[0]["preset"]:
+                continue  # the same list for every preset of a split
+            lines.append(f"| {r['split']} | {shown} | {m['recall_at_10']:.4f} | {m['ndcg_at_10']:.4f} | "
                          f"{m['coverage_at_10']} | {m['users_evaluated']} |")
     lines += ["", "Reproduce: `MOVIELENS_DIR=/path/to/ml-100k make evaluate` (raw numbers in `reports/evaluation.json`).", ""]
     return "\n".join(lines)
@@ -169,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=[*splits.FOLDS, splits.SEED_TEMPORAL], choices=splits.NAMES)
     parser.add_argument("--work-dir", type=Path, default=Path(contract.REPORTS_DIR) / "evaluation")
     parser.add_argument("--out", type=Path, default=Path("EVALUATION.md"))
+    parser.add_argument("--preset", nargs="+", type=preset_argument, default=[DEFAULT_PRESET], metavar="PRESET|FILE",
+                        help=f"presets to train and measure on every split, each a name or a preset file (default "
+                             f"{DEFAULT_PRESET}; a study's file: tuning/<study>.json)")
     args = parser.parse_args(argv)
 
     from train.download import DataUnavailable, locate
@@ -182,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     started = time.perf_counter()
-    results = [measure(split, data_dir, args.work_dir) for split in args.splits]
+    results = [measure(split, data_dir, args.work_dir, _config(preset, split)) for preset in args.preset
+               for split in args.splits]
     args.work_dir.mkdir(parents=True, exist_ok=True)
     (args.work_dir.parent / "evaluation.json").write_text(json.dumps(results, indent=2))
     plot = args.out.with_name("evaluation.png")
