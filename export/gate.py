@@ -28,6 +28,7 @@ from train import data as movielens_data
 from train import evaluation, splits, trainer
 from train.config import TrainConfig
 from train.features import rows_of
+from train.rows import Rows
 
 DEFAULT_TOLERANCE = 0.02
 STABLE = "stable"
@@ -48,7 +49,7 @@ class ValidationPart:
     users: np.ndarray  # user rows evaluated (a seeded sample when there are many)
     relevant: object  # Interactions: validation ratings >= 4
     exclude: object  # Interactions: the run's training rows
-    val: trainer.Rows
+    val: Rows
 
     @classmethod
     def of(cls, data_dir: Path, config: TrainConfig,
@@ -61,7 +62,7 @@ class ValidationPart:
             raise GateError(f"{data_dir} is not the data the run trained on ({', '.join(differing)} differ "
                             "from the run's dataset_sha256): pass --data-dir")
         split = splits.make(config.split, movielens, seed=config.seed)
-        train, val = trainer.Rows.of(movielens, split.train), trainer.Rows.of(movielens, split.val)
+        train, val = Rows.of(movielens, split.train), Rows.of(movielens, split.val)
         if not len(val.user):
             raise GateError(f"split {config.split} has no validation rows to compare versions on")
         shape = (len(movielens.users) + 1, len(movielens.movies) + 1)

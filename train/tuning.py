@@ -156,8 +156,8 @@ class TuningData:
     """
 
     features: object  # train.features.FeatureTables
-    train: object  # trainer.Rows
-    val: object  # trainer.Rows
+    train: object  # train.rows.Rows
+    val: object  # train.rows.Rows
     users: np.ndarray  # the validation users the figures average over
     relevant: object  # Interactions: validation ratings >= 4
     seen: object  # Interactions: the training rows (excluded from every list)
@@ -167,11 +167,12 @@ class TuningData:
         from train import data as movielens_data
         from train import trainer
         from train.features import build
+        from train.rows import Rows
 
         movielens = movielens_data.load(data_dir)
         part = splits.without_test(split, movielens, seed=seed)
         features = build(movielens, part.train)
-        train, val = trainer.Rows.of(movielens, part.train), trainer.Rows.of(movielens, part.val)
+        train, val = Rows.of(movielens, part.train), Rows.of(movielens, part.val)
         shape = (features.n_user_rows, features.n_movie_rows)
         return cls(features, train, val, trainer.evaluation_users(val.user, max_eval_users, seed),
                    val.table(*shape, min_rating=4.0), train.table(*shape))
