@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from common import contract
 from train import data as movielens_data
-from train import evaluation, splits, trainer
+from train import evaluation, splits
 from train.config import TrainConfig
 from train.features import rows_of
 from train.interactions import Interactions
@@ -48,7 +48,7 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
         return rows_of(served.reshape(-1), movie_ids).reshape(served.shape)
 
     users = np.unique(test.user)
-    top = trainer.recommend_top_k(recommend, users, val.table(*shape))
+    top = evaluation.recommend_top_k(recommend, users, val.table(*shape))
     quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), users, evaluation.EVAL_TOP_K)
     predicted = np.concatenate([
         predict_signature(
@@ -123,9 +123,9 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
 
     popular = np.bincount(train.movie, minlength=shape[1]).astype(np.float64)
     rows = {
-        "recommend_from_ratings": trainer.recommend_top_k(with_ratings, users, also_exclude),
+        "recommend_from_ratings": evaluation.recommend_top_k(with_ratings, users, also_exclude),
         "recommend (id: profile only)" if config.split == splits.SEED_TEMPORAL else "recommend (id: full history)":
-            trainer.recommend_top_k(with_id, users, also_exclude),
+            evaluation.recommend_top_k(with_id, users, also_exclude),
         "popularity (training part)": evaluation.top_k_excluding(
             lambda chunk: np.broadcast_to(popular, (len(chunk), len(popular))), users, also_exclude, evaluation.EVAL_TOP_K),
     }

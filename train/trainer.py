@@ -21,7 +21,7 @@ from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
 from train import run_dir as run_files
 from train.config import REFERENCE, TrainConfig, step_batch
-from train.evaluation import EVAL_TOP_K
+from train.evaluation import EVAL_BATCH, EVAL_TOP_K, evaluation_users, recommend_top_k
 from train.features import FeatureTables, build
 from train.interactions import Interactions
 from train.reference_model import ReferenceModel
@@ -31,7 +31,6 @@ from train.retrieval import RetrievalModel
 from train.rows import Rows
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
-EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
 
 def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
@@ -90,41 +89,6 @@ def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, rel
         by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
     best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
     return best, by_weight
-
-
-def evaluation_users(user_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """The distinct users of a part, or a seeded sample of ``limit`` of them (sorted) when there are more.
-
-    Scoring a user is a pass over the whole catalogue, so on ML-25M-sized data
-    the evaluation of every test user would cost more than the training; a
-    sample of 20,000 users keeps the figures' standard error near 0.003 and
-    leaves smaller sets (ML-100K, ML-1M) wholly evaluated.
-    """
-    users = np.unique(user_rows)
-    if limit <= 0 or len(users) <= limit:
-        return users
-    return np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
-
-
-def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:
-    """Top ``k`` movie rows per user from ``recommend(user_rows, k) -> movie rows``, minus ``also_exclude``.
-
-    The served ``recommend`` removes what the user rated in training; the
-    protocol also removes what they rated in validation, so each batch asks for
-    ``k`` + that many more and drops them here.
-    """
-    out = []
-    for start in range(0, len(users), EVAL_BATCH):
-        batch = users[start : start + EVAL_BATCH]
-        extra = int(also_exclude.lengths()[batch].max(initial=0))
-        movies = np.asarray(recommend(batch, k + extra))
-        rows = np.repeat(batch, movies.shape[1]).reshape(movies.shape)
-        dropped = also_exclude.contains(rows.reshape(-1), movies.reshape(-1)).reshape(movies.shape)
-        order = np.argsort(dropped, axis=1, kind="stable")[:, :k]  # kept movies first, in rank order
-        top = np.take_along_axis(movies, order, axis=1)
-        top[np.take_along_axis(dropped, order, axis=1)] = -1
-        out.append(top)
-    return np.concatenate(out) if out else np.empty((0, k), np.int64)
 
 
 @dataclasses.dataclass

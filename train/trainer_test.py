@@ -52,15 +52,6 @@ def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_
     assert rmse == pytest.approx(metrics["test_rmse"], abs=1e-5)
 
 
-def test_recommend_top_k_drops_the_extra_exclusions():
-    from train.interactions import Interactions
-
-    also = Interactions.from_pairs(np.array([1, 1]), np.array([5, 7]), 3, 10)
-    ranked = {1: [5, 3, 7, 2, 9], 2: [7, 5, 4, 1, 8]}
-    top = trainer.recommend_top_k(lambda users, k: np.array([ranked[u][:k] for u in users]), np.array([1, 2]), also, k=3)
-    assert top.tolist() == [[3, 2, 9], [7, 5, 4]]
-
-
 def test_profile_users_and_unknown_ids(two_stage_run):
     run_dir, _ = two_stage_run
     recommender, _, features = trainer.load_recommender(run_dir)
@@ -102,12 +93,3 @@ def test_cli_overrides_preset():
     assert resolved.l2 == 0.01 and resolved.epochs == 2 and resolved.layer_sizes == (8,)
     default = train_config.from_arguments(parser.parse_args([]))
     assert default.preset == TWO_STAGE and default.model == TWO_STAGE
-
-
-def test_evaluation_users_sample_only_above_the_limit():
-    users = np.array([5, 3, 5, 9, 1, 3])
-    assert trainer.evaluation_users(users, 10, seed=1).tolist() == [1, 3, 5, 9]
-    assert trainer.evaluation_users(users, 0, seed=1).tolist() == [1, 3, 5, 9]
-    sample = trainer.evaluation_users(np.arange(1000), 50, seed=1)
-    assert len(sample) == 50 == len(set(sample.tolist())) and sample.tolist() == sorted(sample.tolist())
-    assert sample.tolist() == trainer.evaluation_users(np.arange(1000), 50, seed=1).tolist()

@@ -165,7 +165,7 @@ class TuningData:
     @classmethod
     def load(cls, data_dir: Path, split: str, seed: int, max_eval_users: int) -> "TuningData":
         from train import data as movielens_data
-        from train import trainer
+        from train.evaluation import evaluation_users
         from train.features import build
         from train.rows import Rows
 
@@ -174,7 +174,7 @@ class TuningData:
         features = build(movielens, part.train)
         train, val = Rows.of(movielens, part.train), Rows.of(movielens, part.val)
         shape = (features.n_user_rows, features.n_movie_rows)
-        return cls(features, train, val, trainer.evaluation_users(val.user, max_eval_users, seed),
+        return cls(features, train, val, evaluation_users(val.user, max_eval_users, seed),
                    val.table(*shape, min_rating=4.0), train.table(*shape))
 
     def baselines(self) -> dict:
