@@ -33,26 +33,6 @@ from train.rows import Rows
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
 
 
-def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("root_mean_squared_error", "train (running average over the epoch)"),
-                       ("val_root_mean_squared_error", "validation")):
-        ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
-    ax.set_title("Rating model training curve")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
     """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}."""
     if config.model == REFERENCE:
@@ -286,7 +266,7 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
 
 def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
     tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
-    _plot_curve(fitted.history.history, run_dir / run_files.CURVE_FILE)
+    run_files.write_training_curve(run_dir, fitted.history.history)
     run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
 
 
