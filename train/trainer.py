@@ -33,6 +33,39 @@ from train.rows import Rows
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
 
 
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
+
+    movielens: movielens_data.MovieLens
+    split: splits.Split
+    features: FeatureTables
+    train: Rows
+    val: Rows
+    test: Rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(user rows, movie rows): the shape of every interaction table of this run."""
+        return self.features.n_user_rows, self.features.n_movie_rows
+
+    @property
+    def global_mean(self) -> float:
+        return float(self.train.rating.mean())
+
+
+def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
+    """Data, split and feature tables. Histories come from the training rows only:
+    anything first rated later is, to the model, a user it knows by profile alone."""
+    movielens = movielens_data.load(data_dir)
+    split = splits.make(config.split, movielens, seed=config.seed)
+    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
+        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
+    features = build(movielens, split.train)
+    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
+    return Parts(movielens, split, features, train, val, test)
+
+
 def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
     """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}."""
     if config.model == REFERENCE:
@@ -51,24 +84,6 @@ def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, b
     if config.model == REFERENCE:
         return ReferenceRecommender(models["rating"], features)
     return TwoStageRecommender(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
-
-
-def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
-    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
-
-    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
-    on the validation part: a tuning trial's score is the chosen weight's.
-    """
-    n = min(recommender.candidates, recommender.max_k)
-    shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
-    parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
-    movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
-    by_weight = {}
-    for weight in BLEND_WEIGHTS:
-        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
-        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
-    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
-    return best, by_weight
 
 
 @dataclasses.dataclass
@@ -136,54 +151,6 @@ def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, st
     return Fitted(models, history, fit_seconds, batch_sizes)
 
 
-def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
-        task: distribute.Task | None = None) -> dict:
-    """Trains, evaluates and writes ``run_dir``; returns the metrics.
-
-    ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
-    returns extra callbacks for the fit of each stage (retrieval, ranking or rating). ``task``
-    (default: from ``TF_CONFIG``) makes this process one worker of a multi-worker run, in which
-    only the chief writes ``run_dir`` (``train/distribute.py``).
-    """
-    task = task or distribute.task_from_environment()
-    strategy = distribute.strategy_for(task)  # first: the collective runtime starts before any op
-    with distribute.writable_dir(run_dir, task) as out_dir:
-        return _train(config, data_dir, out_dir, strategy, verbose, progress)
-
-
-@dataclasses.dataclass(frozen=True)
-class Parts:
-    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
-
-    movielens: movielens_data.MovieLens
-    split: splits.Split
-    features: FeatureTables
-    train: Rows
-    val: Rows
-    test: Rows
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(user rows, movie rows): the shape of every interaction table of this run."""
-        return self.features.n_user_rows, self.features.n_movie_rows
-
-    @property
-    def global_mean(self) -> float:
-        return float(self.train.rating.mean())
-
-
-def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
-    """Data, split and feature tables. Histories come from the training rows only:
-    anything first rated later is, to the model, a user it knows by profile alone."""
-    movielens = movielens_data.load(data_dir)
-    split = splits.make(config.split, movielens, seed=config.seed)
-    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
-        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
-    features = build(movielens, split.train)
-    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
-    return Parts(movielens, split, features, train, val, test)
-
-
 def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
     """The rating model's RMSE on train, val and test.
 
@@ -195,6 +162,24 @@ def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
                                                  verbose=0)["root_mean_squared_error"])
         for part, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test))
     }
+
+
+def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
+    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
+
+    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
+    on the validation part: a tuning trial's score is the chosen weight's.
+    """
+    n = min(recommender.candidates, recommender.max_k)
+    shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
+    parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
+    movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
+    by_weight = {}
+    for weight in BLEND_WEIGHTS:
+        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
+        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
+    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
+    return best, by_weight
 
 
 def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[float | None, dict[str, float]]:
@@ -268,6 +253,21 @@ def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
     tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
     run_files.write_training_curve(run_dir, fitted.history.history)
     run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
+
+
+def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
+        task: distribute.Task | None = None) -> dict:
+    """Trains, evaluates and writes ``run_dir``; returns the metrics.
+
+    ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
+    returns extra callbacks for the fit of each stage (retrieval, ranking or rating). ``task``
+    (default: from ``TF_CONFIG``) makes this process one worker of a multi-worker run, in which
+    only the chief writes ``run_dir`` (``train/distribute.py``).
+    """
+    task = task or distribute.task_from_environment()
+    strategy = distribute.strategy_for(task)  # first: the collective runtime starts before any op
+    with distribute.writable_dir(run_dir, task) as out_dir:
+        return _train(config, data_dir, out_dir, strategy, verbose, progress)
 
 
 def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,
