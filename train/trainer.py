@@ -6,6 +6,10 @@ evaluation on test next to the baselines → artefacts. The run directory holds
 everything export needs (config, weights, feature tables with ids, titles and
 training histories), so exporting never touches the raw data again; its files
 are named and read in ``train/run_dir.py``.
+
+What the story reads from elsewhere: each part of the split as model inputs
+(``Rows``, ``train/rows.py``), and the evaluation protocol: who is evaluated and
+the top k of a ``recommend`` (``train/evaluation.py``).
 """
 
 from __future__ import annotations
