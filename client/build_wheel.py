@@ -26,7 +26,7 @@ PACKAGE = "movielens_client"
 DISTRIBUTION = "movielens-recommender-client"
 SHIPPED = (
     "__init__.py", "__main__.py", "aio.py", "channel.py", "cli.py", "client.py", "contract.py", "credentials.py",
-    "errors.py", "messages.py", "protocol.py", "table.py", "tensors.py",
+    "errors.py", "help_text.py", "messages.py", "protocol.py", "table.py", "tensors.py",
 )  # fmt: skip
 README = """# movielens-recommender-client
 

@@ -30,7 +30,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from . import credentials
+from . import credentials, help_text
 from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
 from .contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
 from .errors import (
@@ -55,9 +55,8 @@ PROG = "python -m client" if __package__ == "client" else "movielens-client"
 
 
 def plain(docstring: str | None) -> str:
-    """A docstring's first paragraph as plain help text (no reStructuredText ``code`` marks)."""
-    first = (docstring or "").strip().split("\n\n")[0]
-    return " ".join(first.replace("``", "").replace("python -m client", PROG).split())
+    """``help_text.plain``, with ``python -m client`` named as this package is run (``PROG``)."""
+    return help_text.plain(docstring).replace("python -m client", PROG)
 
 
 def recommendations_table(recs: Sequence[Recommendation]) -> str:

@@ -22,6 +22,7 @@ import functools
 import sys
 from collections.abc import Callable
 
+from client.help_text import plain  # cli.plain: export may not import the client itself
 from common import quiet
 
 EXIT_OK = 0
@@ -33,12 +34,6 @@ VERBOSE_HELP = (
     f"also print TensorFlow's, Keras' and gRPC's own log lines (same as {quiet.ENV_VAR}=1, "
     "which every command reads)"
 )
-
-
-def plain(docstring: str | None) -> str:
-    """A docstring's first paragraph as plain help text (no reStructuredText ``code`` marks)."""
-    first = (docstring or "").strip().split("\n\n")[0]
-    return " ".join(first.replace("``", "").split())
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:

@@ -18,10 +18,11 @@ import tensorflow as tf
 
 from common import contract
 from train import data as movielens_data
-from train import evaluation, splits, trainer
+from train import evaluation, splits
 from train.config import TrainConfig
 from train.features import rows_of
 from train.interactions import Interactions
+from train.rows import Rows
 
 
 def _k(users: np.ndarray, k: int) -> tf.Tensor:
@@ -36,7 +37,7 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
     predict_signature = loaded.signatures[contract.PREDICT_SIGNATURE]
     movielens = movielens_data.load(data_dir)
     split = splits.make(config.split, movielens, seed=config.seed)
-    val, test = trainer.Rows.of(movielens, split.val), trainer.Rows.of(movielens, split.test)
+    val, test = Rows.of(movielens, split.val), Rows.of(movielens, split.test)
     user_ids = np.concatenate([[""], movielens.users.ids.astype(str)])
     movie_ids = movielens.movies.ids.astype(str)
     shape = (len(movielens.users) + 1, len(movielens.movies) + 1)
@@ -47,7 +48,7 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
         return rows_of(served.reshape(-1), movie_ids).reshape(served.shape)
 
     users = np.unique(test.user)
-    top = trainer.recommend_top_k(recommend, users, val.table(*shape))
+    top = evaluation.recommend_top_k(recommend, users, val.table(*shape))
     quality = evaluation.top_k_metrics(top, test.table(*shape, min_rating=4.0), users, evaluation.EVAL_TOP_K)
     predicted = np.concatenate([
         predict_signature(
@@ -63,7 +64,7 @@ GIVEN = 5  # ratings a new user gives
 MIN_TEST_RATINGS = 10  # users with fewer test ratings are not evaluated (too little left to predict)
 
 
-def _earliest(rows: trainer.Rows, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _earliest(rows: Rows, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per user (a sorted array): the earliest ``n`` (movie, rating) entries, and a mask of those rows."""
     order = np.lexsort((rows.timestamp, rows.user))
     starts = np.searchsorted(rows.user[order], users)
@@ -85,7 +86,7 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
     loaded = tf.saved_model.load(str(version_dir))
     movielens = movielens_data.load(data_dir)
     split = splits.make(config.split, movielens, seed=config.seed)
-    train, val, test = (trainer.Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
+    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
     shape = (len(movielens.users) + 1, len(movielens.movies) + 1)
     user_ids = np.concatenate([[""], movielens.users.ids.astype(str)])
     movie_ids = np.concatenate([[""], movielens.movies.ids.astype(str)])
@@ -122,9 +123,9 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
 
     popular = np.bincount(train.movie, minlength=shape[1]).astype(np.float64)
     rows = {
-        "recommend_from_ratings": trainer.recommend_top_k(with_ratings, users, also_exclude),
+        "recommend_from_ratings": evaluation.recommend_top_k(with_ratings, users, also_exclude),
         "recommend (id: profile only)" if config.split == splits.SEED_TEMPORAL else "recommend (id: full history)":
-            trainer.recommend_top_k(with_id, users, also_exclude),
+            evaluation.recommend_top_k(with_id, users, also_exclude),
         "popularity (training part)": evaluation.top_k_excluding(
             lambda chunk: np.broadcast_to(popular, (len(chunk), len(popular))), users, also_exclude, evaluation.EVAL_TOP_K),
     }

@@ -25,9 +25,10 @@ import tensorflow as tf
 from common import contract
 from common.versions import list_versions
 from train import data as movielens_data
-from train import evaluation, splits, trainer
+from train import evaluation, splits
 from train.config import TrainConfig
 from train.features import rows_of
+from train.rows import Rows
 
 DEFAULT_TOLERANCE = 0.02
 STABLE = "stable"
@@ -48,7 +49,7 @@ class ValidationPart:
     users: np.ndarray  # user rows evaluated (a seeded sample when there are many)
     relevant: object  # Interactions: validation ratings >= 4
     exclude: object  # Interactions: the run's training rows
-    val: trainer.Rows
+    val: Rows
 
     @classmethod
     def of(cls, data_dir: Path, config: TrainConfig,
@@ -61,11 +62,11 @@ class ValidationPart:
             raise GateError(f"{data_dir} is not the data the run trained on ({', '.join(differing)} differ "
                             "from the run's dataset_sha256): pass --data-dir")
         split = splits.make(config.split, movielens, seed=config.seed)
-        train, val = trainer.Rows.of(movielens, split.train), trainer.Rows.of(movielens, split.val)
+        train, val = Rows.of(movielens, split.train), Rows.of(movielens, split.val)
         if not len(val.user):
             raise GateError(f"split {config.split} has no validation rows to compare versions on")
         shape = (len(movielens.users) + 1, len(movielens.movies) + 1)
-        return cls(movielens, trainer.evaluation_users(val.user, config.max_eval_users, config.seed),
+        return cls(movielens, evaluation.evaluation_users(val.user, config.max_eval_users, config.seed),
                    val.table(*shape, min_rating=4.0), train.table(*shape), val)
 
 
@@ -81,7 +82,7 @@ def figures(signatures, part: ValidationPart) -> dict[str, float]:
         served = out[contract.MOVIE_IDS].numpy().astype(str)
         return rows_of(served.reshape(-1), movie_ids).reshape(served.shape)
 
-    top = trainer.recommend_top_k(recommend, part.users, part.exclude)
+    top = evaluation.recommend_top_k(recommend, part.users, part.exclude)
     quality = evaluation.top_k_metrics(top, part.relevant, part.users, evaluation.EVAL_TOP_K)
     val = part.val
     predicted = np.concatenate([

@@ -1,4 +1,5 @@
-"""Top-k metrics on hand-computed cases, and top_k_excluding against a brute-force reference."""
+"""Top-k metrics on hand-computed cases, top_k_excluding against a brute-force reference, who is evaluated,
+and the top k of a served ``recommend``."""
 
 import math
 
@@ -162,3 +163,19 @@ def test_gather_and_dense_rows():
     positions, cols = evaluation.gather_rows(t, np.array([3, 1, 0]))
     assert list(positions) == [0, 0, 2, 2] and list(cols) == [2, 3, 1, 3]
     np.testing.assert_array_equal(evaluation.dense_rows(t, np.array([2, 0])), [[1, 0, 0, 0], [0, 1, 0, 1]])
+
+
+def test_evaluation_users_sample_only_above_the_limit():
+    users = np.array([5, 3, 5, 9, 1, 3])
+    assert evaluation.evaluation_users(users, 10, seed=1).tolist() == [1, 3, 5, 9]
+    assert evaluation.evaluation_users(users, 0, seed=1).tolist() == [1, 3, 5, 9]
+    sample = evaluation.evaluation_users(np.arange(1000), 50, seed=1)
+    assert len(sample) == 50 == len(set(sample.tolist())) and sample.tolist() == sorted(sample.tolist())
+    assert sample.tolist() == evaluation.evaluation_users(np.arange(1000), 50, seed=1).tolist()
+
+
+def test_recommend_top_k_drops_the_extra_exclusions():
+    also = Interactions.from_pairs(np.array([1, 1]), np.array([5, 7]), 3, 10)
+    ranked = {1: [5, 3, 7, 2, 9], 2: [7, 5, 4, 1, 8]}
+    top = evaluation.recommend_top_k(lambda users, k: np.array([ranked[u][:k] for u in users]), np.array([1, 2]), also, k=3)
+    assert top.tolist() == [[3, 2, 9], [7, 5, 4]]

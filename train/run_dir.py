@@ -61,6 +61,27 @@ def read_blend_weight(run_dir: Path) -> float:
     return json.loads(path.read_text())["blend_weight"] if path.exists() else 0.0
 
 
+def write_training_curve(run_dir: Path, history: dict[str, list[float]]) -> None:
+    """The rating or ranking fit's RMSE per epoch (a Keras ``History.history``), train and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("root_mean_squared_error", "train (running average over the epoch)"),
+                       ("val_root_mean_squared_error", "validation")):
+        ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.set_title("Rating model training curve")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / CURVE_FILE, dpi=100)
+    plt.close(fig)
+
+
 def write_metrics(run_dir: Path, metrics: dict) -> None:
     """Written last: export treats metrics.json as the mark of a finished run."""
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))

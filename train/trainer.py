@@ -6,6 +6,10 @@ evaluation on test next to the baselines → artefacts. The run directory holds
 everything export needs (config, weights, feature tables with ids, titles and
 training histories), so exporting never touches the raw data again; its files
 are named and read in ``train/run_dir.py``.
+
+What the story reads from elsewhere: each part of the split as model inputs
+(``Rows``, ``train/rows.py``), and the evaluation protocol: who is evaluated and
+the top k of a ``recommend`` (``train/evaluation.py``).
 """
 
 from __future__ import annotations
@@ -21,93 +25,49 @@ from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
 from train import run_dir as run_files
 from train.config import REFERENCE, TrainConfig, step_batch
-from train.evaluation import EVAL_TOP_K
+from train.evaluation import EVAL_BATCH, EVAL_TOP_K, evaluation_users, recommend_top_k
 from train.features import FeatureTables, build
 from train.interactions import Interactions
 from train.reference_model import ReferenceModel
 from train.ranking import RankingModel
 from train.recommender import ReferenceRecommender, TwoStageRecommender
 from train.retrieval import RetrievalModel
+from train.rows import Rows
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
-EVAL_BATCH = 100  # users per recommend call, the served signature's limit
 
 
 @dataclasses.dataclass(frozen=True)
-class Rows:
-    """One part of the split as model inputs: user and movie rows (row 0 = unknown), ratings, times."""
+class Parts:
+    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
 
-    user: np.ndarray
-    movie: np.ndarray
-    rating: np.ndarray
-    timestamp: np.ndarray
+    movielens: movielens_data.MovieLens
+    split: splits.Split
+    features: FeatureTables
+    train: Rows
+    val: Rows
+    test: Rows
 
-    @classmethod
-    def of(cls, movielens: movielens_data.MovieLens, rows: np.ndarray) -> "Rows":
-        r = movielens.ratings
-        return cls(r.user[rows].astype(np.int64) + 1, r.movie[rows].astype(np.int64) + 1,
-                   r.rating[rows].astype(np.float32), r.timestamp[rows])
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(user rows, movie rows): the shape of every interaction table of this run."""
+        return self.features.n_user_rows, self.features.n_movie_rows
 
-    def __add__(self, other: "Rows") -> "Rows":
-        return Rows(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
-
-    def dataset(self, batch_size: int, shuffle_seed: int | None = None, **extra: np.ndarray) -> tf.data.Dataset:
-        """Batches of ``batch_size`` rows: in order, or shuffled anew on every pass (epoch) from ``shuffle_seed``.
-
-        Whole batches are sliced out of the columns, never one row at a time:
-        a pass draws one permutation of the row indices (a stateless shuffle
-        seeded by ``shuffle_seed`` and a per-pass draw, so runs repeat) and
-        gathers each batch with it. Element-wise ``from_tensor_slices`` +
-        ``shuffle`` cost ~8 µs a row and a buffer of every row (35 s and GBs
-        per epoch at 2.5M rows); this costs a gather per batch.
-        """
-        columns = {name: tf.constant(values) for name, values in
-                   {"user": self.user, "movie": self.movie, "rating": self.rating, **extra}.items()}
-        n = len(self.user)
-        n_batches = -(-n // batch_size)
-
-        def batches(order: tf.Tensor | None) -> tf.data.Dataset:
-            def batch(i: tf.Tensor) -> dict[str, tf.Tensor]:
-                rows = tf.range(i * batch_size, tf.minimum((i + 1) * batch_size, n))
-                if order is not None:
-                    rows = tf.gather(order, rows)
-                return {name: tf.gather(column, rows) for name, column in columns.items()}
-
-            return tf.data.Dataset.range(n_batches).map(batch)
-
-        if shuffle_seed is None:
-            ds = batches(None)
-        else:
-            # One int64 per pass, a new one each time the dataset is iterated (each epoch), from the seed.
-            draws = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).take(1)
-            ds = draws.flat_map(lambda draw: batches(tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), draw]))))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
-        return distribute.shard_by_data(ds)  # several workers: each its share of every batch
-
-    def table(self, n_user_rows: int, n_movie_rows: int, min_rating: float = 0.0) -> Interactions:
-        keep = self.rating >= min_rating
-        return Interactions.from_pairs(self.user[keep], self.movie[keep], n_user_rows, n_movie_rows)
+    @property
+    def global_mean(self) -> float:
+        return float(self.train.rating.mean())
 
 
-def _plot_curve(history: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("root_mean_squared_error", "train (running average over the epoch)"),
-                       ("val_root_mean_squared_error", "validation")):
-        ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
-    ax.set_title("Rating model training curve")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
+    """Data, split and feature tables. Histories come from the training rows only:
+    anything first rated later is, to the model, a user it knows by profile alone."""
+    movielens = movielens_data.load(data_dir)
+    split = splits.make(config.split, movielens, seed=config.seed)
+    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
+        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
+    features = build(movielens, split.train)
+    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
+    return Parts(movielens, split, features, train, val, test)
 
 
 def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
@@ -128,59 +88,6 @@ def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, b
     if config.model == REFERENCE:
         return ReferenceRecommender(models["rating"], features)
     return TwoStageRecommender(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
-
-
-def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
-    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
-
-    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
-    on the validation part: a tuning trial's score is the chosen weight's.
-    """
-    n = min(recommender.candidates, recommender.max_k)
-    shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
-    parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
-    movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
-    by_weight = {}
-    for weight in BLEND_WEIGHTS:
-        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
-        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
-    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
-    return best, by_weight
-
-
-def evaluation_users(user_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """The distinct users of a part, or a seeded sample of ``limit`` of them (sorted) when there are more.
-
-    Scoring a user is a pass over the whole catalogue, so on ML-25M-sized data
-    the evaluation of every test user would cost more than the training; a
-    sample of 20,000 users keeps the figures' standard error near 0.003 and
-    leaves smaller sets (ML-100K, ML-1M) wholly evaluated.
-    """
-    users = np.unique(user_rows)
-    if limit <= 0 or len(users) <= limit:
-        return users
-    return np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
-
-
-def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:
-    """Top ``k`` movie rows per user from ``recommend(user_rows, k) -> movie rows``, minus ``also_exclude``.
-
-    The served ``recommend`` removes what the user rated in training; the
-    protocol also removes what they rated in validation, so each batch asks for
-    ``k`` + that many more and drops them here.
-    """
-    out = []
-    for start in range(0, len(users), EVAL_BATCH):
-        batch = users[start : start + EVAL_BATCH]
-        extra = int(also_exclude.lengths()[batch].max(initial=0))
-        movies = np.asarray(recommend(batch, k + extra))
-        rows = np.repeat(batch, movies.shape[1]).reshape(movies.shape)
-        dropped = also_exclude.contains(rows.reshape(-1), movies.reshape(-1)).reshape(movies.shape)
-        order = np.argsort(dropped, axis=1, kind="stable")[:, :k]  # kept movies first, in rank order
-        top = np.take_along_axis(movies, order, axis=1)
-        top[np.take_along_axis(dropped, order, axis=1)] = -1
-        out.append(top)
-    return np.concatenate(out) if out else np.empty((0, k), np.int64)
 
 
 @dataclasses.dataclass
@@ -248,54 +155,6 @@ def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, st
     return Fitted(models, history, fit_seconds, batch_sizes)
 
 
-def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
-        task: distribute.Task | None = None) -> dict:
-    """Trains, evaluates and writes ``run_dir``; returns the metrics.
-
-    ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
-    returns extra callbacks for the fit of each stage (retrieval, ranking or rating). ``task``
-    (default: from ``TF_CONFIG``) makes this process one worker of a multi-worker run, in which
-    only the chief writes ``run_dir`` (``train/distribute.py``).
-    """
-    task = task or distribute.task_from_environment()
-    strategy = distribute.strategy_for(task)  # first: the collective runtime starts before any op
-    with distribute.writable_dir(run_dir, task) as out_dir:
-        return _train(config, data_dir, out_dir, strategy, verbose, progress)
-
-
-@dataclasses.dataclass(frozen=True)
-class Parts:
-    """The data of one run: the dataset, its split, the feature tables and each part as model inputs."""
-
-    movielens: movielens_data.MovieLens
-    split: splits.Split
-    features: FeatureTables
-    train: Rows
-    val: Rows
-    test: Rows
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(user rows, movie rows): the shape of every interaction table of this run."""
-        return self.features.n_user_rows, self.features.n_movie_rows
-
-    @property
-    def global_mean(self) -> float:
-        return float(self.train.rating.mean())
-
-
-def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
-    """Data, split and feature tables. Histories come from the training rows only:
-    anything first rated later is, to the model, a user it knows by profile alone."""
-    movielens = movielens_data.load(data_dir)
-    split = splits.make(config.split, movielens, seed=config.seed)
-    if config.split in splits.FOLDS:  # the fold files are part of what the model saw
-        movielens.sha256.update(movielens_data.verify_checksums(data_dir, splits.fold_files(config.split)))
-    features = build(movielens, split.train)
-    train, val, test = (Rows.of(movielens, rows) for rows in (split.train, split.val, split.test))
-    return Parts(movielens, split, features, train, val, test)
-
-
 def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
     """The rating model's RMSE on train, val and test.
 
@@ -307,6 +166,24 @@ def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
                                                  verbose=0)["root_mean_squared_error"])
         for part, rows in (("train", parts.train), ("val", parts.val), ("test", parts.test))
     }
+
+
+def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
+    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
+
+    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
+    on the validation part: a tuning trial's score is the chosen weight's.
+    """
+    n = min(recommender.candidates, recommender.max_k)
+    shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
+    parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
+    movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
+    by_weight = {}
+    for weight in BLEND_WEIGHTS:
+        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
+        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
+    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
+    return best, by_weight
 
 
 def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[float | None, dict[str, float]]:
@@ -378,8 +255,23 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
 
 def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
     tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
-    _plot_curve(fitted.history.history, run_dir / run_files.CURVE_FILE)
+    run_files.write_training_curve(run_dir, fitted.history.history)
     run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
+
+
+def run(config: TrainConfig, data_dir: Path, run_dir: Path, verbose: int = 2, progress=None,
+        task: distribute.Task | None = None) -> dict:
+    """Trains, evaluates and writes ``run_dir``; returns the metrics.
+
+    ``verbose`` goes to Keras' ``fit``; ``progress(stage)`` (e.g. ``train.progress.epoch_lines``)
+    returns extra callbacks for the fit of each stage (retrieval, ranking or rating). ``task``
+    (default: from ``TF_CONFIG``) makes this process one worker of a multi-worker run, in which
+    only the chief writes ``run_dir`` (``train/distribute.py``).
+    """
+    task = task or distribute.task_from_environment()
+    strategy = distribute.strategy_for(task)  # first: the collective runtime starts before any op
+    with distribute.writable_dir(run_dir, task) as out_dir:
+        return _train(config, data_dir, out_dir, strategy, verbose, progress)
 
 
 def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.distribute.Strategy,

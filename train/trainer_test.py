@@ -39,25 +39,17 @@ def test_run_directory_and_metrics(two_stage_run):
 
 def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_dir):
     from train import data, splits
+    from train.rows import Rows
 
     run_dir, metrics = two_stage_run
     recommender, config, features = trainer.load_recommender(run_dir)
     assert isinstance(recommender, TwoStageRecommender)
     assert float(recommender.blend_weight.numpy()) == pytest.approx(metrics["blend_weight"])
     movielens = data.load(fixture_dir)
-    test = trainer.Rows.of(movielens, splits.make(config.split, movielens, seed=config.seed).test)
+    test = Rows.of(movielens, splits.make(config.split, movielens, seed=config.seed).test)
     rating, _, _ = recommender.predict(tf.constant(test.user), tf.constant(test.movie))
     rmse = float(np.sqrt(np.mean((rating.numpy() - test.rating) ** 2)))
     assert rmse == pytest.approx(metrics["test_rmse"], abs=1e-5)
-
-
-def test_recommend_top_k_drops_the_extra_exclusions():
-    from train.interactions import Interactions
-
-    also = Interactions.from_pairs(np.array([1, 1]), np.array([5, 7]), 3, 10)
-    ranked = {1: [5, 3, 7, 2, 9], 2: [7, 5, 4, 1, 8]}
-    top = trainer.recommend_top_k(lambda users, k: np.array([ranked[u][:k] for u in users]), np.array([1, 2]), also, k=3)
-    assert top.tolist() == [[3, 2, 9], [7, 5, 4]]
 
 
 def test_profile_users_and_unknown_ids(two_stage_run):
@@ -101,31 +93,3 @@ def test_cli_overrides_preset():
     assert resolved.l2 == 0.01 and resolved.epochs == 2 and resolved.layer_sizes == (8,)
     default = train_config.from_arguments(parser.parse_args([]))
     assert default.preset == TWO_STAGE and default.model == TWO_STAGE
-
-
-def test_rows_dataset_batches_every_row_once_and_reshuffles_each_epoch():
-    n = 1000
-    rows = trainer.Rows(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64) % 7,
-                        np.ones(n, np.float32), np.zeros(n, np.int64))
-    in_order = [b["user"].numpy() for b in rows.dataset(300)]
-    assert [len(b) for b in in_order] == [300, 300, 300, 100]
-    assert np.concatenate(in_order).tolist() == list(range(n))
-    shuffled = rows.dataset(300, shuffle_seed=5, extra_column=np.arange(n) * 2)
-    assert shuffled.cardinality().numpy() == 4
-    epochs = [[b for b in shuffled] for _ in range(2)]
-    users = [np.concatenate([b["user"].numpy() for b in epoch]) for epoch in epochs]
-    for epoch, order in zip(epochs, users):
-        assert sorted(order.tolist()) == list(range(n))  # each row exactly once per epoch
-        assert np.concatenate([b["extra_column"].numpy() for b in epoch]).tolist() == (order * 2).tolist()
-    assert users[0].tolist() != users[1].tolist()  # a new order every epoch
-    again = np.concatenate([b["user"].numpy() for b in rows.dataset(300, shuffle_seed=5, extra_column=np.arange(n) * 2)])
-    assert again.tolist() == users[0].tolist()  # the same seed, the same order
-
-
-def test_evaluation_users_sample_only_above_the_limit():
-    users = np.array([5, 3, 5, 9, 1, 3])
-    assert trainer.evaluation_users(users, 10, seed=1).tolist() == [1, 3, 5, 9]
-    assert trainer.evaluation_users(users, 0, seed=1).tolist() == [1, 3, 5, 9]
-    sample = trainer.evaluation_users(np.arange(1000), 50, seed=1)
-    assert len(sample) == 50 == len(set(sample.tolist())) and sample.tolist() == sorted(sample.tolist())
-    assert sample.tolist() == trainer.evaluation_users(np.arange(1000), 50, seed=1).tolist()

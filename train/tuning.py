@@ -156,8 +156,8 @@ class TuningData:
     """
 
     features: object  # train.features.FeatureTables
-    train: object  # trainer.Rows
-    val: object  # trainer.Rows
+    train: object  # train.rows.Rows
+    val: object  # train.rows.Rows
     users: np.ndarray  # the validation users the figures average over
     relevant: object  # Interactions: validation ratings >= 4
     seen: object  # Interactions: the training rows (excluded from every list)
@@ -165,15 +165,16 @@ class TuningData:
     @classmethod
     def load(cls, data_dir: Path, split: str, seed: int, max_eval_users: int) -> "TuningData":
         from train import data as movielens_data
-        from train import trainer
+        from train.evaluation import evaluation_users
         from train.features import build
+        from train.rows import Rows
 
         movielens = movielens_data.load(data_dir)
         part = splits.without_test(split, movielens, seed=seed)
         features = build(movielens, part.train)
-        train, val = trainer.Rows.of(movielens, part.train), trainer.Rows.of(movielens, part.val)
+        train, val = Rows.of(movielens, part.train), Rows.of(movielens, part.val)
         shape = (features.n_user_rows, features.n_movie_rows)
-        return cls(features, train, val, trainer.evaluation_users(val.user, max_eval_users, seed),
+        return cls(features, train, val, evaluation_users(val.user, max_eval_users, seed),
                    val.table(*shape, min_rating=4.0), train.table(*shape))
 
     def baselines(self) -> dict:
