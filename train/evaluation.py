@@ -36,13 +36,14 @@ from typing import Callable
 
 import numpy as np
 
+from common import contract
 from train.interactions import Interactions
 
 # The cut-off of every top-k quality figure (Recall@10, NDCG@10, coverage@10). Not the served
 # input "k" (common/contract.py K), which each request sets.
 EVAL_TOP_K = 10
 DEFAULT_BATCH = 256  # users per scores_fn call: a few float arrays of batch × n_movies are alive at once
-EVAL_BATCH = 100  # users per recommend call, the served signature's limit
+EVAL_BATCH = contract.MAX_RECOMMEND_USERS  # users per recommend call: the served signature's limit
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """Maps a batch of user indices (int64 [b]) to scores, float [b, n_movies]; higher is better."""
