@@ -25,7 +25,7 @@ _EXPORTS = {
     "AsyncRecommenderClient": ".aio",
     "NO_RETRIES": ".channel",
     "RetryPolicy": ".channel",
-    "DEFAULT_TARGET": ".client",
+    "DEFAULT_TARGET": ".base",
     "RecommenderClient": ".client",
     "DeadlineExceeded": ".errors",
     "FailedPrecondition": ".errors",
@@ -50,7 +50,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .aio import AsyncRecommenderClient
     from .channel import NO_RETRIES, RetryPolicy
-    from .client import DEFAULT_TARGET, RecommenderClient
+    from .base import DEFAULT_TARGET
+    from .client import RecommenderClient
     from .errors import (
         DeadlineExceeded,
         FailedPrecondition,

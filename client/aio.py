@@ -1,8 +1,9 @@
 """The asyncio twin of ``RecommenderClient`` (``grpc.aio``), for async applications.
 
-It shares validation, request building, parsing and the readiness rule with the
-sync client (``client.protocol``) and the channel's retry policy
-(``client.channel``), so only the awaiting differs.
+It shares its constructor with the sync client (``client.base``), and so the
+arguments, credentials and the channel's retry policy (``client.channel``); it shares
+validation, request building, parsing and the readiness rule too (``client.protocol``),
+so only the awaiting differs.
 """
 
 from __future__ import annotations
@@ -15,55 +16,21 @@ from typing import Any, overload
 import grpc
 import numpy as np
 
-from . import messages, protocol
-from .contract import MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-from .channel import RetryPolicy, open_channel
-from .credentials import Pem, call_metadata, security
-from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from . import protocol
+from .base import ClientBase
+from .contract import RECOMMEND_FROM_RATINGS_SIGNATURE
 from .errors import SignatureNotFound, from_rpc_error
 from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
 
 
-class AsyncRecommenderClient:
+class AsyncRecommenderClient(ClientBase):
     """``async with AsyncRecommenderClient(target) as client: await client.recommend(42)``.
 
     Same arguments, methods and errors as ``RecommenderClient``. Create it inside the
     running event loop (grpc.aio channels bind to the loop that creates them).
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        model: str = MODEL_NAME,
-        version: int | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        retry: RetryPolicy = RetryPolicy(),
-        *,
-        tls_ca: Pem | None = None,
-        token: str | None = None,
-        client_cert: Pem | None = None,
-        client_key: Pem | None = None,
-        tls_server_name: str | None = None,
-        label: str | None = None,
-    ) -> None:
-        protocol.validate_client_options(target, model, version, timeout_s)
-        protocol.validate_label(version, label)
-        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
-        self.target = target
-        self.model = model
-        # A version label (`label="canary"`, TF Serving's ModelSpec.version_label) travels where the
-        # version number would: every request names the labelled version instead of the newest.
-        self.label = label
-        self.version = label if label is not None else version
-        self.timeout_s = timeout_s
-        # The token rides on each call as metadata (client/credentials.py says why not call credentials).
-        self._metadata = call_metadata(credentials)
-        self._channel = open_channel(target, retry, credentials, aio=True)
-        # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
-        self._predict = messages.PREDICT.handle(self._channel)
-        self._get_metadata = messages.GET_MODEL_METADATA.handle(self._channel)
-        self._get_status = messages.GET_MODEL_STATUS.handle(self._channel)
-        self._closed = False
+    _AIO = True
 
     async def close(self) -> None:
         if not self._closed:

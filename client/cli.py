@@ -31,7 +31,8 @@ import sys
 from collections.abc import Sequence
 
 from . import credentials, help_text
-from .client import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, RecommenderClient
+from .base import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from .client import RecommenderClient
 from .contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
 from .errors import (
     DeadlineExceeded,

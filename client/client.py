@@ -16,20 +16,16 @@ from typing import Any, TypeVar, overload
 import grpc
 import numpy as np
 
-from . import messages, protocol
-from .contract import GRPC_PORT, MODEL_NAME, RECOMMEND_FROM_RATINGS_SIGNATURE
-from .channel import RetryPolicy, open_channel
-from .credentials import Pem, call_metadata, security
+from . import protocol
+from .base import ClientBase
+from .contract import RECOMMEND_FROM_RATINGS_SIGNATURE
 from .errors import SignatureNotFound, from_rpc_error
 from .protocol import Id, ModelMetadata, Recommendation, VersionStatus
-
-DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
-DEFAULT_TIMEOUT_S = 5.0
 
 _Response = TypeVar("_Response")
 
 
-class RecommenderClient:
+class RecommenderClient(ClientBase):
     """Client for the movielens model behind a TF Serving gRPC API.
 
     >>> with RecommenderClient("localhost:8500") as client:
@@ -50,40 +46,6 @@ class RecommenderClient:
     ``client_key`` add mutual TLS; ``tls_server_name`` is the name the server's
     certificate is checked against when it is not the target's host name.
     """
-
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        model: str = MODEL_NAME,
-        version: int | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        retry: RetryPolicy = RetryPolicy(),
-        *,
-        tls_ca: Pem | None = None,
-        token: str | None = None,
-        client_cert: Pem | None = None,
-        client_key: Pem | None = None,
-        tls_server_name: str | None = None,
-        label: str | None = None,
-    ) -> None:
-        protocol.validate_client_options(target, model, version, timeout_s)
-        protocol.validate_label(version, label)
-        credentials = security(tls_ca, token, client_cert, client_key, tls_server_name)
-        self.target = target
-        self.model = model
-        # A version label (`label="canary"`, TF Serving's ModelSpec.version_label) travels where the
-        # version number would: every request names the labelled version instead of the newest.
-        self.label = label
-        self.version = label if label is not None else version
-        self.timeout_s = timeout_s
-        # The token rides on each call as metadata (client/credentials.py says why not call credentials).
-        self._metadata = call_metadata(credentials)
-        self._channel = open_channel(target, retry, credentials)
-        # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.
-        self._predict = messages.PREDICT.handle(self._channel)
-        self._get_metadata = messages.GET_MODEL_METADATA.handle(self._channel)
-        self._get_status = messages.GET_MODEL_STATUS.handle(self._channel)
-        self._closed = False
 
     # --- lifecycle ----------------------------------------------------------
 

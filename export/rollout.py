@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +163,12 @@ def _require_on_disk(base_path: Path, version: int) -> None:
         raise RolloutError(f"version {version} is not in {base_path} (export it first: python -m export)")
 
 
+def _require_version_check() -> None:
+    """A version left to default (the newest exported) must be looked for on this machine."""
+    if not CHECK_ON_DISK:
+        raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
+
+
 def _require_labelled(state: State, path: Path) -> None:
     if state.policy != "specific" or STABLE not in state.labels:
         raise RolloutError(f"{path} has no stable label ({state.describe()}): run `python -m export.rollout init` first")
@@ -192,6 +199,18 @@ def _wait_available(servers: list[str], version: int, seconds: float, model_name
                 time.sleep(0.5)
 
 
+def _wait_loaded(servers: list[str] | None, version: int, seconds: float, model_name: str) -> None:
+    """Until the servers have loaded ``version``: asked on their own ports if given, else ``seconds`` of sleep."""
+    if servers:
+        _wait_available(servers, version, seconds, model_name)
+    else:
+        time.sleep(seconds)
+
+
+def _without_canary(labels: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in labels.items() if k != CANARY}
+
+
 def init(path: Path, base_path: Path, version: int | None = None, servers: list[str] | None = None,
          wait_seconds: float = 10.0, model_name: str = contract.MODEL_NAME) -> State:
     with _Locked(path):
@@ -201,19 +220,15 @@ def init(path: Path, base_path: Path, version: int | None = None, servers: list[
         exported = _exported(base_path)
         newest = max(exported, default=None)
         version = version if version is not None else newest
-        if version is None and not CHECK_ON_DISK:
-            raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
         if version is None:
+            _require_version_check()
             raise RolloutError(f"no version in {base_path} to pin as stable")
         _require_on_disk(base_path, version)
         loaded = (state.versions if state.policy == "specific" else {newest}) or set()
         if version not in loaded:
             # Not loaded now (the `latest` policy serves only the newest): load it before labelling it.
             write_state(path, State("specific", {version}), "init", model_name)
-            if servers:
-                _wait_available(servers, version, wait_seconds, model_name)
-            else:
-                time.sleep(wait_seconds)
+            _wait_loaded(servers, version, wait_seconds, model_name)
         new = State("specific", {version}, {STABLE: version})
         write_state(path, new, "init", model_name)
         return new
@@ -225,63 +240,63 @@ def canary(path: Path, base_path: Path, version: int | None = None, servers: lis
         state = read_state(path, model_name)
         _require_labelled(state, path)
         if version is None:
-            if not CHECK_ON_DISK:
-                raise RolloutError("name the version: the versions are not on this machine (--skip-version-check)")
+            _require_version_check()
             version = max(_exported(base_path), default=0)
         _require_on_disk(base_path, version)
         if version == state.labels[STABLE]:
             raise RolloutError(f"version {version} is already stable")
         kept = {state.labels[STABLE]} | ({state.labels[PREVIOUS]} if PREVIOUS in state.labels else set())
-        labels = {k: v for k, v in state.labels.items() if k != CANARY}
+        labels = _without_canary(state.labels)
         # 1. Load it (no label yet): TF Serving refuses a label on a version it has not loaded.
         loading = State("specific", kept | {version}, labels)
         write_state(path, loading, f"canary {version}", model_name)
         progress(f"{path}: loading version {version} ({loading.describe()})")
-        if servers:
-            _wait_available(servers, version, wait_seconds, model_name)
-        else:
-            time.sleep(wait_seconds)
+        _wait_loaded(servers, version, wait_seconds, model_name)
         # 2. Then label it.
         new = State("specific", loading.versions, {**labels, CANARY: version})
         write_state(path, new, f"canary {version}", model_name)
         return new
 
 
-def promote(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+def _relabel(path: Path, model_name: str, command: str, needs: str, refusal: str,
+             relabel: Callable[[dict[str, int]], State]) -> State:
+    """promote, abort, rollback: one write, under the lock, of what ``relabel`` makes of the labels.
+
+    Refused with ``refusal`` when the config is not labelled or has no ``needs`` label.
+    """
     with _Locked(path):
         state = read_state(path, model_name)
         _require_labelled(state, path)
-        if CANARY not in state.labels:
-            raise RolloutError(f"no canary to promote ({state.describe()})")
-        stable, candidate = state.labels[STABLE], state.labels[CANARY]
-        new = State("specific", {stable, candidate}, {STABLE: candidate, PREVIOUS: stable})
-        write_state(path, new, "promote", model_name)
+        if needs not in state.labels:
+            raise RolloutError(f"{refusal} ({state.describe()})")
+        new = relabel(state.labels)
+        write_state(path, new, command, model_name)
         return new
+
+
+def promote(path: Path, model_name: str = contract.MODEL_NAME) -> State:
+    def relabel(labels: dict[str, int]) -> State:
+        stable, candidate = labels[STABLE], labels[CANARY]
+        return State("specific", {stable, candidate}, {STABLE: candidate, PREVIOUS: stable})
+
+    return _relabel(path, model_name, "promote", CANARY, "no canary to promote", relabel)
 
 
 def abort(path: Path, model_name: str = contract.MODEL_NAME) -> State:
-    with _Locked(path):
-        state = read_state(path, model_name)
-        _require_labelled(state, path)
-        if CANARY not in state.labels:
-            raise RolloutError(f"no canary to drop ({state.describe()})")
-        labels = {k: v for k, v in state.labels.items() if k != CANARY}
-        new = State("specific", set(labels.values()), labels)
-        write_state(path, new, "abort", model_name)
-        return new
+    def relabel(labels: dict[str, int]) -> State:
+        kept = _without_canary(labels)
+        return State("specific", set(kept.values()), kept)
+
+    return _relabel(path, model_name, "abort", CANARY, "no canary to drop", relabel)
 
 
 def rollback(path: Path, model_name: str = contract.MODEL_NAME) -> State:
-    with _Locked(path):
-        state = read_state(path, model_name)
-        _require_labelled(state, path)
-        if PREVIOUS not in state.labels:
-            raise RolloutError(f"no previous stable version to go back to ({state.describe()})")
-        back = state.labels[PREVIOUS]
+    def relabel(labels: dict[str, int]) -> State:
+        back = labels[PREVIOUS]
         # The label moves to a loaded version in the same write that unloads the rolled-back one.
-        new = State("specific", {back}, {STABLE: back})
-        write_state(path, new, "rollback", model_name)
-        return new
+        return State("specific", {back}, {STABLE: back})
+
+    return _relabel(path, model_name, "rollback", PREVIOUS, "no previous stable version to go back to", relabel)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,6 @@ would print them), runs a short load test, and says where its HTML report is.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,7 +19,7 @@ from common.contract import MODEL_BASE_PATH, REPORTS_DIR
 from client import RecommenderClient, RecommenderError
 from client.cli import recommendations_table
 from client.table import format_table
-from loadtest.local import NOT_STARTED_YET, newest_version
+from loadtest.local import NOT_STARTED_YET, NotServed, serve_newest
 from loadtest.runner import LoadTest, run_and_report
 
 SAMPLE_USER = "42"
@@ -45,24 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         return cli.fail(str(error), cli.EXIT_USAGE)
     try:
-        version = newest_version(args.model_base_path)
-    except FileNotFoundError as error:
+        with serve_newest(args.model_base_path, "== starting the local server on {served}") as server:
+            try:
+                show_sample(server.grpc_target, user)
+            except RecommenderError as error:
+                return cli.fail(f"the sample queries failed: {error}")
+            print(f"\n== load test ({args.run_time}, {args.users} users; takes a few seconds more to start) ...", flush=True)
+            # The demo promises a clean run: any failed request, or a problem Locust reported, exits non-zero.
+            code = run_and_report(replace(test, target=server.grpc_target), max_p99_ms=None, max_fail_ratio=0)
+    except NotServed as error:
         return cli.fail(str(error))
-    from serving.launcher import start_local_server
-
-    print(f"== starting the local server on {args.model_base_path}/{version}", flush=True)
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(start_local_server(args.model_base_path))
-        except RuntimeError as error:  # it did not start; the message ends with its log
-            return cli.fail(f"the local server did not start: {error}")
-        try:
-            show_sample(server.grpc_target, user)
-        except RecommenderError as error:
-            return cli.fail(f"the sample queries failed: {error}")
-        print(f"\n== load test ({args.run_time}, {args.users} users; takes a few seconds more to start) ...", flush=True)
-        # The demo promises a clean run: any failed request, or a problem Locust reported, exits non-zero.
-        code = run_and_report(replace(test, target=server.grpc_target), max_p99_ms=None, max_fail_ratio=0)
     print("== server stopped")
     return code
 

@@ -41,3 +41,24 @@ def test_no_model_exits_1_before_the_server_starts(tmp_path, monkeypatch, capsys
     assert demo.main(["--model-base-path", str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith(f"error: no exported model under {tmp_path}")
     assert demo.main(["--model-base-path", str(tmp_path), "--users", "0"]) == 2
+
+
+def test_a_server_that_does_not_start_exits_1_in_one_line_for_both_commands(tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    import serving.launcher
+    from loadtest import demo
+    from loadtest.local import main
+
+    @contextlib.contextmanager
+    def broken(*args, **kwargs):
+        raise RuntimeError("server exited with code 1 before it was SERVING")
+        yield
+
+    (tmp_path / "3").mkdir()
+    monkeypatch.setattr(serving.launcher, "start_local_server", broken)
+    for command, announced in ((main, "starting the local server on"), (demo.main, "== starting the local server on")):
+        assert command(["--model-base-path", str(tmp_path)]) == 1
+        out, err = capsys.readouterr()
+        assert out.startswith(f"{announced} {tmp_path}/3")
+        assert err == "error: the local server did not start: server exited with code 1 before it was SERVING\n"

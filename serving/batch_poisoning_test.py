@@ -162,6 +162,21 @@ def bad_requests() -> list[tuple[object, str]]:
     ]
 
 
+def assert_not_poisoned(goods: list, expected: list, got: list, bads: list[tuple[object, str]],
+                        bad_answers: list[tuple[grpc.StatusCode, str, str]]) -> None:
+    """The verdict of a poisoning run (here and through Envoy in tests/edge_test.py): every good request
+    answered as it was alone (``got`` holds its outputs or its RpcError), and every offending call
+    (``bad_answers``: code, details, what the details must name) refused with INVALID_ARGUMENT naming its input."""
+    failures = [f"{a.code().name}: {a.details()[:120]}" for a in got if isinstance(a, grpc.RpcError)]
+    assert not failures, f"{len(failures)} of {len(goods)} good calls failed, e.g. {failures[:3]}"
+    for request, want, have in zip(goods, expected, got):
+        assert_same_answer(request, want, have)
+    assert len(bad_answers) >= len(bads)
+    for code, details, name in bad_answers:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+        assert name in details, (name, details)
+
+
 @pytest.fixture(scope="module")
 def batching_server(exported_model):
     with start_local_server(exported_model, enable_batching=True, batching_parameters_file=BATCHING_CONFIG) as server:
@@ -201,14 +216,7 @@ def test_good_callers_are_answered_correctly_next_to_a_caller_sending_invalid_va
         finally:
             done.set()
             bad_thread.join()
-    failures = [f"{a.code().name}: {a.details()[:120]}" for a in got if isinstance(a, grpc.RpcError)]
-    assert not failures, f"{len(failures)} of {len(goods)} good calls failed, e.g. {failures[:3]}"
-    for request, want, have in zip(goods, expected, got):
-        assert_same_answer(request, want, have)
-    assert len(bad_answers) >= len(bads)
-    for code, details, name in bad_answers:
-        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
-        assert name in details, (name, details)
+    assert_not_poisoned(goods, expected, got, bads, bad_answers)
 
 
 def poisoning_counts(

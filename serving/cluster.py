@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import os
 import signal
 import socket
 import subprocess
@@ -48,6 +47,7 @@ from portpicker import pick_unused_port
 from common import cli
 from common.contract import GRPC_PORT, MODEL_BASE_PATH, MODEL_NAME, PROMETHEUS_PATH, REST_PORT
 from common.versions import list_versions
+from serving.launcher import child_env, stop_server, wait_or_kill, wait_until_serving
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVOY_CONFIG = Path(__file__).resolve().with_name("envoy") / "envoy.yaml"
@@ -279,36 +279,11 @@ def check_port_free(host: str, port: int, what: str) -> None:
             raise ClusterError(f"cannot use {host}:{port} for {what}: {error.strerror or error}") from error
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _wait_or_kill(process: subprocess.Popen | None, timeout: float) -> int | None:
-    """Waits up to ``timeout`` for an exit, then SIGKILLs; the exit code (negative: the signal)."""
-    if process is None:
-        return None
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    return process.returncode
-
-
-def _terminate(process: subprocess.Popen | None, timeout: float) -> int | None:
-    """One SIGTERM (a second one would cut a drain short), then ``_wait_or_kill``."""
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    return _wait_or_kill(process, timeout)
 
 
 @dataclass
@@ -485,15 +460,13 @@ class LocalCluster:
         ]  # fmt: skip
         with member.log_path.open("a") as log:
             member.process = subprocess.Popen(
-                args, cwd=REPO_ROOT, env=_child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         member.killed = False
         return member
 
     def wait_replica_serving(self, index: int, timeout: float) -> None:
         """Polls the replica's grpc.health.v1 until SERVING; fails early if it exits."""
-        from serving.launcher import wait_until_serving
-
         member = self.members[index]
 
         def check() -> None:
@@ -561,12 +534,12 @@ class LocalCluster:
     def stop(self) -> dict[str, int | None]:
         """Envoy first (no new traffic), then every replica drains at once; their exit codes."""
         self._abort.clear()
-        codes: dict[str, int | None] = {"envoy": _terminate(self.envoy, 10)}
+        codes: dict[str, int | None] = {"envoy": stop_server(self.envoy, 10)}
         for member in self.members:  # signal all first, so they drain side by side
             if member.running():
                 member.process.send_signal(signal.SIGTERM)
         for member in self.members:
-            code = _wait_or_kill(member.process, self.drain_seconds + 20)
+            code = wait_or_kill(member.process, self.drain_seconds + 20)
             codes[f"replica {member.index}"] = None if member.killed else code
         return codes
 

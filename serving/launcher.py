@@ -66,16 +66,30 @@ def wait_until_serving(target: str, process: subprocess.Popen | None, timeout: f
     raise TimeoutError(f"server at {target} was not SERVING after {timeout:.0f}s")
 
 
-def stop_server(process: subprocess.Popen, timeout: float = 60.0) -> int:
-    """SIGTERM, then wait; SIGKILL only if it does not exit in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def child_env() -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH: a child runs this checkout's code."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def wait_or_kill(process: subprocess.Popen | None, timeout: float) -> int | None:
+    """Waits up to ``timeout`` for an exit, then SIGKILLs; the exit code (negative: the signal)."""
+    if process is None:
+        return None
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
     return process.returncode
+
+
+def stop_server(process: subprocess.Popen | None, timeout: float = 60.0) -> int | None:
+    """One SIGTERM (a second one would cut a drain short), then ``wait_or_kill``."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return wait_or_kill(process, timeout)
 
 
 @contextlib.contextmanager
@@ -104,11 +118,9 @@ def start_local_server(
     if batching_parameters_file:
         args += ["--batching_parameters_file", str(batching_parameters_file)]
     args += list(extra_args)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log_file = tempfile.NamedTemporaryFile(prefix="serving-", suffix=".log", delete=False)
     log_path = Path(log_file.name)
-    process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, cwd=REPO_ROOT, env=child_env(), stdout=log_file, stderr=subprocess.STDOUT)
     log_file.close()
     server = LocalServer(
         grpc_target=f"127.0.0.1:{grpc_port}",

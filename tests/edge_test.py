@@ -40,8 +40,14 @@ from tensorflow_serving.apis import (
 from common import contract as c
 from loadtest.runner import LoadTest, gate, run_load_test
 from serving import credentials as creds
-from serving.batch_poisoning_test import BATCHING_CONFIG, bad_requests, good_requests, poisoning_counts
-from serving.batching_test import assert_same_answer, outputs
+from serving.batch_poisoning_test import (
+    BATCHING_CONFIG,
+    assert_not_poisoned,
+    bad_requests,
+    good_requests,
+    poisoning_counts,
+)
+from serving.batching_test import outputs
 from serving.cluster import CLUSTERS, GRPC_CLUSTER, LocalCluster, admin_get, envoy_stats
 
 MiB = 1 << 20
@@ -481,14 +487,7 @@ def test_good_callers_are_answered_correctly_next_to_a_caller_sending_invalid_va
     got = [None] * len(goods)
     for i, answers in enumerate(per_caller):
         got[i::callers] = answers
-    failures = [f"{a.code().name}: {a.details()[:120]}" for a in got if isinstance(a, grpc.RpcError)]
-    assert not failures, f"{len(failures)} of {len(goods)} good calls failed, e.g. {failures[:3]}"
-    for request, want, have in zip(goods, expected, got):
-        assert_same_answer(request, want, have)
-    assert len(bad_answers) >= len(bads)
-    for code, details, name in bad_answers:
-        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
-        assert name in details, (name, details)
+    assert_not_poisoned(goods, expected, got, bads, bad_answers)
     # The offender's values were merged with good callers' requests (and the batch bisected), so
     # the test measured poisoning rather than requests that happened to run alone.
     assert _merged_batch_failures(cluster) > merged_failures_before
