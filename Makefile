@@ -60,22 +60,25 @@ else
 	$(PY) -m loadtest --target $(LOADTEST_TARGET) --users 32 --spawn-rate 8 --run-time 30s --out reports/loadtest
 endif
 
-# The default preset on u1…u5 and seed-temporal, each exported and measured through its
-# signatures next to the baselines: EVALUATION.md + evaluation.png (about 10 minutes).
+# Each preset on u1…u5 and seed-temporal, each exported and measured through its
+# signatures next to the baselines: EVALUATION.md + evaluation.png (about 6 minutes a preset).
+# EVALUATE_PRESETS: the default preset, then the u1 study's preset file when make tune has written one.
+EVALUATE_PRESETS ?= two-stage $(wildcard tuning/two-stage-u1.json)
 evaluate: setup
-	$(PY) -m export.evaluation_report --out EVALUATION.md
+	$(PY) -m export.evaluation_report --preset $(EVALUATE_PRESETS) --out EVALUATION.md
 
 # Hyperparameter search for the two-stage preset (Optuna, train/tuning.py): one study on u1's base file only,
 # two worker processes, TUNE_TRIALS trials or 50 minutes, whichever comes first (no trial starts later; the
 # ones running then finish, so under an hour on 2 cores); then the report (export/tuning_report.py, from the
-# study's database, no training): TUNING.md, tuning/ (plots, tuning/two-stage-u1.json:
-# `python -m train --preset tuning/two-stage-u1.json`).
+# study's database): TUNING.md, tuning/ (plots, tuning/two-stage-u1.json:
+# `python -m train --preset tuning/two-stage-u1.json`), and with --evaluate the tuned preset trained on u1,
+# exported and measured on u1.test (after the search: the only step that reads it).
 # The study lives in runs/tuning/two-stage-u1.db: the same command resumes a stopped search.
 TUNE_TRIALS ?= 100
 TUNE_WORKERS ?= 2
 tune: setup
 	$(PY) -m train tune --split u1 --trials $(TUNE_TRIALS) --timeout 3000 --workers $(TUNE_WORKERS)
-	$(PY) -m export.tuning_report --split u1 --out TUNING.md
+	$(PY) -m export.tuning_report --split u1 --evaluate --out TUNING.md
 
 # Nested: one study per fold u1…u5, each on that fold's base file only, 80 minutes for the five together;
 # then the report with --evaluate: each fold's tuned preset trained, exported and measured on its test file
