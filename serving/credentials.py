@@ -52,7 +52,7 @@ from common import cli
 
 ISSUER = "movielens-dev"
 AUDIENCE = "movielens"
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "credentials"
+DEFAULT_OUT = Path("credentials")  # in the working directory, like runs/ and models/ (git-ignored)
 DEFAULT_SANS = ("localhost", "127.0.0.1", "::1", "envoy")
 DEFAULT_CLIENTS = ("demo", "locust")
 DEFAULT_DAYS = 365
@@ -218,7 +218,7 @@ def describe(out: Path, clients: Sequence[str] = DEFAULT_CLIENTS) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving.credentials", description=cli.plain(__doc__))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder (default: credentials/ at the repo root)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder (default: credentials/ in the working directory)")
     parser.add_argument("--san", action="append", default=[],
                         help=f"another name or IP for the server certificate, besides {', '.join(DEFAULT_SANS)}")
     parser.add_argument("--client", action="append", default=None,

@@ -44,7 +44,6 @@ from serving.servable import load_version
 
 log = logging.getLogger("serving")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # TF Serving sets the gRPC max message size to INT32_MAX (server.cc).
 DEFAULT_MAX_MESSAGE_SIZE = 2**31 - 1
 
@@ -150,8 +149,9 @@ def resolve_base_path(raw: str) -> Path:
     """Relative paths are relative to the working directory, as in TF Serving.
 
     models.config names container paths (/models/movielens). When such a path
-    does not exist on this machine, the same layout under the repository's
-    models/ directory is used instead, so one config file serves both.
+    does not exist on this machine, the same layout under the working
+    directory's models/ (where ``python -m export`` writes) is used instead, so
+    one config file serves both.
     """
     path = Path(raw)
     if not path.is_absolute():
@@ -160,7 +160,7 @@ def resolve_base_path(raw: str) -> Path:
         return path
     parts = path.parts
     if len(parts) >= 3 and parts[1] == MODELS_DIR:
-        local = REPO_ROOT.joinpath(MODELS_DIR, *parts[2:])
+        local = Path.cwd().joinpath(MODELS_DIR, *parts[2:])
         log.info("base_path %s does not exist here; using %s", path, local)
         return local
     return path

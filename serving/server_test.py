@@ -196,15 +196,15 @@ def test_model_config_file_sources(tmp_path, monkeypatch):
         "  model_version_policy { specific { versions: 1 versions: 2 } }\n"
         '  version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }\n'
     )
+    monkeypatch.chdir(tmp_path)
     (source,) = model_sources(ServerOptions(model_config_file=str(config)))
     assert source.policy == VersionPolicy("specific", versions=frozenset({1, 2}))
     assert dict(source.labels) == {"stable": 1, "canary": 2}
-    # The container path does not exist here: the repository's models/ stands in for it.
-    assert source.base_path == Path(__file__).resolve().parent.parent / c.MODEL_BASE_PATH
+    # The container path does not exist here: models/ in the working directory (where export writes) stands in for it.
+    assert source.base_path == tmp_path / c.MODEL_BASE_PATH
 
     (overridden,) = model_sources(ServerOptions(model_config_file=str(config), model_base_path=str(tmp_path)))
     assert overridden.base_path == tmp_path.resolve()
-    monkeypatch.chdir(tmp_path)
     assert resolve_base_path("models/x") == tmp_path.resolve() / "models" / "x"
 
 
