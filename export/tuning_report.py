@@ -38,8 +38,8 @@ import numpy as np
 from common import cli, contract
 from train import tuning
 from train.config import NOT_IN_PRESET_FILES, TrainConfig
+from train.evaluation import EVAL_TOP_K
 
-K = tuning.K
 REPORT_DIR = tuning.REPORT_DIR
 PARALLEL_PARAMS = 8  # parallel coordinates of the most important parameters only: 15 axes are unreadable
 
@@ -135,8 +135,8 @@ def plots(study, directory: Path) -> dict[str, str]:
 
 
 def _figures(figures: dict) -> str:
-    return (f"Recall@10 {figures.get(f'recall_at_{K}', float('nan')):.4f}, NDCG@10 "
-            f"{figures.get(f'ndcg_at_{K}', float('nan')):.4f}")
+    return (f"Recall@10 {figures.get(f'recall_at_{EVAL_TOP_K}', float('nan')):.4f}, NDCG@10 "
+            f"{figures.get(f'ndcg_at_{EVAL_TOP_K}', float('nan')):.4f}")
 
 
 def section(study, report_dir: Path, out: Path) -> list[str]:
@@ -172,12 +172,12 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
         if trial is None:
             continue
         f = trial.user_attrs.get("figures", {})
-        lines.append(f"| {label} | {f[f'recall_at_{K}']:.4f} | {f[f'ndcg_at_{K}']:.4f} | {f[f'coverage_at_{K}']} | "
+        lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | "
                      f"{f['val_rmse']:.4f} | {f['blend_weight']:g} |")
     for key, label in (("ease", "EASE (λ=300)"), ("popularity", "most popular")):
         f = baselines.get(key, {})
         if f:
-            lines.append(f"| {label} | {f[f'recall_at_{K}']:.4f} | {f[f'ndcg_at_{K}']:.4f} | {f[f'coverage_at_{K}']} | | |")
+            lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | | |")
     lines.append("")
     if best is None:
         lines += [f"No trial has completed within the constraint (validation RMSE ≤ {attrs['max_val_rmse']}): "

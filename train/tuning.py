@@ -59,12 +59,12 @@ from common import cli, contract
 from train import config as train_config
 from train import splits
 from train.config import TWO_STAGE, TrainConfig
+from train.evaluation import EVAL_TOP_K
 
 DEFAULT_STUDY = TWO_STAGE
 TUNING_DIR = Path(contract.RUNS_DIR) / "tuning"  # the study databases (git-ignored)
 REPORT_DIR = Path("tuning")  # preset files and plots, next to TUNING.md (kept in git)
 TUNABLE_SPLITS = (*splits.FOLDS, splits.SEED_TEMPORAL)
-K = 10
 DEFAULT_MAX_VAL_RMSE = 0.95
 HEARTBEAT_SECONDS = 20
 SEARCH_COMMAND = "search_command"  # study attribute: the command line that last ran the search on it
@@ -182,7 +182,7 @@ class TuningData:
         from train.baselines import evaluate_baselines
 
         return evaluate_baselines(self.seen, self.seen, self.relevant, self.users, float(self.train.rating.mean()),
-                                  self.val.rating, K)
+                                  self.val.rating, EVAL_TOP_K)
 
 
 def retrieval_figures(retrieval, data: TuningData) -> dict:
@@ -202,12 +202,12 @@ def retrieval_figures(retrieval, data: TuningData) -> dict:
         out[:, catalogue] = retrieval.query(tf.constant(users)).numpy() @ embeddings.T + bias
         return out
 
-    top = evaluation.top_k_excluding(scores, data.users, data.seen, K)
-    return evaluation.top_k_metrics(top, data.relevant, data.users, K)
+    top = evaluation.top_k_excluding(scores, data.users, data.seen, EVAL_TOP_K)
+    return evaluation.top_k_metrics(top, data.relevant, data.users, EVAL_TOP_K)
 
 
 def objective_value(figures: dict) -> float:
-    return float(figures[f"recall_at_{K}"] + figures[f"ndcg_at_{K}"])
+    return float(figures[f"recall_at_{EVAL_TOP_K}"] + figures[f"ndcg_at_{EVAL_TOP_K}"])
 
 
 def pruning_callback(trial, data: TuningData):
@@ -271,8 +271,8 @@ class Objective:
             raise FloatingPointError(f"trial {trial.number}: not a number (val RMSE {val_rmse}, objective {value})")
         history = fitted.history.history.get("val_root_mean_squared_error", [])
         trial.set_user_attr("figures", {
-            f"recall_at_{K}": figures[f"recall_at_{K}"], f"ndcg_at_{K}": figures[f"ndcg_at_{K}"],
-            f"coverage_at_{K}": figures[f"coverage_at_{K}"], "val_rmse": val_rmse, "blend_weight": weight,
+            f"recall_at_{EVAL_TOP_K}": figures[f"recall_at_{EVAL_TOP_K}"], f"ndcg_at_{EVAL_TOP_K}": figures[f"ndcg_at_{EVAL_TOP_K}"],
+            f"coverage_at_{EVAL_TOP_K}": figures[f"coverage_at_{EVAL_TOP_K}"], "val_rmse": val_rmse, "blend_weight": weight,
             "users_evaluated": figures["users_evaluated"],
         })
         trial.set_user_attr("ranking_epochs_run", len(history))
@@ -431,10 +431,10 @@ def prepare_study(args: argparse.Namespace, split: str):
         for key, value in {
             "split": split, "base_preset": args.base_preset, "fixed": fixed, "seed": args.seed,
             "max_val_rmse": args.max_val_rmse,
-            "objective": f"validation Recall@{K} + NDCG@{K} (maximised)",
+            "objective": f"validation Recall@{EVAL_TOP_K} + NDCG@{EVAL_TOP_K} (maximised)",
             "validation": {"train_rows": len(data.train.user), "val_rows": len(data.val.user),
                            "users": len(data.users), "users_evaluated": baselines["popularity"]["users_evaluated"]},
-            "baselines": {key: {k: v for k, v in figures.items() if k.endswith(f"_at_{K}")}
+            "baselines": {key: {k: v for k, v in figures.items() if k.endswith(f"_at_{EVAL_TOP_K}")}
                           for key, figures in baselines.items() if key in ("popularity", "ease")},
         }.items():
             study.set_user_attr(key, value)
