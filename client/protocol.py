@@ -1,6 +1,6 @@
 """Requests, responses and result types, shared by the sync and asyncio clients.
 
-Everything here is pure (no I/O), so it is what ``python -m client.bench``
+Everything here is pure (no I/O), so it is what ``python -m loadtest.client_bench``
 times as the client's own overhead, and what both clients call so they cannot
 drift apart in validation, parsing or what "ready" means.
 
