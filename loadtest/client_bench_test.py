@@ -11,7 +11,7 @@ from client.contract import MODEL_NAME, PREDICTED_RATING, RECOMMEND_FROM_RATINGS
 from client.messages import PredictRequest, PredictResponse
 from client.tensors import to_numpy
 from loadtest.client_bench import _canned, _recommendations, measure
-from client.fakes import FakeBehaviour, FakeServing
+from testing.fake_serving import FakeBehaviour, FakeServing
 
 
 class _Context:
