@@ -9,7 +9,8 @@ relatively, so the same files work as ``client`` in the repository), TF Serving'
 descriptors are described afresh from the installed, pinned tensorflow-serving-api
 (client/describe_protos.py), and ``python -m build`` (pinned in pyproject.toml's dev
 extra) builds the wheel with client/wheel.toml as its pyproject.toml. Left out: the
-fakes, benchmarks, tests and build scripts (they need the repository, TensorFlow or pytest).
+tests and the build scripts (they need the repository, TensorFlow or pytest); the fake server
+the tests use is in testing/, the client's benchmark in loadtest/.
 """
 
 from __future__ import annotations

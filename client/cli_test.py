@@ -13,9 +13,9 @@ from portpicker import pick_unused_port
 
 from client import cli
 from client.cli import main
-from client.fakes import fake_server
 from client.table import format_table
 from common.contract import USER_ID
+from testing.fake_serving import fake_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,6 @@ from client import (
 )
 from client import protocol
 from client.errors import FailedPrecondition
-from client.fakes import fake_server
 from client.tensors import to_numpy
 from common import contract
 from common.contract import (
@@ -48,6 +47,7 @@ from common.contract import (
     SCORES,
     USER_ID,
 )
+from testing.fake_serving import fake_server
 
 # What predict() returns its ratings as: the dtype common/contract.py declares for them.
 _RATING_DTYPE = np.dtype(contract.signature(PREDICT_SIGNATURE).output(contract.PREDICTED_RATING).numpy_dtype)

@@ -2,9 +2,9 @@
 
 This module ships with the thin client (``movielens_client.contract``) and is the one
 declaration every part of the project reads: ``common/contract.py`` re-exports it next
-to the deployment's own names (ports, folders), so the exporter, the servers, the fakes,
-the load test and the client cannot disagree. It imports nothing beyond the standard
-library.
+to the deployment's own names (ports, folders), so the exporter, the servers, the tests'
+fake server (testing/fake_serving.py), the load test and the client cannot disagree. It
+imports nothing beyond the standard library.
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ MODEL_CARD = "model_card"
 #   refuses a reloaded model whose inputs or outputs disagree;
 # - client/protocol.py: each request's inputs and their dtypes (tensors.encode),
 #   each output's dtype and rank (tensors.check_declared), titles if declared;
-# - client/fakes.py: metadata, input checks and answers; loadtest/checks.py: the
-#   rating's dtype and rank, titles if declared; tests/conformance_test.py.
+# - testing/fake_serving.py (the tests' fake server): metadata, input checks and
+#   answers; loadtest/checks.py: the rating's dtype and rank, titles if declared;
+#   tests/conformance_test.py.
 # What cannot be derived (what a value means, which values to send) is code there.
 # tests/contract_derivation_test.py patches SIGNATURES and checks they all follow.
 

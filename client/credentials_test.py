@@ -21,8 +21,8 @@ from client import credentials
 from client.channel import NO_RETRIES
 from client.cli import main
 from client.errors import DeadlineExceeded
-from client.fakes import FakeBehaviour, fake_server
-from client.tls_fixtures import BearerTokenInterceptor, write_test_pki
+from testing.fake_serving import FakeBehaviour, fake_server
+from testing.tls import BearerTokenInterceptor, write_test_pki
 
 TOKEN = "header.payload.signature"
 CREDENTIAL_ENV = [

@@ -11,7 +11,7 @@ from portpicker import pick_unused_port
 
 from client import NO_RETRIES, AsyncRecommenderClient, RecommenderClient
 from client.channel import RetryPolicy, channel_options, grpc_target
-from client.fakes import fake_server
+from testing.fake_serving import fake_server
 
 
 def _service_config(options) -> dict | None:

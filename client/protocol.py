@@ -1,6 +1,6 @@
 """Requests, responses and result types, shared by the sync and asyncio clients.
 
-Everything here is pure (no I/O), so it is what ``python -m client.bench``
+Everything here is pure (no I/O), so it is what ``python -m loadtest.client_bench``
 times as the client's own overhead, and what both clients call so they cannot
 drift apart in validation, parsing or what "ready" means.
 
@@ -243,9 +243,9 @@ def request_problem(signature: str, inputs: Mapping[str, np.ndarray]) -> str | N
     """What the served model refuses in ``inputs`` (decoded, as declared), in its words; None if nothing.
 
     The rules of the model's in-graph checks, stated once outside the graph: the limits and
-    messages are ``client/contract.py``'s, as are export/serving_module.py's asserts; the fake
-    server (client/fakes.py) answers INVALID_ARGUMENT with this. A row's ``""`` entries are
-    padding: not counted as rated movies, their ratings not checked.
+    messages are ``client/contract.py``'s, as are export/serving_module.py's asserts; the tests'
+    fake server (testing/fake_serving.py) answers INVALID_ARGUMENT with this. A row's ``""``
+    entries are padding: not counted as rated movies, their ratings not checked.
     """
     if signature == PREDICT_SIGNATURE:
         return PAIRS_MESSAGE if len(inputs[USER_ID]) != len(inputs[MOVIE_ID]) else None

@@ -50,7 +50,7 @@ with native_stderr_silenced():
     import tensorflow as tf
 
 from client import NO_RETRIES, RecommenderClient
-from client.bench import measure as measure_client_overhead
+from loadtest.client_bench import measure as measure_client_overhead
 from loadtest.local import BATCHING_CONFIG, newest_version
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
 from loadtest.runner import LoadTest, gate, run_load_test
@@ -665,7 +665,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "## (e) Client overhead",
         "",
         "What `client/` adds per call on one core: input validation, request build + serialize, response parse + "
-        "decode (`python -m client.bench`; canned responses, no network).",
+        "decode (`python -m loadtest.client_bench`; canned responses, no network).",
         "",
         "| call | µs per call |",
         "|---|---:|",
@@ -681,7 +681,7 @@ def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -
         "```sh",
         "make bench    # = .venv/bin/python -m loadtest.bench --model-base-path models/movielens --out BENCHMARKS.md",
         "# single pieces:",
-        ".venv/bin/python -m client.bench",
+        ".venv/bin/python -m loadtest.client_bench",
         ".venv/bin/python -m loadtest.local --predict-batch 1 --users 32 --spawn-rate 32 --run-time 30s "
         "--user-class PredictUser --out reports/predict-off",
         ".venv/bin/python -m loadtest.local --enable-batching --predict-batch 1 --users 32 --spawn-rate 32 "

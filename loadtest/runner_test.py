@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from client.fakes import FakeBehaviour, fake_server
 from client import RecommenderClient
 from common.contract import MOVIE_TITLES, PREDICT_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, RECOMMEND_SIGNATURE
 from loadtest import runner
 from loadtest.runner import LoadTest, gate, main, run_load_test
 from loadtest.summary import summarize
+from testing.fake_serving import FakeBehaviour, fake_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {"requests", "failures", "fail_ratio", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"}
@@ -232,7 +232,7 @@ def test_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
 def test_locust_users_pass_tls_and_token(tmp_path, capsys, monkeypatch):
     """The Locust user sends the CA and token ``python -m loadtest`` was given; without the token
     every request is refused (UNAUTHENTICATED) and the run fails; the token never reaches the report."""
-    from client.tls_fixtures import BearerTokenInterceptor, write_test_pki
+    from testing.tls import BearerTokenInterceptor, write_test_pki
 
     for name in ("MOVIELENS_TLS_CA", "MOVIELENS_TOKEN", "MOVIELENS_TOKEN_FILE", "MOVIELENS_TLS_SERVER_NAME"):
         monkeypatch.delenv(name, raising=False)

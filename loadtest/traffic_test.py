@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from client.fakes import FAKE_CARD
 from common.contract import RATING_MAX, RATING_MIN, RECOMMEND_FROM_RATINGS_SIGNATURE
 from loadtest.traffic import RATED_MOVIES, fallback, sample_ratings, served_from_card
+from testing.fake_serving import FAKE_CARD
 
 
 def test_sample_ratings_are_3_to_20_distinct_served_movies_rated_in_whole_stars():

@@ -22,7 +22,6 @@ import pytest
 from client import MalformedResponse, RecommenderClient, protocol
 from client import contract as api_contract
 from client.messages import DataType, PredictResponse
-from client.fakes import fake_server
 from client.tensors import encode, to_numpy
 from common import contract
 from common.contract import (
@@ -37,6 +36,7 @@ from common.contract import (
     TensorDecl,
 )
 from loadtest.checks import CheckFailed, check_ratings, check_recommendations
+from testing.fake_serving import fake_server
 
 
 _FLIP = {"DT_FLOAT": "DT_DOUBLE", "DT_DOUBLE": "DT_FLOAT", "DT_INT32": "DT_INT64", "DT_INT64": "DT_INT32"}

@@ -1,4 +1,5 @@
-"""Test support stays out of the runtime: no runtime module imports pytest or ``testing``; the wheel leaves ``testing`` out."""
+"""Test support stays out of the runtime: no runtime module imports pytest or ``testing``; the wheel leaves
+``testing`` out; ``testing`` imports no ``loadtest`` (nothing but loadtest and tests imports it)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,9 @@ def test_runtime_modules_import_no_test_support():
 def test_the_wheel_holds_the_runtime_packages_only():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "testing" not in project["tool"]["setuptools"]["packages"]
+
+
+def test_test_support_imports_no_load_test():
+    offenders = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "testing").rglob("*.py"))
+                 if "loadtest" in _imported_roots(path)]
+    assert not offenders, f"test support importing loadtest: {offenders}"

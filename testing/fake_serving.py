@@ -35,11 +35,8 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from . import contract, messages
-from .messages import DataType, PredictRequest, PredictResponse
-from .protocol import request_problem
-
-from .contract import (
+from client import contract, messages
+from client.contract import (
     K,
     K_PER_USER_MESSAGE,
     MODEL_CARD,
@@ -61,8 +58,9 @@ from .contract import (
     USER_EMBEDDING,
     USER_ID,
 )
-
-from .tensors import encode, to_numpy
+from client.messages import DataType, PredictRequest, PredictResponse
+from client.protocol import request_problem
+from client.tensors import encode, to_numpy
 
 FAKE_VERSION = 1
 FAKE_SIGNATURES = (PREDICT_SIGNATURE, RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, MODEL_CARD_SIGNATURE)
@@ -302,7 +300,7 @@ def fake_server(
     """Run the fake on host:port (0 = any free port); yields (target, behaviour).
 
     ``server_credentials`` serve TLS instead of plain text; ``interceptors`` run before
-    every call (e.g. client/tls_fixtures.py's token check)."""
+    every call (e.g. testing/tls.py's token check)."""
     behaviour = behaviour or FakeBehaviour()
     servicer = FakeServing(behaviour)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=tuple(interceptors))
