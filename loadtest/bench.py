@@ -9,7 +9,9 @@ Measures, on this machine, from the bottom up:
 (e) the client's own overhead per call;
 (f) what a merged batch costs by size, where each load run's CPU went (Locust, the server
     outside the graph, graph runs), and the ceiling that puts on batching's gain here.
-It is a benchmark, not a test: it prints and writes numbers and never asserts on them.
+It is a benchmark, not a test: it prints and writes numbers and never asserts on them. The
+measurements go to ``--reports``/results.json, and loadtest.bench_report renders them into
+``--out``'s bench part (the scale and edge sections there are kept).
 """
 
 from __future__ import annotations
@@ -52,9 +54,22 @@ with native_stderr_silenced():
 from client import NO_RETRIES, RecommenderClient
 from loadtest.client_bench import measure as measure_client_overhead
 from loadtest.local import BATCHING_CONFIG, newest_version
+from loadtest.bench_report import (
+    BARE_PREDICT,
+    EMPTY_ROUND_TRIP,
+    FROM_RATINGS,
+    OLD_PATH_RECOMMEND,
+    PREDICT,
+    PREVIOUS_CLIENT_COMMIT,
+    PREVIOUS_RECOMMEND,
+    RECOMMEND,
+    SERVER_CALL_PATH,
+    STUB_RECOMMEND,
+    THIN_RECOMMEND,
+    render,
+)
 from loadtest.machine import SHARED_CORES_NOTE, this_machine
 from loadtest.runner import LoadTest, gate, run_load_test
-from loadtest.summary import format_ms
 
 if TYPE_CHECKING:
     from serving.servable import LoadedVersion
@@ -67,14 +82,6 @@ USERS = 32
 GRPC_THREADS = 64
 SAMPLE_USER = "42"
 SAMPLE_MOVIE = "50"
-BARE_PREDICT = "predict batch 1, bare stub"
-THIN_RECOMMEND = "recommend k=10, RecommenderClient (thin: described protos, generic method handle)"
-STUB_RECOMMEND = "recommend k=10, tensorflow-serving-api's stub (its classes, prebuilt request, answer not decoded)"
-OLD_PATH_RECOMMEND = "recommend k=10, the previous client's path rebuilt (tensorflow-serving-api's classes and stub, build + decode per call)"
-PREVIOUS_RECOMMEND = "recommend k=10, the previous RecommenderClient (tensorflow-serving-api's classes and stubs, commit c79cf34)"
-# The last commit before the client became thin (it still used TF Serving's generated classes and TensorFlow):
-# its client/ and common/, run from git, are the baseline the thin client is compared with.
-PREVIOUS_CLIENT_COMMIT = "c79cf34dfac6a8b19d3f99d5fa3f13d78b67f4cc"
 _PREVIOUS_CLIENT_WORKER = """
 import json, sys, time
 from client import NO_RETRIES, RecommenderClient
@@ -136,7 +143,6 @@ class PreviousClient:
         self.process.stdin.close()
         self.process.wait(timeout=30)
         shutil.rmtree(self.folder, ignore_errors=True)
-SERVER_CALL_PATH = "predict batch 1, the server's call path (numpy in and out, session in the calling thread)"
 
 
 def _percentiles_ms(fn: Callable[[], object], calls: int, warmup: int = 50) -> dict[str, float]:
@@ -159,8 +165,8 @@ def floor(version_dir: Path, served: LoadedVersion, calls: int) -> dict[str, dic
     user, movie, k = tf.constant([SAMPLE_USER]), tf.constant([SAMPLE_MOVIE]), tf.constant([10], tf.int32)
     arrays = {USER_ID: np.array([SAMPLE_USER.encode()], dtype=object), MOVIE_ID: np.array([SAMPLE_MOVIE.encode()], dtype=object)}
     rows = {
-        "predict batch 1": _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
-        "recommend k=10": _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
+        PREDICT: _percentiles_ms(lambda: predict(**{USER_ID: user, MOVIE_ID: movie}), calls),
+        RECOMMEND: _percentiles_ms(lambda: recommend(**{USER_ID: user, K: k}), calls),
     }
     server_predict = served.runner(PREDICT_SIGNATURE)
     rows[SERVER_CALL_PATH] = _percentiles_ms(lambda: server_predict.run(arrays), calls)
@@ -169,7 +175,7 @@ def floor(version_dir: Path, served: LoadedVersion, calls: int) -> dict[str, dic
         rated = tf.constant([card["vocabulary"]["movie_ids"][:20]])
         ratings = tf.constant([[float(1 + i % 5) for i in range(rated.shape[1])]])
         from_ratings = signatures[RECOMMEND_FROM_RATINGS_SIGNATURE]
-        rows["recommend_from_ratings 20 ratings k=10"] = _percentiles_ms(
+        rows[FROM_RATINGS] = _percentiles_ms(
             lambda: from_ratings(**{USER_ID: tf.constant([""]), K: k, RATED_MOVIE_IDS: rated, RATINGS: ratings}), calls
         )
     return rows
@@ -221,39 +227,6 @@ def batch_costs(served: LoadedVersion, calls: int) -> dict[str, dict[int, float]
                 runner.run(arrays)
             costs[signature][n] = (time.process_time() - start) / repeats * 1e6
     return costs
-
-
-def batching_ceiling(costs: dict[str, dict[int, float]], mix: dict) -> dict[str, float] | None:
-    """The best batching-on / off throughput ratio the mix could reach on these cores, from (d)'s off run and (f).
-
-    The load runs are bound by the cores (server and Locust on the same two), so
-    throughput is cores / (CPU per request). Per request, (d)'s off run measured
-    Locust's CPU, the server's, and within the server's the graph runs' own CPU
-    (serving_graph_cpu_seconds). Batching can at best cut a request's graph
-    CPU to its per-row share of a 32-row batch, the share measured in-process
-    (the smallest batch-32 / batch-1 cost per row across the mix's signatures,
-    so the ceiling is generous); everything else per request (gRPC, decoding,
-    encoding, Locust) stays, and in fact grows a little (hand-offs to the batch
-    threads).
-    """
-    requests = mix.get("requests") or 0
-    if not requests or not mix.get("graph_runs") or "graph_cpu_s" not in mix:
-        return None
-    share = min(by_size[32] / 32 / by_size[1] for by_size in costs.values())
-    graph = mix["graph_cpu_s"] / requests * 1000
-    server = mix["server_cpu_s"] / requests * 1000
-    locust = mix["load_generator_cpu_s"] / requests * 1000
-    best_graph = graph * share
-    return {
-        "share_32": share,
-        "graph_ms": graph,
-        "best_graph_ms": best_graph,
-        "server_ms": server,
-        "locust_ms": locust,
-        "ceiling": (locust + server) / (locust + server - graph + best_graph),
-        # A load generator that cost nothing: only the server's own CPU per request left.
-        "server_only_ceiling": server / (server - graph + best_graph),
-    }
 
 
 def _alternating_percentiles_ms(fns: dict[str, Callable[[], object]], calls: int, rounds: int = 4) -> dict[str, dict]:
@@ -346,13 +319,13 @@ def client_loop(target: str, calls: int) -> dict[str, dict[str, float]]:
 
     with RecommenderClient(target, retry=NO_RETRIES) as client:
         rows = {
-            "predict batch 1": _percentiles_ms(lambda: client.predict(SAMPLE_USER, SAMPLE_MOVIE), calls),
-            "recommend k=10": _percentiles_ms(lambda: client.recommend(SAMPLE_USER, k=10), calls),
+            PREDICT: _percentiles_ms(lambda: client.predict(SAMPLE_USER, SAMPLE_MOVIE), calls),
+            RECOMMEND: _percentiles_ms(lambda: client.recommend(SAMPLE_USER, k=10), calls),
         }
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest()
-        rows["empty round trip (health check)"] = _percentiles_ms(lambda: health.Check(request, timeout=5), calls)
+        rows[EMPTY_ROUND_TRIP] = _percentiles_ms(lambda: health.Check(request, timeout=5), calls)
         # The same Predict as above from a bare stub on this plain channel, like the health check:
         # the transport's cost is then the same in both, and the difference is the server's.
         predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -418,20 +391,30 @@ def batching_summary(path: Path = BATCHING_CONFIG) -> str:
     )
 
 
-def _locust_minus_loop(one_user: dict, loop: dict, names: dict[str, str]) -> str:
-    """How far Locust's 1-user p50s sit from the plain loop's in this run, e.g. "+0.04 ms (predict batch 1)"."""
-    parts = [
-        f"{one_user['by_name'][name]['p50_ms'] - loop[label]['p50_ms']:+.2f} ms ({label})"
-        for label, name in names.items()
-        if one_user["by_name"].get(name, {}).get("p50_ms") is not None
-    ]
-    return ", ".join(parts) or "not measured (no successful Locust requests)"
-
-
 def tensorflow_devices() -> str:
     """What TensorFlow itself can use here (the server runs on the same devices), read from the machine."""
     gpus = tf.config.list_physical_devices("GPU")
     return f"TensorFlow {tf.__version__} " + (f"using {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else "on the CPU only")
+
+
+def run_facts(args: argparse.Namespace, machine, version: int, elapsed_s: float) -> dict:
+    """What the report says about the run besides its measurements: when, where, with which settings."""
+    return {
+        "date": dt.date.today().isoformat(),
+        "elapsed_s": elapsed_s,
+        "model": f"{args.model_base_path}/{version}",
+        "machine": machine.describe(),
+        "cores": machine.cores,
+        "python": machine.python,
+        "tensorflow": tensorflow_devices(),
+        "batching": batching_summary(),
+        "users": USERS,
+        "grpc_threads": GRPC_THREADS,
+        "calls": args.calls,
+        "one_user_time": args.one_user_time,
+        "load_time": args.load_time,
+        "reports": str(args.reports),
+    }
 
 
 def keep_scale_section(path: Path, text: str) -> str:
@@ -445,256 +428,6 @@ def keep_scale_section(path: Path, text: str) -> str:
         if start in old and end in old:
             text = text.rstrip("\n") + "\n\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
     return text
-
-
-def batching_lines(
-    costs: dict[str, dict[int, float]] | None, runs: dict[str, dict], mix: dict, mix_on: dict, cores: int
-) -> list[str]:
-    """Section (f): what a merged batch costs here, and the ceiling that puts on (d)'s ratio."""
-    if not costs:
-        return []
-    sizes = sorted({n for by_size in costs.values() for n in by_size})
-    lines = [
-        "## (f) What batching can save on these cores",
-        "",
-        "CPU per graph run on the server's call path, in-process, by batch size (rows): a merged batch costs "
-        "one run, so the per-row share at 32 rows is the least a request can cost once batched.",
-        "",
-        "| signature | " + " | ".join(f"{n} rows µs" for n in sizes) + " | per row at 32 / at 1 |",
-        "|---|" + "---:|" * (len(sizes) + 1),
-    ]
-    for name, by_size in costs.items():
-        cells = [f"{by_size[n]:.0f}" if n in by_size else "" for n in sizes]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {by_size[32] / 32 / by_size[1]:.2f} |")
-    lines += [
-        "",
-        "Where each request's CPU went in the load runs of (c) and (d) (per request, in ms; the graph's share is "
-        "the server's own count, `serving_graph_cpu_seconds`, of the CPU its threads spent inside graph runs):",
-        "",
-        "| run | req/s | Locust | server outside the graph | graph runs | requests per graph run |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for label, run in runs.items():
-        n = run.get("requests") or 0
-        if not n or "graph_cpu_s" not in run:
-            continue
-        lines.append(
-            f"| {label} | {run['rps']:.0f} | {run['load_generator_cpu_s'] / n * 1000:.2f} | "
-            f"{(run['server_cpu_s'] - run['graph_cpu_s']) / n * 1000:.2f} | {run['graph_cpu_s'] / n * 1000:.2f} | "
-            f"{n / max(run['graph_runs'], 1):.1f} |"
-        )
-    ceiling = batching_ceiling(costs, mix)
-    if ceiling is not None:
-        lines += [
-            "",
-            f"With batching off, a mix request cost {ceiling['locust_ms'] + ceiling['server_ms']:.2f} ms of CPU "
-            f"(Locust {ceiling['locust_ms']:.2f}, server {ceiling['server_ms']:.2f}, of which graph runs "
-            f"{ceiling['graph_ms']:.2f}). Even if batching cut every graph run to a {ceiling['share_32']:.2f} per-row "
-            f"share of a 32-row batch (the cheapest share above) and added no cost of its own, a request would still "
-            f"cost {ceiling['locust_ms'] + ceiling['server_ms'] - ceiling['graph_ms'] + ceiling['best_graph_ms']:.2f} "
-            f"ms, so on these {cores} cores the mix's batching on / off ratio cannot exceed "
-            f"**{ceiling['ceiling']:.2f}×**; (d) measured {mix_on['rps'] / mix['rps']:.2f}×. With a load generator that "
-            f"cost nothing it could reach {ceiling['server_only_ceiling']:.2f}×. On a GPU a batch's run costs about "
-            "what one row's does, which is what `serving/batching.config` is tuned for.",
-        ]
-    return [*lines, ""]
-
-
-def thin_client_lines(rows: dict[str, dict[str, float]] | None) -> list[str]:
-    """(b)'s thin client against the client before it and tensorflow-serving-api's stub, recommend k=10."""
-    if not rows:
-        return []
-    thin, stub = rows[THIN_RECOMMEND], rows[STUB_RECOMMEND]
-    old = rows.get(PREVIOUS_RECOMMEND, rows[OLD_PATH_RECOMMEND])
-    return [
-        "",
-        "The thin client (`movielens-recommender-client`: TF Serving's messages described from the pinned "
-        "tensorflow-serving-api, a generic method handle, no TensorFlow) against the client before it "
-        f"(`client/` and `common/` of commit {PREVIOUS_CLIENT_COMMIT[:7]}, from git, in a worker process: TF "
-        "Serving's generated classes and stubs, TensorFlow imported), against that path rebuilt in this process "
-        "(the same classes and stub, request built and answer decoded per call, without the input checks), and "
-        "against the bare stub with a prebuilt request and no decoding (less work per call than any client built "
-        "on it); alternating in four rounds, each on its own channel with the client's options:",
-        "",
-        "| call | p50 ms | p99 ms |",
-        "|---|---:|---:|",
-        *(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for name, r in rows.items()),
-        "",
-        f"Thin client / {'previous client' if PREVIOUS_RECOMMEND in rows else 'previous path rebuilt'}, p50: "
-        f"**{thin['p50_ms'] / old['p50_ms']:.2f}×** "
-        f"({thin['p50_ms'] - old['p50_ms']:+.3f} ms); thin client / bare stub: {thin['p50_ms'] / stub['p50_ms']:.2f}× "
-        f"({thin['p50_ms'] - stub['p50_ms']:+.3f} ms per call, validation and parsing included).",
-    ]
-
-
-def render(results: dict, machine, args: argparse.Namespace, elapsed_s: float) -> str:
-    fl, loop, one, c_off, c_on, mix, mix_on = (
-        results[k] for k in ("floor", "client_loop", "one_user", "predict_off", "predict_on", "mix", "mix_on")
-    )
-    empty = loop["empty round trip (health check)"]
-    names = {"predict batch 1": PREDICT_SIGNATURE, "recommend k=10": RECOMMEND_SIGNATURE}
-
-    def cpu(s: dict) -> str:
-        return f"{s['server_cpu_s']:.0f} s / {s['load_generator_cpu_s']:.0f} s"
-
-    def per_request(s: dict) -> str:
-        """Server CPU per request: what batching saves, whatever else ran on the machine."""
-        return f"{s['server_cpu_s'] / s['requests'] * 1000:.2f}" if s.get("requests") else "-"
-
-    lines = [
-        "# Benchmarks",
-        "",
-        f"One run of `make bench` on {dt.date.today().isoformat()} ({elapsed_s / 60:.1f} min), model "
-        f"`{args.model_base_path}/{results['version']}`.",
-        "",
-        f"**Machine:** {machine.describe()}, Python {machine.python}, {tensorflow_devices()}. "
-        f"**Locust and the server run on the same {machine.cores} cores**: every load figure below is measured "
-        "with the load generator competing with the server for CPU, so throughput is a lower bound for a "
-        "dedicated server and latency under load includes that contention. "
-        "The load runs of (c) and (d) also say how much CPU each side used (server / Locust, CPU-seconds).",
-        "",
-        "Latency percentiles come from every request's exact timing (Locust's own CSV rounds to whole ms); "
-        "they cover successful requests, failures are counted separately. Load runs are closed-loop "
-        "(no think time) and include the 1 s ramp-up.",
-        "",
-        "## (a) Floor: signature called in-process",
-        "",
-        "The loaded SavedModel's concrete functions, called directly from Python (no network, no protos); the "
-        "last row is the call the server itself makes (numpy arrays in, numpy arrays out).",
-        "",
-        "| call | p50 ms | p99 ms |",
-        "|---|---:|---:|",
-        *(f"| {n} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for n, v in fl.items()),
-        "",
-        *([f"A new user's 20 ratings cost {fl['recommend_from_ratings 20 ratings k=10']['p50_ms'] / fl['recommend k=10']['p50_ms']:.2f}× "
-           "a known user's `recommend` (p50).", ""] if "recommend_from_ratings 20 ratings k=10" in fl else []),
-        "## (b) gRPC, one user",
-        "",
-        f"Sequential calls over gRPC to the local server: Locust with 1 user for {args.one_user_time} "
-        f"(`RecommenderUser`, predict batch 1), and a plain client loop ({args.calls} calls each). The loop is the "
-        "better estimate of what one application thread sees (no Locust or gevent in its process), so the ratio "
-        "to the floor uses its p50; Locust's p50 minus the loop's: "
-        f"{_locust_minus_loop(one, loop, names)}.",
-        "",
-        "| call | Locust p50 ms | Locust p99 ms | client loop p50 ms | client loop p99 ms | loop p50 vs floor |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for label, name in names.items():
-        s = one["by_name"].get(name, {})
-        ratio = loop[label]["p50_ms"] / fl[label]["p50_ms"]
-        lines.append(
-            f"| {label} | {format_ms(s.get('p50_ms'))} | {format_ms(s.get('p99_ms'))} | {loop[label]['p50_ms']:.2f} | "
-            f"{loop[label]['p99_ms']:.2f} | {ratio:.1f}x |"
-        )
-    predict_expected = empty["p50_ms"] + fl["predict batch 1"]["p50_ms"]
-    bare = loop[BARE_PREDICT]
-    lines += [
-        f"| {BARE_PREDICT} (`PredictionService/Predict`, prebuilt request) | | | {bare['p50_ms']:.2f} | "
-        f"{bare['p99_ms']:.2f} | |",
-        f"| empty round trip (`grpc.health.v1.Health/Check`) | | | {empty['p50_ms']:.2f} | {empty['p99_ms']:.2f} | |",
-        "",
-        f"Predict batch 1 over gRPC against (empty round trip + in-process call): {bare['p50_ms']:.2f} ms vs "
-        f"{empty['p50_ms']:.2f} + {fl['predict batch 1']['p50_ms']:.2f} = {predict_expected:.2f} ms, "
-        f"**{bare['p50_ms'] / predict_expected:.2f}×** (p50): what the server adds beyond the transport and the "
-        "model (request decoding and checks, the signature run from a gRPC thread, response encoding). Predict and "
-        "the health check are both sent from a bare stub on one plain channel, so the transport costs the same in "
-        f"both; through `RecommenderClient` (its checks, request building and parsing: (e)) predict takes "
-        f"{loop['predict batch 1']['p50_ms']:.2f} ms ({loop['predict batch 1']['p50_ms'] / predict_expected:.2f}×).",
-        *thin_client_lines(results.get("thin_vs_stub")),
-        *([
-            "",
-            f"The in-process call above is the usual `signature(**tensors)`; the server runs the same graph as TF "
-            f"Serving does, in a session fed by tensor name (`serving/session_bundle.py`, run in the calling "
-            f"thread), which takes "
-            f"{fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms in-process (row in (a)). Against that path the server's own "
-            f"share is {bare['p50_ms'] - empty['p50_ms'] - fl[SERVER_CALL_PATH]['p50_ms']:.2f} ms "
-            f"per call ({bare['p50_ms'] / (empty['p50_ms'] + fl[SERVER_CALL_PATH]['p50_ms']):.2f}×).",
-        ] if SERVER_CALL_PATH in fl else []),
-        "",
-        f"## (c) Predict throughput at {USERS} users: server-side batching off vs on",
-        "",
-        f"`PredictUser` x{USERS}, {args.load_time} each, predict batch 1 (many small requests are what batching "
-        f"is for). \"On\" = `--enable_batching` with `serving/batching.cpu.config` ({batching_summary()}), "
-        "warmup on (every signature is batchable, so the warmup file loads through the batcher). Both servers run "
-        f"with `--grpc_max_threads {GRPC_THREADS}` (a handler waiting in the batcher holds a gRPC thread: with the "
-        "default 16, half of the 32 users would wait in gRPC's queue and no batch could hold more than 16 requests).",
-        "",
-        "| batching | req/s | p50 ms | p99 ms | max ms | failures | CPU server / Locust | server CPU ms per request | load average |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, s in (("off", c_off), ("on", c_on)):
-        lines.append(
-            f"| {label} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p99_ms'])} | {format_ms(s['max_ms'])} | "
-            f"{s['failures']} | {cpu(s)} | {per_request(s)} | {s.get('load_average_1m', '-')} |"
-        )
-    lines += [
-        "",
-        f"Batching on / off: {c_on['rps'] / c_off['rps']:.2f}× throughput.",
-        "",
-        f"## (d) The default mix at {USERS} users: batching off vs on",
-        "",
-        f"`RecommenderUser` x{USERS} (recommend k=10 : recommend_from_ratings 3-20 ratings k=10 : predict batch 1-50 "
-        f"= 3 : 1 : 1; without that signature 3 : 1), {args.load_time} each; \"on\" as in (c), warmup on in both. "
-        "Every signature goes through the batcher.",
-        "",
-        "| batching | request | req/s | p50 ms | p95 ms | p99 ms | max ms | failures | p50 vs floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, run in (("off", mix), ("on", mix_on)):
-        for name, s in run["by_name"].items():
-            ratio = (
-                f"{(s['p50_ms'] or float('nan')) / fl['recommend k=10']['p50_ms']:.0f}x" if name == RECOMMEND_SIGNATURE else ""
-            )
-            lines.append(
-                f"| {label} | {name} | {s['rps']:.0f} | {format_ms(s['p50_ms'])} | {format_ms(s['p95_ms'])} | "
-                f"{format_ms(s['p99_ms'])} | {format_ms(s['max_ms'])} | {s['failures']} | {ratio} |"
-            )
-        lines.append(
-            f"| {label} | **all** | {run['rps']:.0f} | {format_ms(run['p50_ms'])} | {format_ms(run['p95_ms'])} | "
-            f"{format_ms(run['p99_ms'])} | {format_ms(run['max_ms'])} | {run['failures']} | |"
-        )
-    p99_off, p99_on = mix["p99_ms"] or float("nan"), mix_on["p99_ms"] or float("nan")
-    lines += [
-        "",
-        f"Batching on / off, whole mix: **{mix_on['rps'] / mix['rps']:.2f}× throughput**, p99 {p99_off:.1f} → "
-        f"{p99_on:.1f} ms ({'no worse' if p99_on <= p99_off else 'worse'}). CPU server / Locust: off {cpu(mix)}, "
-        f"on {cpu(mix_on)}; server CPU per request: off {per_request(mix)} ms, on {per_request(mix_on)} ms; "
-        f"1-minute load average at the end of each run: off {mix.get('load_average_1m', '-')}, on "
-        f"{mix_on.get('load_average_1m', '-')}. Locust and the server share the {machine.cores} cores.",
-        "",
-        "## (e) Client overhead",
-        "",
-        "What `client/` adds per call on one core: input validation, request build + serialize, response parse + "
-        "decode (`python -m loadtest.client_bench`; canned responses, no network).",
-        "",
-        "| call | µs per call |",
-        "|---|---:|",
-        *(f"| {n} | {us:.1f} |" for n, us in results["client_overhead_us"].items()),
-        "",
-        *batching_lines(
-            results.get("batch_costs"),
-            {"predict-only, off": c_off, "predict-only, on": c_on, "mix, off": mix, "mix, on": mix_on},
-            mix, mix_on, machine.cores,
-        ),
-        "## Reproduce",
-        "",
-        "```sh",
-        "make bench    # = .venv/bin/python -m loadtest.bench --model-base-path models/movielens --out BENCHMARKS.md",
-        "# single pieces:",
-        ".venv/bin/python -m loadtest.client_bench",
-        ".venv/bin/python -m loadtest.local --predict-batch 1 --users 32 --spawn-rate 32 --run-time 30s "
-        "--user-class PredictUser --out reports/predict-off",
-        ".venv/bin/python -m loadtest.local --enable-batching --predict-batch 1 --users 32 --spawn-rate 32 "
-        "--run-time 30s --user-class PredictUser --out reports/predict-on",
-        ".venv/bin/python -m loadtest.local --users 32 --spawn-rate 32 --run-time 30s --out reports/mix",
-        ".venv/bin/python -m loadtest.local --enable-batching --users 32 --spawn-rate 32 --run-time 30s --out reports/mix-on",
-        "```",
-        "",
-        "(b) and (c) use `--predict-batch 1`. Raw summaries and Locust's HTML reports of this run: "
-        f"`{args.reports}/*/`.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -746,10 +479,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as server:
         results["predict_on"] = _load(server, "predict-batching-on", args.reports, args.load_time, USERS, "PredictUser", "1")
         results["mix_on"] = _load(server, "mix-batching-on", args.reports, args.load_time, USERS, "RecommenderUser", "1-50")
-    text = render(results, machine, args, time.monotonic() - started)
+    results["run"] = run_facts(args, machine, version, time.monotonic() - started)
+    results_path = args.reports / "results.json"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=1) + "\n")
+    text = render(results)
     args.out.write_text(keep_scale_section(args.out, text))
     print(text)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {results_path}")
     return 0
 
 
