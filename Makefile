@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-distributed test-client-wheel check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-serving test-distributed test-client-wheel check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -146,6 +146,11 @@ test-client-wheel: setup
 
 # Two `python -m train` workers (MultiWorkerMirroredStrategy on localhost) against one process on the
 # test fixture (about a minute).
+# The local server's two runs under traffic: hot reload with a broken version, batching with a SIGTERM drain
+# (about a minute with the rest of serving/server_test.py).
+test-serving: setup
+	RUN_SERVING_SCENARIOS=1 $(PY) -m pytest -q serving/server_test.py
+
 test-distributed: setup
 	RUN_DISTRIBUTED=1 $(PY) -m pytest -q train/distribute_test.py
 

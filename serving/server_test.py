@@ -1,9 +1,11 @@
 """The server process end to end: hot reload under traffic, broken versions, batching, SIGTERM drain, config,
-busy ports."""
+busy ports. The two runs under traffic (hot reload, batching with a SIGTERM drain) need
+RUN_SERVING_SCENARIOS=1: make test-serving, which CI runs."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -37,6 +39,9 @@ from testing.tf1_models import export_tf1_half_plus_two
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
+
+SCENARIOS = pytest.mark.skipif(os.environ.get("RUN_SERVING_SCENARIOS") != "1",
+                               reason="half a minute of traffic on two cores: make test-serving (RUN_SERVING_SCENARIOS=1)")
 
 
 def _copy_version(exported_model: Path, base: Path, version: int) -> None:
@@ -77,6 +82,7 @@ def _wait_for(condition, timeout: float = 90.0, what: str = "condition") -> None
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@SCENARIOS
 def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_version(tmp_path, exported_model):
     base = tmp_path / c.MODEL_NAME
     base.mkdir()
@@ -143,6 +149,7 @@ def test_hot_reload_under_traffic_loses_no_requests_and_survives_a_broken_versio
         assert "Done unloading servable version {name: movielens version: 1}" in log
 
 
+@SCENARIOS
 def test_batching_server_matches_unbatched_answers_and_sigterm_drains(tmp_path, exported_model, local_server):
     base = tmp_path / c.MODEL_NAME
     base.mkdir()

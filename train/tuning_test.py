@@ -1,8 +1,8 @@
 """The search on the fixture: tiny real trials (the trainer's own fit), never a stand-in objective.
 
 A smoke study in-process, then the report command it prints (report, plots,
-preset file that python -m train trains; resume adds nothing), a trial that
-cannot have read the test part, the pruning wiring. With RUN_TUNING_SCENARIOS=1 (make test-tuning): two
+preset file that python -m train trains; resume adds nothing), the pruning wiring. With
+RUN_TUNING_SCENARIOS=1 (make test-tuning): a trial that cannot have read the test part, two
 worker processes on one SQLite study with one of them killed mid-trial, resumed to the budget, a
 20-trial two-worker study, and workers opening a new study database at once.
 """
@@ -116,6 +116,8 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
         shlex.join(["python", "-m", "train", "tune", *tune_args(fixture_dir, tmp_path, "--trials", "3")])
 
 
+@pytest.mark.skipif(os.environ.get("RUN_TUNING_SCENARIOS") != "1",
+                    reason="ten seconds on two cores: make test-tuning (RUN_TUNING_SCENARIOS=1)")
 def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):
     """The fold's test file deleted, its ratings cut out of u.data too: the trial runs, with the same figures.
 
