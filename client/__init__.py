@@ -6,7 +6,7 @@
             print(rec.movie_id, rec.title, rec.score)
         new_user = client.recommend_from_ratings({50: 5, 172: 4, 181: 5}, k=10)
 
-    # The public entry: TLS and a bearer token (client/credentials.py)
+    # The public entry: TLS and a bearer token (client/auth.py)
     RecommenderClient("edge.example:8500", tls_ca="ca.pem", token=open("demo.jwt").read())
 
 The same package is the repository's ``client/`` and the thin distribution's

@@ -14,7 +14,7 @@ from typing import ClassVar
 from . import messages, protocol
 from .channel import RetryPolicy, open_channel
 from .contract import GRPC_PORT, MODEL_NAME
-from .credentials import Pem, call_metadata, security
+from .auth import Pem, call_metadata, security
 
 DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
 DEFAULT_TIMEOUT_S = 5.0
@@ -50,7 +50,7 @@ class ClientBase:
         self.label = label
         self.version = label if label is not None else version
         self.timeout_s = timeout_s
-        # The token rides on each call as metadata (client/credentials.py says why not call credentials).
+        # The token rides on each call as metadata (client/auth.py says why not call credentials).
         self._metadata = call_metadata(credentials)
         self._channel = open_channel(target, retry, credentials, aio=self._AIO)
         # Generic method handles (client/messages.py): TF Serving's generated stubs would import TensorFlow.

@@ -26,8 +26,8 @@ REPO = CLIENT.parent
 PACKAGE = "movielens_client"
 DISTRIBUTION = "movielens-recommender-client"
 SHIPPED = (
-    "__init__.py", "__main__.py", "aio.py", "base.py", "channel.py", "cli.py", "client.py", "contract.py",
-    "credentials.py", "errors.py", "help_text.py", "messages.py", "protocol.py", "table.py", "tensors.py",
+    "__init__.py", "__main__.py", "aio.py", "auth.py", "base.py", "channel.py", "cli.py", "client.py",
+    "contract.py", "errors.py", "help_text.py", "messages.py", "protocol.py", "table.py", "tensors.py",
 )  # fmt: skip
 README = """# movielens-recommender-client
 

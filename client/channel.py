@@ -15,7 +15,7 @@ of a channel to one server, so such a target becomes one static ``ipv4:``/``ipv6
 target with the ``round_robin`` policy, which keeps a connection to each address and
 spreads calls over the ready ones. Host names are resolved once, when the client is
 created. With TLS such a target carries no host name, so the certificate is checked
-against the host name given (client/credentials.py).
+against the host name given (client/auth.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from .credentials import PLAINTEXT, Security, channel_credentials
+from .auth import PLAINTEXT, Security, channel_credentials
 from .messages import SERVICES
 
 _MIN_BACKOFF_S = 0.001
@@ -152,7 +152,7 @@ def _resolve(host: str, port: int, target: str) -> list[tuple[int, str]]:
 
 def open_channel(target: str, retry: RetryPolicy, security: Security = PLAINTEXT, *, aio: bool = False) -> Any:
     """A ``grpc.Channel`` (or ``grpc.aio.Channel``) to ``target``: round robin over several
-    addresses, the retry policy, and TLS and a token as ``security`` asks (client/credentials.py)."""
+    addresses, the retry policy, and TLS and a token as ``security`` asks (client/auth.py)."""
     credentials, security_options = channel_credentials(target, security)
     channel_target, round_robin = grpc_target(target)  # several addresses: round_robin
     options = channel_options(retry, round_robin=round_robin) + security_options

@@ -12,7 +12,7 @@ stderr; 2 bad command line (argparse's usage message); 130 interrupted (Ctrl-C).
 TLS and a bearer token (``--tls-ca``, ``--token``/``--token-file``, ``--client-cert``/
 ``--client-key``, ``--tls-server-name``) fall back to MOVIELENS_TLS_CA, MOVIELENS_TOKEN,
 MOVIELENS_TOKEN_FILE, MOVIELENS_CLIENT_CERT, MOVIELENS_CLIENT_KEY, MOVIELENS_TLS_SERVER_NAME
-(client/credentials.py).
+(client/auth.py).
 Output cut short by a closed pipe (``| head``) ends quietly with 1, as Python's
 documentation recommends. Several users (``--user 1 2`` or ``--user 1 --user 2``)
 are one ``recommend`` call, as in the API: a table per user, or with ``--json`` a
@@ -30,7 +30,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from . import credentials, help_text
+from . import auth, help_text
 from .base import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from .client import RecommenderClient
 from .contract import MAX_RATED_MOVIES, MAX_RECOMMEND_USERS, MODEL_NAME, RATING_MAX, RATING_MIN
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help="deadline in seconds per call (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    credentials.add_arguments(parser)
+    auth.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="top-k unrated movies for a user, or for a new user's ratings")
@@ -226,7 +226,7 @@ def _run(args: argparse.Namespace, client: RecommenderClient) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        security = credentials.keywords(args)
+        security = auth.keywords(args)
         with RecommenderClient(
             args.target, model=args.model, version=args.version, timeout_s=args.timeout, label=args.label, **security
         ) as client:

@@ -40,7 +40,7 @@ class RecommenderClient(ClientBase):
     version the server's config labels so (docs/rollouts.md). ``timeout_s`` is the default
     deadline of each call (retries included); every method also takes its own.
 
-    TLS and credentials (client/credentials.py): ``tls_ca`` (a CA certificate's path or
+    TLS and credentials (client/auth.py): ``tls_ca`` (a CA certificate's path or
     PEM bytes) turns TLS on; ``token`` (a JWT) is sent as ``authorization: Bearer`` on
     every call and needs TLS unless the target is loopback; ``client_cert`` and
     ``client_key`` add mutual TLS; ``tls_server_name`` is the name the server's

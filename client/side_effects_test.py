@@ -22,7 +22,7 @@ env, root = dict(os.environ), logging.getLogger()
 handlers, level, meta_path, path_hooks = list(root.handlers), root.level, list(sys.meta_path), list(sys.path_hooks)
 import {package}
 from {package} import *
-from {package} import RecommenderClient, AsyncRecommenderClient, credentials, cli, messages
+from {package} import RecommenderClient, AsyncRecommenderClient, auth, cli, messages
 client = RecommenderClient("127.0.0.1:1")  # a channel, not a connection
 client.close()
 print(json.dumps({{

@@ -26,7 +26,7 @@ capped at the model's max_k), ``--predict-batch`` (LOADTEST_PREDICT_BATCH, "1-50
 percentiles; unset, none are kept) and ``--default-user-class`` (LOADTEST_USER_CLASS, default
 RecommenderUser: the one class run when the command line names none, so a plain ``locust -f``
 runs the intended mix instead of splitting users between both classes).
-TLS and a bearer token (client/credentials.py): LOADTEST_TLS_CA, LOADTEST_TOKEN,
+TLS and a bearer token (client/auth.py): LOADTEST_TLS_CA, LOADTEST_TOKEN,
 LOADTEST_TOKEN_FILE, LOADTEST_CLIENT_CERT, LOADTEST_CLIENT_KEY, LOADTEST_TLS_SERVER_NAME
 (``python -m loadtest``'s ``--tls-ca`` … flags set them), each falling back to the
 client's MOVIELENS_* name (MOVIELENS_TLS_CA, MOVIELENS_TOKEN, …), so a plain
@@ -59,7 +59,7 @@ from locust.exception import StopUser  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import NO_RETRIES, RecommenderClient, RecommenderError  # noqa: E402
-from client import credentials  # noqa: E402
+from client import auth  # noqa: E402
 from common.contract import (  # noqa: E402
     PREDICT_SIGNATURE,
     RECOMMEND_FROM_RATINGS_SIGNATURE,
@@ -74,10 +74,10 @@ from loadtest.traffic import (  # noqa: E402
 CALL_TIMEOUT_S = 10.0
 # LOADTEST_TLS_CA etc., else MOVIELENS_TLS_CA etc.: the keywords every user's client gets.
 CREDENTIAL_ENV = {
-    key: (f"LOADTEST_{names[0].removeprefix('MOVIELENS_')}", *names) for key, names in credentials.ENV_NAMES.items()
+    key: (f"LOADTEST_{names[0].removeprefix('MOVIELENS_')}", *names) for key, names in auth.ENV_NAMES.items()
 }
-SECURITY = credentials.keywords(names=CREDENTIAL_ENV)
-credentials.security(**SECURITY)  # an unreadable file stops Locust at start, not in every user
+SECURITY = auth.keywords(names=CREDENTIAL_ENV)
+auth.security(**SECURITY)  # an unreadable file stops Locust at start, not in every user
 
 _T = TypeVar("_T")
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from client import credentials
+from client import auth
 from client.channel import NO_RETRIES, open_channel
 from common import cli
 from common.contract import GRPC_PORT, REPORTS_DIR
@@ -60,7 +60,7 @@ class LoadTest:
     k: int = DEFAULT_K  # recommendations per recommend call (the server caps it at max_k)
     predict_batch: str = DEFAULT_PREDICT_BATCH  # pairs per predict call: "N" or "N-M" (uniform)
     env: dict[str, str] = field(default_factory=dict)  # more environment for Locust (e.g. LOCUST_* options)
-    # TLS and a bearer token for every Locust user (client/credentials.py): paths, and the token itself.
+    # TLS and a bearer token for every Locust user (client/auth.py): paths, and the token itself.
     tls_ca: str | None = None
     token: str | None = field(default=None, repr=False)
     client_cert: str | None = None
@@ -79,18 +79,18 @@ class LoadTest:
             raise ValueError(f"user_class must be one of {USER_CLASSES}, got {self.user_class!r}")
         if ":" not in self.target or "://" in self.target:
             raise ValueError(f"target must be HOST:PORT of the gRPC API (no scheme), got {self.target!r}")
-        credentials.channel_credentials(self.target, self.security())  # ValueError: unreadable, or a token in clear
+        auth.channel_credentials(self.target, self.security())  # ValueError: unreadable, or a token in clear
 
     def credential_keywords(self) -> dict[str, str | None]:
-        return {key: getattr(self, key) for key in credentials.ENV_NAMES if key != "token_file"}
+        return {key: getattr(self, key) for key in auth.ENV_NAMES if key != "token_file"}
 
-    def security(self) -> credentials.Security:
-        return credentials.security(**self.credential_keywords())
+    def security(self) -> auth.Security:
+        return auth.security(**self.credential_keywords())
 
     def locust_env(self) -> dict[str, str]:
         """The credentials as the locustfile reads them (LOADTEST_TLS_CA, ...); only those set."""
         return {
-            f"LOADTEST_{credentials.ENV_NAMES[key][0].removeprefix('MOVIELENS_')}": str(value)
+            f"LOADTEST_{auth.ENV_NAMES[key][0].removeprefix('MOVIELENS_')}": str(value)
             for key, value in self.credential_keywords().items()
             if value is not None
         }
@@ -234,7 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser, target: bool = True) -> None:
     parser.add_argument("--max-fail-ratio", type=float, default=None, help="fail (exit 1) above this failure ratio")
     cli.add_verbose(parser)
     if target:  # a server of someone else's: TLS and a token, as the client's CLI takes them
-        credentials.add_arguments(parser)
+        auth.add_arguments(parser)
 
 
 def load_test(args: argparse.Namespace, target: str) -> LoadTest:
@@ -243,7 +243,7 @@ def load_test(args: argparse.Namespace, target: str) -> LoadTest:
     Credentials come from the ``--tls-ca`` … flags (or MOVIELENS_* variables) only when the
     parser has them (``python -m loadtest``); a load test of a local server is plain text.
     """
-    security = credentials.keywords(args) if hasattr(args, "tls_ca") else {}
+    security = auth.keywords(args) if hasattr(args, "tls_ca") else {}
     return LoadTest(
         target=target, out=args.out, users=args.users, spawn_rate=args.spawn_rate,
         run_time=args.run_time, processes=args.processes, user_class=args.user_class,
@@ -252,7 +252,7 @@ def load_test(args: argparse.Namespace, target: str) -> LoadTest:
 
 
 def unreachable(
-    target: str, timeout_s: float | None = None, security: credentials.Security = credentials.PLAINTEXT
+    target: str, timeout_s: float | None = None, security: auth.Security = auth.PLAINTEXT
 ) -> str | None:
     """Why no gRPC connection to ``target`` comes up within ``timeout_s`` (TLS handshake included), or None."""
     import grpc

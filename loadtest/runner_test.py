@@ -226,7 +226,7 @@ def test_ctrl_c_exits_130(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == "interrupted\n"
 
 
-# --- TLS and a bearer token (client/credentials.py) -------------------------------------
+# --- TLS and a bearer token (client/auth.py) -------------------------------------
 
 
 def test_locust_users_pass_tls_and_token(tmp_path, capsys, monkeypatch):

@@ -14,7 +14,7 @@ the same file compose mounts, rendered with the local addresses: only the
 listener, admin and endpoint addresses and the credentials folder change (see
 ``render_envoy_config``), so the allowlist, TLS, token check and limits are compose's.
 The credentials are ``--credentials`` (default ``credentials/`` in the working directory), made
-by ``serving.credentials`` when missing; the command prints where they are and the
+by ``serving.dev_pki`` when missing; the command prints where they are and the
 client flags that use them.
 The command returns once every replica is SERVING and Envoy reports every one
 healthy in both clusters; SIGINT or SIGTERM stops Envoy, then drains the
@@ -323,7 +323,7 @@ class LocalCluster:
     envoy_config: Path = ENVOY_CONFIG
     envoy_concurrency: int = 1
     drain_seconds: float = 10.0
-    credentials: Path | None = None  # None: credentials/ in the working directory (serving.credentials' default)
+    credentials: Path | None = None  # None: credentials/ in the working directory (serving.dev_pki' default)
     # Where Envoy's TLS listeners bind (None: ``host``). The replicas (plain text, full API) and
     # Envoy's admin always stay on ``host``, the loopback by default.
     public_host: str | None = None
@@ -338,9 +338,9 @@ class LocalCluster:
         self.public_host = self.public_host or self.host
         if self.envoy_ports is None:
             self.envoy_ports = EnvoyPorts(*(pick_unused_port() for _ in range(4)))
-        from serving import credentials
+        from serving import dev_pki
 
-        self.credentials = Path(self.credentials or credentials.DEFAULT_OUT).resolve()
+        self.credentials = Path(self.credentials or dev_pki.DEFAULT_OUT).resolve()
         if self.replica_ports is None:
             self.replica_ports = [
                 ReplicaPorts(pick_unused_port(), pick_unused_port(), pick_unused_port())
@@ -379,17 +379,17 @@ class LocalCluster:
     @property
     def tls_ca(self) -> Path:
         """The CA certificate clients trust (``--tls-ca``)."""
-        from serving import credentials
+        from serving import dev_pki
 
-        return self.credentials / credentials.CA_CERT
+        return self.credentials / dev_pki.CA_CERT
 
     def token(self, client: str = "demo") -> str:
         """The development token of ``client`` (its ``sub``), made if missing."""
-        from serving import credentials
+        from serving import dev_pki
 
-        if not credentials.token_path(self.credentials, client).is_file():
-            credentials.ensure(self.credentials, clients=[client])
-        return credentials.read_token(self.credentials, client)
+        if not dev_pki.token_path(self.credentials, client).is_file():
+            dev_pki.ensure(self.credentials, clients=[client])
+        return dev_pki.read_token(self.credentials, client)
 
     @property
     def envoy_config_path(self) -> Path:
@@ -410,9 +410,9 @@ class LocalCluster:
     # --- lifecycle ------------------------------------------------------------------------
 
     def render(self) -> Path:
-        from serving import credentials
+        from serving import dev_pki
 
-        credentials.ensure(self.credentials)  # keeps what is there; makes what is missing
+        dev_pki.ensure(self.credentials)  # keeps what is there; makes what is missing
         config = render_envoy_config(
             load_envoy_template(self.envoy_config), self.host, self.envoy_ports, self.replica_ports, self.credentials,
             self.public_host,
@@ -572,14 +572,14 @@ def replica_ports_from(first: int, replicas: int) -> list[ReplicaPorts] | None:
 
 
 def describe(cluster: LocalCluster) -> str:
-    from serving import credentials
+    from serving import dev_pki
 
-    token = credentials.token_path(cluster.credentials, "demo")
+    token = dev_pki.token_path(cluster.credentials, "demo")
     lines = [
         f"Envoy: gRPC {cluster.grpc_target}, REST {cluster.rest_url} (TLS and a bearer token on both), "
         f"admin {cluster.admin_url} (/stats, per replica: /clusters), read-only admin {cluster.readonly_admin_url}",
         f"development credentials: {cluster.credentials} (CA {cluster.tls_ca}, tokens "
-        f"{cluster.credentials / credentials.TOKENS}/<client>.jwt; new ones: python -m serving.credentials "
+        f"{cluster.credentials / dev_pki.TOKENS}/<client>.jwt; new ones: python -m serving.dev_pki "
         f"--out {cluster.credentials} --client NAME)",
         f"client: python -m client --target {cluster.grpc_target} --tls-ca {cluster.tls_ca} --token-file {token} "
         "recommend --user 42 -k 10",
@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--readonly-admin-port", type=int, default=READONLY_ADMIN_PORT,
                         help="Envoy's read-only admin listener: /ready, /stats, /clusters (default %(default)s)")
     parser.add_argument("--credentials", type=Path, default=None,
-                        help="server certificate, JWKS and tokens (serving.credentials' layout; made if missing; "
+                        help="server certificate, JWKS and tokens (serving.dev_pki' layout; made if missing; "
                              "default: credentials/ in the working directory)")
     parser.add_argument("--first-replica-port", type=int, default=FIRST_REPLICA_PORT,
                         help="replica i listens on P+3i (gRPC), P+3i+1 (REST), P+3i+2 (metrics); 0 = free ports "

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from client import NO_RETRIES, RecommenderClient
 from common import contract as c
-from serving import credentials as creds
+from serving import dev_pki as creds
 from serving.cluster import (
     ADMIN_PORT,
     READONLY_ADMIN_PORT,

@@ -1,6 +1,6 @@
 """Test support: a throw-away CA, server and client certificates, and a token-checking server.
 
-Tests of TLS and bearer tokens (client/credentials_test.py, loadtest/runner_test.py) run
+Tests of TLS and bearer tokens (client/auth_test.py, loadtest/runner_test.py) run
 the fake server (testing/fake_serving.py) with ``grpc.ssl_server_credentials`` from these files
 and ``BearerTokenInterceptor``, which answers UNAUTHENTICATED as Envoy's ``jwt_authn``
 does for a missing or wrong token. Needs the ``cryptography`` package (the dev extra).

@@ -39,7 +39,7 @@ from tensorflow_serving.apis import (
 
 from common import contract as c
 from loadtest.runner import LoadTest, gate, run_load_test
-from serving import credentials as creds
+from serving import dev_pki as creds
 from serving.batch_poisoning_test import (
     BATCHING_CONFIG,
     assert_not_poisoned,

@@ -117,7 +117,7 @@ def test_envoy_gets_only_the_credentials_it_needs_from_the_one_shot_service(serv
     assert mount["type"] == "volume" and mount["source"] == "credentials" and mount.get("read_only") is True
     assert mount["volume"]["subpath"] == "envoy"
     script = " ".join(maker["command"])
-    assert "python -m serving.credentials --out /credentials" in script
+    assert "python -m serving.dev_pki --out /credentials" in script
     # The envoy/ copy holds the server certificate and key and the JWKS, never the CA key or signing key.
     (copy,) = [part for part in script.split("&&") if "/credentials/envoy/" in part and part.strip().startswith("cp")]
     assert sorted(w.rsplit("/", 1)[1] for w in copy.split()[2:-1]) == ["jwks.json", "server.key", "server.pem"]

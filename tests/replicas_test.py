@@ -50,7 +50,7 @@ from client import RecommenderClient
 from common import contract as c
 from loadtest import runner
 from loadtest.runner import LoadTest, run_load_test
-from serving.credentials import read_token
+from serving.dev_pki import read_token
 from serving.cluster import (
     CLUSTERS,
     GRPC_CLUSTER,

@@ -1,14 +1,13 @@
-"""``python -m serving.credentials``: development credentials for the public entry (Envoy).
+"""``python -m serving.dev_pki``: development credentials for the public entry (Envoy).
 
-    python -m serving.credentials                      # ./credentials, kept if already there
-    python -m serving.credentials --out /credentials --san recommender.example.com --client web
-    python -m serving.credentials --force              # rotate: new CA, keys and tokens
+    python -m serving.dev_pki                      # ./credentials, kept if already there
+    python -m serving.dev_pki --out /credentials --san recommender.example.com --client web
+    python -m serving.dev_pki --force              # rotate: new CA, keys and tokens
 
 Why: Envoy's listeners (gRPC 8500, REST 8501) speak TLS only and let through only callers
 holding a JWT it can verify, so ``docker compose up`` and ``python -m serving.cluster``
 need a server certificate and at least one token before anything answers. This command
-makes a self-contained set for development, laid out as every part of the project expects
-(DESIGN: "Security design of the public entry"):
+makes a self-contained set for development, laid out as every part of the project expects:
 
 - ``ca.pem`` / ``ca.key``: a private CA (EC P-256, 10 years); clients trust ``ca.pem``
   (``--tls-ca``). It signs only the server certificate.
@@ -217,7 +216,7 @@ def describe(out: Path, clients: Sequence[str] = DEFAULT_CLIENTS) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving.credentials", description=cli.plain(__doc__))
+    parser = argparse.ArgumentParser(prog="python -m serving.dev_pki", description=cli.plain(__doc__))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder (default: credentials/ in the working directory)")
     parser.add_argument("--san", action="append", default=[],
                         help=f"another name or IP for the server certificate, besides {', '.join(DEFAULT_SANS)}")

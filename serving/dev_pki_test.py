@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from serving import credentials as cr
+from serving import dev_pki as cr
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from client import (
     Unauthenticated,
     Unavailable,
 )
-from client import credentials
+from client import auth
 from client.channel import NO_RETRIES
 from client.cli import main
 from client.errors import DeadlineExceeded
@@ -264,9 +264,9 @@ def test_keywords_prefer_flags_then_environment(tmp_path):
         tls_server_name = "flag.name"
 
     env = {"MOVIELENS_TLS_CA": "/env/ca.pem", "MOVIELENS_TOKEN_FILE": str(token_file), "MOVIELENS_TLS_SERVER_NAME": "e"}
-    assert credentials.keywords(Args(), env) == {
+    assert auth.keywords(Args(), env) == {
         "tls_ca": "/env/ca.pem", "client_cert": None, "client_key": None, "tls_server_name": "flag.name",
         "token": "from.the.file",
     }  # fmt: skip
-    assert credentials.keywords(Args(), {**env, "MOVIELENS_TOKEN": "direct"})["token"] == "direct"
-    assert credentials.keywords(None, {})["token"] is None
+    assert auth.keywords(Args(), {**env, "MOVIELENS_TOKEN": "direct"})["token"] == "direct"
+    assert auth.keywords(None, {})["token"] is None
