@@ -415,6 +415,26 @@ def status_request(model: str, version: int | None) -> GetModelStatusRequest:
 # --- responses --------------------------------------------------------------
 
 
+def response_for(request: PredictRequest, values: Mapping[str, object], version: int) -> PredictResponse:
+    """The PredictResponse a server keeping the contract sends for ``request``: ``values`` as the
+    outputs its signature declares (only those in the request's output_filter, if it has one, as TF
+    Serving answers), each encoded in its declared dtype. For stand-ins of the server (the test
+    fake, the client bench); raises ValueError naming a declared output missing from ``values``."""
+    signature = request.model_spec.signature_name or PREDICT_SIGNATURE
+    response = PredictResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = version
+    response.model_spec.signature_name = signature
+    wanted = set(request.output_filter)
+    for decl in contract.signature(signature).outputs:
+        if wanted and decl.name not in wanted:
+            continue
+        if decl.name not in values:
+            raise ValueError(f"no {signature} output {decl.name!r}, which client/contract.py declares")
+        response.outputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
+    return response
+
+
 def _tensor(response: PredictResponse, key: str) -> TensorProto:
     if key not in response.outputs:
         raise MalformedResponse(f"response has no output {key!r} (got {sorted(response.outputs)})")

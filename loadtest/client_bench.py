@@ -16,30 +16,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from client import contract, protocol
+from client import protocol
 from client.cli import plain
 from client.contract import MODEL_NAME, MOVIE_IDS, MOVIE_TITLES, PREDICTED_RATING, RECOMMEND_FROM_RATINGS_SIGNATURE, SCORES
 from client.messages import PredictRequest, PredictResponse
-from client.tensors import encode
 
 CANNED_VERSION = 1
 
 
 def _canned(request: PredictRequest, values: dict[str, object]) -> bytes:
-    """The serialized answer to ``request``: ``values`` as the outputs its signature declares (only
-    those in the request's output_filter, if it has one, as TF Serving answers), each in its declared
-    dtype. As long on the wire as the test fake's answer to the same request, so the figures are the
-    ones measured on the fake's answers (loadtest/client_bench_test.py checks it)."""
-    signature = request.model_spec.signature_name
-    response = PredictResponse()
-    response.model_spec.name = request.model_spec.name
-    response.model_spec.version.value = CANNED_VERSION
-    response.model_spec.signature_name = signature
-    wanted = set(request.output_filter)
-    for decl in contract.signature(signature).outputs:
-        if not wanted or decl.name in wanted:
-            response.outputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
-    return response.SerializeToString()
+    """The serialized answer to ``request`` (``protocol.response_for``, as the test fake answers): as
+    long on the wire as the fake's answer to the same request (loadtest/client_bench_test.py checks it)."""
+    return protocol.response_for(request, values, CANNED_VERSION).SerializeToString()
 
 
 def _recommendations(rows: int, k: int, first_movie: int = 1) -> dict[str, object]:

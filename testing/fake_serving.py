@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from client import contract, messages
+from client import contract, messages, protocol
 from client.contract import (
     K,
     K_PER_USER_MESSAGE,
@@ -60,7 +60,7 @@ from client.contract import (
 )
 from client.messages import DataType, PredictRequest, PredictResponse
 from client.protocol import request_problem
-from client.tensors import encode, to_numpy
+from client.tensors import to_numpy
 
 FAKE_VERSION = 1
 FAKE_SIGNATURES = (PREDICT_SIGNATURE, RECOMMEND_SIGNATURE, RECOMMEND_FROM_RATINGS_SIGNATURE, MODEL_CARD_SIGNATURE)
@@ -136,17 +136,6 @@ def _inputs(signature: str, request: PredictRequest) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _answer(response: PredictResponse, signature: str, values: dict[str, object], wanted: set[str]) -> None:
-    """Fill the outputs ``client/contract.py`` declares (those in ``wanted``, if any: the request's
-    output_filter), each in its declared dtype; what the contract does not declare is not sent."""
-    for decl in contract.signature(signature).outputs:
-        if wanted and decl.name not in wanted:
-            continue
-        if decl.name not in values:
-            raise _Refused(f"the fake server computes no {signature} output {decl.name!r}, which client/contract.py declares")
-        response.outputs[decl.name].CopyFrom(encode(decl, values[decl.name]))
-
-
 def _recommend_from_ratings(request: PredictRequest) -> tuple[list[list[str]], np.ndarray]:
     """(movie ids [users, k], scores [users, k]) by the toy scoring in the module docstring."""
     inputs = _inputs(RECOMMEND_FROM_RATINGS_SIGNATURE, request)
@@ -200,14 +189,12 @@ class FakeServing:
         signature = request.model_spec.signature_name or PREDICT_SIGNATURE
         if signature in self.behaviour.missing_signatures:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
-        response = PredictResponse()
-        response.model_spec.name = MODEL_NAME
-        response.model_spec.version.value = FAKE_VERSION
-        response.model_spec.signature_name = signature
         try:
-            _answer(response, signature, self._values(signature, request, context), set(request.output_filter))
+            response = protocol.response_for(request, self._values(signature, request, context), FAKE_VERSION)
         except _Refused as refused:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(refused))
+        except ValueError as missing:  # a declared output the fake does not compute
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the fake server computes {missing}")
         for key in self.behaviour.drop_outputs & set(response.outputs):
             del response.outputs[key]
         return response
