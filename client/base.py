@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from . import messages, protocol
+from .auth import Pem, call_metadata, security
 from .channel import RetryPolicy, open_channel
 from .contract import GRPC_PORT, MODEL_NAME
-from .auth import Pem, call_metadata, security
 
 DEFAULT_TARGET = f"localhost:{GRPC_PORT}"
 DEFAULT_TIMEOUT_S = 5.0
