@@ -55,6 +55,11 @@ class TrainConfig:
     # more than 10 did, at no cost to known users (docs/model.md, "Why these values").
     history_shrinkage: float = 20.0
     low_rating_weight: float = 0.3  # loss weight of a rating below 4 (relevant = rating >= 4)
+    # Beside the towers, a sparse EASE (train/item_to_item.py): each movie regressed on its this many most co-rated
+    # movies with L2 item_l2; retrieval adds item_weight x its standardised scores to the towers'. 0: none.
+    item_neighbours: int = 50
+    item_l2: float = 100.0
+    item_weight: float = 0.25
     full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
     candidates: int = 100  # retrieved movies the ranking stage re-scores
     # Large data: each step takes more rows (see step_batch); retrieval's negatives stay retrieval_batch_size.
@@ -71,6 +76,7 @@ class TrainConfig:
         fields["layer_sizes"] = tuple(fields["layer_sizes"])
         if "preset" in fields:
             fields["preset"] = preset_name(fields["preset"])
+        fields.setdefault("item_neighbours", 0)  # runs saved before the item-to-item model were trained without it
         return cls(**fields)
 
 
@@ -192,6 +198,11 @@ FIELD_HELP: dict[str, str] = {
     "causal_history_share": "two-stage only: share of examples that see only what the user rated before the target",
     "history_shrinkage": "two-stage only: the history mean divides by count + this, so short histories lean on the profile",
     "low_rating_weight": "two-stage only: retrieval loss weight of a rating below 4",
+    "item_neighbours": "two-stage only: the item-to-item model regresses each movie on its this many most co-rated "
+                       "movies (0: no item-to-item model)",
+    "item_l2": "two-stage only: L2 penalty of the item-to-item regression (EASE's lambda)",
+    "item_weight": "two-stage only: retrieval score = standardised tower score + this x standardised item-to-item "
+                   "score (0: towers alone)",
     "full_softmax_max_movies": "two-stage only: larger catalogues train retrieval with in-batch sampled softmax",
     "candidates": "two-stage only: retrieved movies the ranking stage re-scores",
     "max_eval_users": "the blend choice and the test top-k use a seeded sample of at most this many users (0: all)",

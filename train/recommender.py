@@ -7,6 +7,7 @@ figure of the served code path.
 
 ``TwoStageRecommender``: retrieval scores the catalogue with one matrix
 product against candidate embeddings computed once here (not per request),
+plus the item-to-item model's scores from the user's history (``train/item_to_item.py``),
 the movies a user already rated are masked out sparsely (a scatter of their
 history, never a users × movies table), the best ``candidates`` go to the
 ranking model, and the final order is ``retrieval score + blend_weight ×
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from train.features import FeatureTables
+from train.item_to_item import with_item_scores
 from train.retrieval import RetrievalModel, histories
 
 NEGATIVE_INFINITY = float("-inf")
@@ -93,6 +95,7 @@ class TwoStageRecommender(_Catalogue):
         embeddings, bias = retrieval.candidate_tower(tf.constant(features.catalogue))
         self.candidate_embeddings = tf.Variable(embeddings, trainable=False, name="candidate_embeddings")
         self.candidate_bias = tf.Variable(bias, trainable=False, name="candidate_bias")
+        self.item_to_item, self.item_weight = retrieval.item_to_item, retrieval.item_weight
         self.candidates = candidates
         self.blend_weight = tf.Variable(blend_weight, trainable=False, dtype=tf.float32, name="blend_weight")
 
@@ -103,6 +106,8 @@ class TwoStageRecommender(_Catalogue):
     def shortlist(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, n: tf.Tensor):
         """Retrieval's best ``n`` unexcluded movies per user with both stages' scores: rows, retrieval, rating."""
         scores = tf.matmul(query, self.candidate_embeddings, transpose_b=True) + self.candidate_bias
+        # The excluded movies are the user's history, trained on or given in the request.
+        scores = with_item_scores(scores, self.item_to_item, self.item_weight, exclude, exclude > 0)
         scores = mask_movies(scores, exclude, self.catalogue_position)
         best = tf.math.top_k(scores, k=n)
         movies = tf.gather(self.catalogue, best.indices)  # [B, n]

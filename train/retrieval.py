@@ -21,6 +21,10 @@ that fits (``full_softmax_max_movies``), else an in-batch sampled softmax
 (TFRS's, with the log-popularity correction and accidental hits removed)
 taken over groups of ``negatives_group`` rows, so large steps (``config.step_batch``)
 keep the per-row cost of a ``retrieval_batch_size`` batch.
+
+Beside the towers, retrieval holds an item-to-item model fitted in closed
+form (``train/item_to_item.py``, a sparse EASE); the served score adds its
+standardised scores to the towers'. The towers train as if it were not there.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import tensorflow as tf
 
 from train import distribute
 from train.features import FeatureTables
+from train import item_to_item
 
 RATING_LEVELS = 11  # half-star units 0..10: MovieLens ratings are 0.5-5.0 in steps of 0.5
 
@@ -146,6 +151,9 @@ class RetrievalModel(distribute.Model):
         causal_history_share: float = 0.0,
         history_shrinkage: float = 0.0,
         negatives_group: int = 0,
+        item_neighbours: int = 0,
+        item_l2: float = 300.0,
+        item_weight: float = 0.0,
     ):
         super().__init__()
         self.negatives_group = negatives_group
@@ -172,6 +180,12 @@ class RetrievalModel(distribute.Model):
         self.full_softmax = len(catalogue) <= full_softmax_max_movies
         frequency = features.movie_count / max(features.movie_count.sum(), 1)
         self.log_sampling_probability = tf.constant(np.log(np.clip(frequency, 1e-6, 1.0)).astype(np.float32))
+        # Fitted here, in closed form, before the towers train: they do not depend on each other.
+        self.item_to_item, self.item_weight = None, item_weight
+        if item_neighbours and item_weight and len(catalogue) <= item_to_item.MAX_MOVIES:
+            support, weights = item_to_item.fit(features.history_indptr, features.history_movies, features.movie_count,
+                                                catalogue, item_neighbours, item_l2, seed)
+            self.item_to_item = item_to_item.ItemToItem(support, weights, features.n_movie_rows, name="item_to_item")
 
     def ratings_before(self, user_rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
         """How many of each user's training ratings came strictly before ``timestamps`` (numpy, vectorised)."""
@@ -207,6 +221,19 @@ class RetrievalModel(distribute.Model):
 
     def candidates(self) -> tuple[tf.Tensor, tf.Tensor]:
         return self.candidate_tower(self.catalogue)
+
+    def catalogue_scores(self, query: tf.Tensor, embeddings: tf.Tensor, bias: tf.Tensor, movies: tf.Tensor,
+                         mask: tf.Tensor) -> tf.Tensor:
+        """[B, catalogue] retrieval scores: query · candidate + the candidate's bias, with the item-to-item
+        model's scores from the [B, L] rated ``movies`` (``mask``: the real entries) when there is one."""
+        scores = tf.matmul(query, embeddings, transpose_b=True) + bias
+        return item_to_item.with_item_scores(scores, self.item_to_item, self.item_weight, movies, mask)
+
+    def user_scores(self, user_rows: tf.Tensor) -> tf.Tensor:
+        """[B, catalogue] serving-time retrieval scores from each user's whole training history."""
+        movies, ratings = histories(self.indptr, self.history_movies, self.history_ratings, user_rows)
+        return self.catalogue_scores(self.query_tower(user_rows, movies, ratings, movies > 0), *self.candidates(),
+                                     movies, movies > 0)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_rows, movie_rows = features["user"], features["movie"]

@@ -78,7 +78,8 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
         "retrieval": RetrievalModel(
             features, config.retrieval_dim, config.history_sample, config.low_rating_weight,
             config.full_softmax_max_movies, config.seed, config.causal_history_share, config.history_shrinkage,
-            negatives_group=config.retrieval_batch_size,
+            negatives_group=config.retrieval_batch_size, item_neighbours=config.item_neighbours,
+            item_l2=config.item_l2, item_weight=config.item_weight,
         ),
         "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean),
     }

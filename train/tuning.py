@@ -83,6 +83,9 @@ SPACE: dict[str, tuple[str, tuple]] = {
     "history_shrinkage": ("float", (0.0, 50.0)),
     "low_rating_weight": ("float", (0.0, 1.0)),
     "candidates": ("categorical", ((50, 100, 200, 400),)),
+    "item_neighbours": ("categorical", ((0, 50, 100, 200),)),
+    "item_l2": ("log", (30.0, 3000.0)),
+    "item_weight": ("float", (0.0, 1.0)),
     # Ranking.
     "embedding_dim": ("categorical", ((16, 32, 64),)),
     RANKING_LAYERS: ("int", (1, 3)),
@@ -199,7 +202,7 @@ def retrieval_figures(retrieval, data: TuningData) -> dict:
 
     def scores(users: np.ndarray) -> np.ndarray:
         out = np.full((len(users), n_movies), -np.inf, np.float32)
-        out[:, catalogue] = retrieval.query(tf.constant(users)).numpy() @ embeddings.T + bias
+        out[:, catalogue] = retrieval.user_scores(tf.constant(users)).numpy()
         return out
 
     top = evaluation.top_k_excluding(scores, data.users, data.seen, EVAL_TOP_K)

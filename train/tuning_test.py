@@ -75,7 +75,8 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
     from export import tuning_report  # the report sits above train: the search only prints its command
     from train import __main__ as train_main
 
-    assert train_main.main(["tune", *tune_args(fixture_dir, tmp_path, "--trials", "3")]) == 0
+    # No pruning among three trials: which trial the pruner stops depends on what the sampler draws.
+    assert train_main.main(["tune", *tune_args(fixture_dir, tmp_path, "--trials", "3", "--pruner-startup-trials", "3")]) == 0
     report_argv = printed_report_command(capsys.readouterr().out)
     assert report_argv == ["--split", "u1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"]
     assert not (tmp_path / "TUNING.md").exists()  # the search writes no report
