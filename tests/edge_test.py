@@ -389,9 +389,14 @@ def test_a_flooder_gets_resource_exhausted_and_another_caller_is_unaffected(clus
         return statuses
 
     before = _retry_accounting(cluster)
+    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         statuses = [status for batch in pool.map(rest_flood, range(8)) for status in batch]
-    assert statuses.count(429) >= 100 and set(statuses) == {200, 429}, statuses
+    elapsed = time.monotonic() - started
+    # The caller's bucket (envoy.yaml): 200 at once, then 10 every 0.1 s; a slow machine refills it for longer,
+    # so the bound on what passes follows the flood's own duration.
+    passed_at_most = 200 + 10 * (int(elapsed / 0.1) + 1)
+    assert set(statuses) == {200, 429} and statuses.count(200) <= passed_at_most, (elapsed, statuses.count(200))
     # Every 429 is Envoy's (429 is retried when a replica answers it, so one would not reach the caller at once).
     assert _retry_accounting(cluster)["rate_limited"] - before["rate_limited"] == statuses.count(429)
 
