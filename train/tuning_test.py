@@ -245,7 +245,9 @@ def test_two_workers_share_a_study_and_a_killed_one_resumes(fixture_dir, tmp_pat
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert [t.number for t in failed] == [killed.number]
     retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number)
-    assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params == killed.params
+    # Compared with the failed trial as stored, not the snapshot read at the kill: in one CI run that snapshot
+    # held the trial's worker attribute but none of its parameters.
+    assert retry.state.name in ("COMPLETE", "PRUNED") and retry.params and retry.params == failed[0].params
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) == 3  # 2 workers, then 1
 
