@@ -211,9 +211,12 @@ def _has_heartbeat(database: Path, trial_id: int) -> bool:
 def test_two_workers_share_a_study_and_a_killed_one_resumes(fixture_dir, tmp_path):
     """Two worker processes on one SQLite study; one is SIGKILLed mid-trial; the same command resumes to the budget."""
     budget, heartbeat = 4, 1
+    # Trials long enough to be killed mid-way: eight retrieval epochs, none pruned, and the kill lands while a
+    # trial is in its first epoch, so it cannot finish between the read that picks it and the kill.
+    slow = ["--fix", "retrieval_epochs=8", "--pruner-warmup-epochs", "100"]
     command = [sys.executable, "-m", "train", "tune",
                *tune_args(fixture_dir, tmp_path, "--trials", str(budget), "--workers", "2",
-                          "--heartbeat", str(heartbeat))]
+                          "--heartbeat", str(heartbeat), *slow)]
     first = subprocess.Popen(command, cwd=tmp_path, env=_environment(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     killed = None
@@ -229,7 +232,7 @@ def test_two_workers_share_a_study_and_a_killed_one_resumes(fixture_dir, tmp_pat
         # Only a trial whose heartbeat is recorded can go stale: Optuna leaves a trial killed before its
         # first heartbeat RUNNING for good, so the kill waits for that row.
         running = [t for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs
-                   and _has_heartbeat(tmp_path / "study.db", t._trial_id)]
+                   and not t.intermediate_values and _has_heartbeat(tmp_path / "study.db", t._trial_id)]
         if any(t.state.name == "COMPLETE" for t in trials) and running:
             killed = running[0]
             os.kill(int(killed.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
@@ -239,7 +242,7 @@ def test_two_workers_share_a_study_and_a_killed_one_resumes(fixture_dir, tmp_pat
 
     time.sleep(3 * heartbeat + 1)  # the killed trial's heartbeat goes stale
     # Resumed by the same command with one worker, in this process (a fresh one would only add TensorFlow's start).
-    assert tuning.main(tune_args(fixture_dir, tmp_path, "--trials", str(budget), "--heartbeat", str(heartbeat))) == 0
+    assert tuning.main(tune_args(fixture_dir, tmp_path, "--trials", str(budget), "--heartbeat", str(heartbeat), *slow)) == 0
     study = load(tmp_path)
     assert len(_finished_distinct(study)) == budget
     failed = [t for t in study.trials if t.state.name == "FAIL"]
