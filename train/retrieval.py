@@ -32,9 +32,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from train import distribute
+from train import distribute, item_to_item
 from train.features import FeatureTables
-from train import item_to_item
 
 RATING_LEVELS = 11  # half-star units 0..10: MovieLens ratings are 0.5-5.0 in steps of 0.5
 
@@ -152,7 +151,7 @@ class RetrievalModel(distribute.Model):
         history_shrinkage: float = 0.0,
         negatives_group: int = 0,
         item_neighbours: int = 0,
-        item_l2: float = 300.0,
+        item_l2: float = 100.0,
         item_weight: float = 0.0,
     ):
         super().__init__()
@@ -222,18 +221,13 @@ class RetrievalModel(distribute.Model):
     def candidates(self) -> tuple[tf.Tensor, tf.Tensor]:
         return self.candidate_tower(self.catalogue)
 
-    def catalogue_scores(self, query: tf.Tensor, embeddings: tf.Tensor, bias: tf.Tensor, movies: tf.Tensor,
-                         mask: tf.Tensor) -> tf.Tensor:
-        """[B, catalogue] retrieval scores: query · candidate + the candidate's bias, with the item-to-item
-        model's scores from the [B, L] rated ``movies`` (``mask``: the real entries) when there is one."""
-        scores = tf.matmul(query, embeddings, transpose_b=True) + bias
-        return item_to_item.with_item_scores(scores, self.item_to_item, self.item_weight, movies, mask)
-
     def user_scores(self, user_rows: tf.Tensor) -> tf.Tensor:
-        """[B, catalogue] serving-time retrieval scores from each user's whole training history."""
+        """[B, catalogue] serving-time retrieval scores from each user's whole training history: query ·
+        candidate + the candidate's bias, with the item-to-item model's scores when there is one."""
         movies, ratings = histories(self.indptr, self.history_movies, self.history_ratings, user_rows)
-        return self.catalogue_scores(self.query_tower(user_rows, movies, ratings, movies > 0), *self.candidates(),
-                                     movies, movies > 0)
+        embeddings, bias = self.candidates()
+        scores = tf.matmul(self.query_tower(user_rows, movies, ratings, movies > 0), embeddings, transpose_b=True) + bias
+        return item_to_item.with_item_scores(scores, self.item_to_item, self.item_weight, movies, movies > 0)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_rows, movie_rows = features["user"], features["movie"]
