@@ -53,8 +53,10 @@ def trained_run(tmp_path_factory, training_data_dir) -> Path:
 
     data_dir = training_data_dir
     run_dir = tmp_path_factory.mktemp("runs") / "session"
-    # The default preset, briefly: the served model of every serving, client and load test.
-    config = TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "epochs": 3, "retrieval_epochs": 2})
+    # The default preset, briefly: the served model of every serving, client and load test. Without the refit
+    # on validation, which doubles the training (train/trainer_test.py and export/gate_test.py cover it).
+    config = TrainConfig(**{**PRESETS[DEFAULT_PRESET], "preset": DEFAULT_PRESET, "epochs": 3, "retrieval_epochs": 2,
+                            "refit": False})
     trainer.run(config, data_dir, run_dir, verbose=0)
     return run_dir
 

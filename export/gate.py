@@ -1,9 +1,10 @@
 """The rollout gate: a new version is published only if it is not worse than the served one.
 
 Both are measured the same way, on the new run's validation part (the carve-out of the
-training data that chose the blend weight; test is never looked at), through the signatures a
-client calls: Recall@10 and NDCG@10 from ``recommend`` (relevant = validation ratings ≥ 4,
-the run's training rows excluded for both models), RMSE from ``serving_default`` over every
+training data that chose the blend weight; test is never looked at) or, for a two-stage run
+refitted on most of it, on the share it kept out (``splits.refit_and_gate``), through the
+signatures a client calls: Recall@10 and NDCG@10 from ``recommend`` (relevant = validation ratings ≥ 4,
+the run's training rows, refit rows included, excluded for both models), RMSE from ``serving_default`` over every
 validation rating. The served version's figures are recomputed from its SavedModel on that
 same part rather than read from its model card, whose figures came from another run's split.
 
@@ -26,7 +27,7 @@ from common import contract
 from common.versions import list_versions
 from train import data as movielens_data
 from train import evaluation, splits
-from train.config import TrainConfig
+from train.config import TWO_STAGE, TrainConfig
 from train.features import rows_of
 from train.rows import Rows
 
@@ -62,7 +63,11 @@ class ValidationPart:
             raise GateError(f"{data_dir} is not the data the run trained on ({', '.join(differing)} differ "
                             "from the run's dataset_sha256): pass --data-dir")
         split = splits.make(config.split, movielens, seed=config.seed)
-        train, val = Rows.of(movielens, split.train), Rows.of(movielens, split.val)
+        train_rows, val_rows = split.train, split.val
+        if config.model == TWO_STAGE and config.refit:  # the served models learnt from all validation but this
+            refit_rows, val_rows = splits.refit_and_gate(split.val, config.seed)
+            train_rows = np.concatenate([train_rows, refit_rows])
+        train, val = Rows.of(movielens, train_rows), Rows.of(movielens, val_rows)
         if not len(val.user):
             raise GateError(f"split {config.split} has no validation rows to compare versions on")
         shape = (len(movielens.users) + 1, len(movielens.movies) + 1)

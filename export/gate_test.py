@@ -14,7 +14,8 @@ from export import gate, rollout
 # Small runs on the synthetic fixture (seconds each): a brief good one, and a bad one: one
 # retrieval epoch at a learning rate that diverges.
 GOOD = {"epochs": 2, "retrieval_epochs": 2}
-BAD = {"epochs": 1, "retrieval_epochs": 1, "retrieval_learning_rate": 1000.0}
+# Retrieval diverges; without the item-to-item model nothing rescues its lists.
+BAD = {"epochs": 1, "retrieval_epochs": 1, "retrieval_learning_rate": 1000.0, "item_neighbours": 0}
 
 
 def test_worse_compares_each_figure_within_the_tolerance() -> None:
@@ -149,3 +150,18 @@ def test_the_data_check_compares_the_files_both_sides_read(fixture_dir: Path) ->
     assert gate.ValidationPart.of(fixture_dir, config, {**recorded, "u1.base": "0" * 64}).users.size
     with pytest.raises(gate.GateError, match=r"u\.data differ"):
         gate.ValidationPart.of(fixture_dir, config, {**recorded, "u.data": "0" * 64})
+
+
+def test_a_refitted_runs_gate_part_is_what_its_models_never_trained_on(runs, fixture_dir) -> None:
+    from train import run_dir as run_files
+    from train.config import TrainConfig
+    from train.features import FeatureTables
+
+    config = TrainConfig.from_file(runs["good"] / run_files.CONFIG_FILE)
+    assert config.refit
+    part = gate.ValidationPart.of(fixture_dir, config)
+    history = FeatureTables.load(runs["good"] / run_files.FEATURES_FILE).history
+    trained = {(user, int(movie)) for user in range(len(history.indptr) - 1) for movie in history.row(user)}
+    measured = set(zip(part.val.user.tolist(), part.val.movie.tolist()))
+    assert measured and not measured & trained
+    assert part.exclude.nnz == len(trained)  # what the served models learnt from is what both lists exclude

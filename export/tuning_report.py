@@ -49,6 +49,14 @@ def counts(study) -> dict[str, int]:
     return {state: states.count(state) for state in ("complete", "pruned", "fail", "running", "waiting")}
 
 
+def constraints(attrs: dict) -> str:
+    """The study's feasibility constraints in words; a study stored before the coverage one has the RMSE one alone."""
+    words = f"constraint validation RMSE ≤ {attrs['max_val_rmse']}"
+    if attrs.get("min_val_coverage"):
+        words += f", validation coverage@{EVAL_TOP_K} ≥ {attrs['min_val_coverage']}"
+    return words
+
+
 def best_trial(study):
     """The best feasible completed trial, or None (no trial completed, or none met the RMSE constraint)."""
     try:
@@ -153,7 +161,7 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
         "",
         f"Tuned on {attrs['split']}'s train part ({validation['train_rows']} ratings) and scored on its validation "
         f"part ({validation['val_rows']} ratings, {validation['users_evaluated']} users with a rating ≥ 4); objective "
-        f"{attrs['objective']}, constraint validation RMSE ≤ {attrs['max_val_rmse']}.",
+        f"{attrs['objective']}, {constraints(attrs)}.",
         "",
         "| trials | complete | pruned | failed | pruned share | worker processes | wall (first start → last end) | trial time, summed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -180,7 +188,7 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
             lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | | |")
     lines.append("")
     if best is None:
-        lines += [f"No trial has completed within the constraint (validation RMSE ≤ {attrs['max_val_rmse']}): "
+        lines += [f"No trial has completed within the {constraints(attrs)}: "
                   "no preset file.", ""]
     else:
         preset = report_dir / f"{study.study_name}.json"

@@ -60,10 +60,19 @@ class TrainConfig:
     item_neighbours: int = 50
     item_l2: float = 100.0
     item_weight: float = 0.25
+    # Beside the ranking network, k-NN with baselines (train/neighbourhood.py): a rating from the user's residuals on
+    # the knn_neighbours rated movies most similar to the target (correlation shrunk by knn_shrinkage); the served
+    # rating is (1 - knn_weight) x network + knn_weight x that. 0: none.
+    knn_neighbours: int = 40
+    knn_shrinkage: float = 100.0
+    knn_weight: float = 0.4
     full_softmax_max_movies: int = 10_000  # larger catalogues train with in-batch sampled softmax
     candidates: int = 100  # retrieved movies the ranking stage re-scores
     # Large data: each step takes more rows (see step_batch); retrieval's negatives stay retrieval_batch_size.
     batch_growth_rows: int = 131_072
+    # Two-stage: once validation has chosen the ranking epochs and the blend weight, train again on train +
+    # validation (trainer.refit), as the baselines learn from both; False serves the fit on train alone.
+    refit: bool = True
     max_eval_users: int = 20_000  # blend choice and test top-k on a seeded sample of at most this many users; 0: all
 
     def to_json(self) -> str:
@@ -77,6 +86,8 @@ class TrainConfig:
         if "preset" in fields:
             fields["preset"] = preset_name(fields["preset"])
         fields.setdefault("item_neighbours", 0)  # runs saved before the item-to-item model were trained without it
+        fields.setdefault("knn_neighbours", 0)  # likewise the neighbourhood rating model
+        fields.setdefault("refit", False)  # and the refit on train + validation
         return cls(**fields)
 
 
@@ -203,8 +214,13 @@ FIELD_HELP: dict[str, str] = {
     "item_l2": "two-stage only: L2 penalty of the item-to-item regression (EASE's lambda)",
     "item_weight": "two-stage only: retrieval score = standardised tower score + this x standardised item-to-item "
                    "score (0: towers alone)",
+    "knn_neighbours": "two-stage only: the neighbourhood rating model averages the user's residuals on this many rated "
+                      "movies most similar to the target (0: no neighbourhood model)",
+    "knn_shrinkage": "two-stage only: a movie pair's correlation is shrunk by (n - 1) / (n - 1 + this), n co-raters",
+    "knn_weight": "two-stage only: served rating = (1 - this) x ranking network + this x neighbourhood model",
     "full_softmax_max_movies": "two-stage only: larger catalogues train retrieval with in-batch sampled softmax",
     "candidates": "two-stage only: retrieved movies the ranking stage re-scores",
+    "refit": "two-stage only: train again on train + validation once validation has chosen epochs and blend",
     "max_eval_users": "the blend choice and the test top-k use a seeded sample of at most this many users (0: all)",
     "batch_growth_rows": "from 2x this many training rows, both batch sizes double with each doubling of the rows "
                          f"(at most {MAX_BATCH_GROWTH}x; retrieval negatives stay retrieval_batch_size); 0: off",
@@ -241,6 +257,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=splits.NAMES, **kwargs)
         elif field.name == "layer_sizes":
             parser.add_argument(flag, type=int, nargs="+", metavar="N", **kwargs)
+        elif isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         else:
             parser.add_argument(flag, type=type(field.default), metavar=field.name.split("_")[-1].upper(), **kwargs)
 

@@ -48,6 +48,7 @@ _COMMON = dict(
     split="seed-temporal", embedding_dim=32, seed=42, retrieval_dim=64, retrieval_epochs=8,
     retrieval_learning_rate=0.003, retrieval_batch_size=1024, history_sample=64, causal_history_share=0.0,
     history_shrinkage=20.0, low_rating_weight=0.3, item_neighbours=50, item_l2=100.0, item_weight=0.25,
+    knn_neighbours=40, knn_shrinkage=100.0, knn_weight=0.4, refit=True,
     full_softmax_max_movies=10_000, candidates=100, batch_growth_rows=131_072, max_eval_users=20_000,
 )
 RESOLVED = {
@@ -86,6 +87,18 @@ def test_the_old_preset_names_still_work(tmp_path):
         saved = dict(RESOLVED[new], preset=old, layer_sizes=list(RESOLVED[new]["layer_sizes"]))
         (tmp_path / "config.json").write_text(json.dumps(saved))  # a run saved before the rename
         assert train_config.TrainConfig.from_file(tmp_path / "config.json") == TrainConfig(**RESOLVED[new])
+
+
+def test_refit_is_a_switch_on_the_command_line():
+    assert _resolved(["--no-refit"]) == dict(RESOLVED["two-stage"], refit=False)
+    assert _resolved(["--refit"]) == RESOLVED["two-stage"]
+
+
+def test_a_run_saved_before_the_neighbourhood_model_and_the_refit_loads_without_them(tmp_path):
+    saved = {k: v for k, v in RESOLVED["two-stage"].items() if not k.startswith("knn_") and k != "refit"}
+    (tmp_path / "config.json").write_text(json.dumps(dict(saved, layer_sizes=list(saved["layer_sizes"]))))
+    config = train_config.TrainConfig.from_file(tmp_path / "config.json")
+    assert config == TrainConfig(**dict(RESOLVED["two-stage"], knn_neighbours=0, refit=False))
 
 
 def test_a_run_saved_before_the_item_to_item_model_loads_without_it(tmp_path):

@@ -31,41 +31,52 @@ MAX_MOVIES = 10_000  # catalogues above this train without the item-to-item mode
 _SOLVE_BATCH = 256  # movies solved at once: [batch, neighbours, neighbours] float64
 
 
-def co_rated_pairs(indptr: np.ndarray, movies: np.ndarray, partners: int,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(movie, other movie, weight) for pairs rated by the same user (numpy, vectorised).
+def co_rated_positions(indptr: np.ndarray, partners: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rating, other rating, weight): positions in the CSR history of pairs rated by the same user (vectorised).
 
     Each rating is paired with every other rating of its user when the user
     has at most ``partners`` + 1, with weight 1; else with ``partners`` of them
     drawn at random, weighted (ratings − 1) / ``partners`` so that summed
-    weights estimate the co-rating counts.
+    weights estimate sums over every pair.
     """
-    movies = np.asarray(movies, np.int64)
     lengths = np.diff(indptr)
     user = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(len(movies)) - indptr[user]
+    position = np.arange(int(indptr[-1])) - indptr[user]
     length = lengths[user]
     small = length <= partners + 1
     # Every pair of a small user's ratings: entry e meets offsets 1 .. L-1 from it, wrapping round.
     per_entry = np.where(small, length - 1, 0)
-    left = np.repeat(np.arange(len(movies)), per_entry)
+    left = np.repeat(np.arange(len(user)), per_entry)
     offset = 1 + np.arange(len(left)) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     right = indptr[user[left]] + (position[left] + offset) % length[left]
     # A large user's rating meets ``partners`` others drawn uniformly, itself excluded.
     large = np.flatnonzero(~small)
     draws = np.random.default_rng(seed).integers(0, length[large, None] - 1, size=(len(large), partners))
     others = np.where(draws >= position[large, None], draws + 1, draws) + indptr[user[large], None]
-    return (np.concatenate([movies[left], np.repeat(movies[large], partners)]),
-            np.concatenate([movies[right], movies[others.reshape(-1)]]),
+    return (np.concatenate([left, np.repeat(large, partners)]).astype(np.int64),
+            np.concatenate([right, others.reshape(-1)]).astype(np.int64),
             np.concatenate([np.ones(len(left)), np.repeat((length[large] - 1) / partners, partners)]))
+
+
+def co_rated_pairs(indptr: np.ndarray, movies: np.ndarray, partners: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(movie, other movie, weight) for pairs rated by the same user: ``co_rated_positions``' movies."""
+    movies = np.asarray(movies, np.int64)
+    left, right, weight = co_rated_positions(indptr, partners, seed)
+    return movies[left], movies[right], weight
+
+
+def partners_within_budget(indptr: np.ndarray, budget: int | None = None) -> int:
+    """Partners per rating: all of them while every pair fits ``budget`` (``MAX_PAIRS``), else a share of it."""
+    budget = MAX_PAIRS if budget is None else budget
+    lengths = np.diff(indptr).astype(np.int64)
+    all_pairs = int(np.sum(lengths * (lengths - 1)))
+    return int(lengths.max(initial=1)) if all_pairs <= budget else max(1, budget // max(int(indptr[-1]), 1))
 
 
 def co_rating_counts(indptr: np.ndarray, movies: np.ndarray, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted pair keys ``movie · n_rows + other`` and their co-rating counts (exact while they fit ``MAX_PAIRS``)."""
-    lengths = np.diff(indptr).astype(np.int64)
-    all_pairs = int(np.sum(lengths * (lengths - 1)))
-    partners = int(lengths.max(initial=1)) if all_pairs <= MAX_PAIRS else max(1, MAX_PAIRS // max(len(movies), 1))
-    left, right, weight = co_rated_pairs(indptr, movies, partners, seed)
+    left, right, weight = co_rated_pairs(indptr, movies, partners_within_budget(indptr), seed)
     keys = left * n_rows + right
     order = np.argsort(keys, kind="stable")
     keys, weight = keys[order], weight[order]

@@ -10,6 +10,12 @@ on top of a global mean and per-user / per-movie biases.
 A user without training ratings gets no id embedding or bias (they are
 zeroed, not random), so they are scored from their profile (age, gender,
 occupation); likewise a movie without ratings from its genres and year.
+
+Beside the network, a k-NN model with baselines (``train/neighbourhood.py``)
+predicts from the user's own ratings of similar movies; the served rating
+blends the two for a user and movie that have training ratings. The network
+trains on its own (the neighbourhood model is fixed), and validation RMSE is
+the blend's, so the epoch kept is the one that serves best.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from train import distribute
+from train import distribute, item_to_item
 from train.features import FeatureTables
+from train.neighbourhood import Neighbourhood
 from train.retrieval import lookup_table
 
 
 class RankingModel(distribute.Model):
-    def __init__(self, features: FeatureTables, dim: int, layer_sizes: Sequence[int], l2: float, global_mean: float):
+    def __init__(self, features: FeatureTables, dim: int, layer_sizes: Sequence[int], l2: float, global_mean: float,
+                 knn_neighbours: int = 0, knn_shrinkage: float = 100.0, knn_weight: float = 0.0, seed: int = 0,
+                 fit_neighbourhood: bool = True):
         super().__init__()
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
 
@@ -57,6 +66,11 @@ class RankingModel(distribute.Model):
             + [tf.keras.layers.Dense(1, kernel_regularizer=regularizer)],
             name="ranking_mlp",
         )
+        self.neighbourhood, self.knn_weight = None, knn_weight
+        if knn_neighbours and knn_weight and features.n_movie_rows - 1 <= item_to_item.MAX_MOVIES:
+            self.neighbourhood = Neighbourhood(features.history_indptr, features.history_movies, features.history_ratings,
+                                               features.n_movie_rows, knn_neighbours, knn_shrinkage, seed,
+                                               fit=fit_neighbourhood, name="neighbourhood")
         self.task = tfrs.tasks.Ranking(
             # Keras refuses its implicit averaging under a distribution strategy. The task hands the
             # loss the whole batch as one example ([B] labels), so the "sum" is the batch's mean
@@ -66,7 +80,16 @@ class RankingModel(distribute.Model):
         )
 
     def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Predicted rating, [B]."""
+        """Predicted rating, [B]: the network's, blended with the neighbourhood model's where both know the pair."""
+        rating = self.network_rating(features)
+        if self.neighbourhood is None:
+            return rating
+        users, movies = features["user"], features["movie"]
+        weight = self.knn_weight * tf.gather(self.user_trained, users) * tf.gather(self.movie_trained, movies)
+        return rating + weight * (self.neighbourhood(users, movies) - rating)
+
+    def network_rating(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The network's predicted rating, [B]."""
         users, movies = features["user"], features["movie"]
         user_known = tf.gather(self.user_trained, users)[:, None]
         movie_known = tf.gather(self.movie_trained, movies)[:, None]
@@ -86,4 +109,6 @@ class RankingModel(distribute.Model):
         return tf.squeeze(self.mlp(self.cross(x)) + bias, axis=-1) + self.global_mean
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        return self.task(labels=features["rating"], predictions=self(features))
+        # The network trains alone; evaluation scores what is served.
+        predictions = self.network_rating(features) if training else self(features)
+        return self.task(labels=features["rating"], predictions=predictions)

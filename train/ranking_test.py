@@ -45,3 +45,25 @@ def test_global_mean_is_checkpointed(model_and_features, tmp_path):
     status = tf.train.Checkpoint(model=again).read(str(tmp_path / "ckpt"))
     np.testing.assert_allclose(again(probe).numpy(), want)
     status.assert_existing_objects_matched()
+
+
+def test_the_served_rating_blends_in_the_neighbourhood_model_where_both_are_known(fixture_dir):
+    movielens = data.load(fixture_dir)
+    features = build(movielens, np.flatnonzero(movielens.ratings.user < len(movielens.users) // 2))
+    model = RankingModel(features, dim=8, layer_sizes=(16,), l2=0.0, global_mean=3.5, knn_neighbours=5,
+                         knn_shrinkage=10.0, knn_weight=0.4)
+    known_user = int(np.flatnonzero(features.history.lengths() > 0)[0])
+    new_user = int(np.flatnonzero(features.history.lengths() == 0)[1])
+    rated, unrated = int(np.flatnonzero(features.movie_count > 0)[0]), int(np.flatnonzero(features.movie_count == 0)[0])
+    probe = {"user": tf.constant([known_user, new_user, known_user], tf.int64),
+             "movie": tf.constant([rated, rated, unrated], tf.int64)}
+    network = model.network_rating(probe).numpy()
+    knn = model.neighbourhood(probe["user"], probe["movie"]).numpy()
+    np.testing.assert_allclose(model(probe).numpy(), [0.6 * network[0] + 0.4 * knn[0], network[1], network[2]],
+                               rtol=1e-6)
+    # Training fits the network alone; evaluation (what is served) scores the blend.
+    labels = dict(probe, rating=tf.constant([4.0, 4.0, 4.0]))
+    trained = model.compute_loss(labels, training=True).numpy()
+    served = model.compute_loss(labels, training=False).numpy()
+    np.testing.assert_allclose(trained, np.mean((network - 4.0) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(served, np.mean((model(probe).numpy() - 4.0) ** 2), rtol=1e-5)

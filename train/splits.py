@@ -25,6 +25,7 @@ RANDOM = "random"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
 NAMES = (SEED_TEMPORAL, LEAVE_LAST_OUT, RANDOM, *FOLDS)
 FOLD_VALIDATION_FRACTION = 0.1
+GATE_SHARE = 0.5  # of the validation rows: kept out of the refit for the rollout gate (refit_and_gate)
 RANDOM_FRACTIONS = (0.8, 0.1, 0.1)
 LEAVE_LAST_OUT_MIN_RATINGS = 3  # users with fewer ratings stay wholly in train
 
@@ -124,6 +125,19 @@ def carve_validation(base: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     shuffled = np.random.default_rng(seed).permutation(base)
     n_val = int(round(len(base) * FOLD_VALIDATION_FRACTION))
     return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
+
+
+def refit_and_gate(val: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The validation rows cut into (refit, gate): a seeded GATE_SHARE of them are never trained on.
+
+    Once validation has chosen the ranking epochs and the blend weight, the
+    served models train again on train + the refit rows (``trainer.refit``);
+    the gate rows stay unseen, so the rollout gate (``export/gate.py``) can
+    still compare a new version with the served one on ratings neither learnt from.
+    """
+    shuffled = np.random.default_rng([seed, 1]).permutation(val)
+    n_gate = int(round(len(val) * GATE_SHARE))
+    return np.sort(shuffled[n_gate:]), np.sort(shuffled[:n_gate])
 
 
 def without_test(name: str, movielens: MovieLens, seed: int = 42) -> Split:

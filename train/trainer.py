@@ -24,7 +24,7 @@ import tensorflow as tf
 from train import baselines, distribute, evaluation, splits
 from train import data as movielens_data
 from train import run_dir as run_files
-from train.config import REFERENCE, TrainConfig, step_batch
+from train.config import REFERENCE, TWO_STAGE, TrainConfig, step_batch
 from train.evaluation import EVAL_BATCH, EVAL_TOP_K, evaluation_users, recommend_top_k
 from train.features import FeatureTables, build
 from train.interactions import Interactions
@@ -70,8 +70,11 @@ def load_parts(config: TrainConfig, data_dir: Path) -> Parts:
     return Parts(movielens, split, features, train, val, test)
 
 
-def build_models(config: TrainConfig, features: FeatureTables, global_mean: float):
-    """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}."""
+def build_models(config: TrainConfig, features: FeatureTables, global_mean: float, restoring: bool = False):
+    """The untrained Keras models of a config: {"rating": …} or {"retrieval": …, "ranking": …}.
+
+    ``restoring``: a checkpoint fills every variable next, so fixed tables fitted in closed form are left unfitted.
+    """
     if config.model == REFERENCE:
         return {"rating": ReferenceModel(features, config)}
     return {
@@ -81,7 +84,9 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
             negatives_group=config.retrieval_batch_size, item_neighbours=config.item_neighbours,
             item_l2=config.item_l2, item_weight=config.item_weight,
         ),
-        "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean),
+        "ranking": RankingModel(features, config.embedding_dim, config.layer_sizes, config.l2, global_mean,
+                                config.knn_neighbours, config.knn_shrinkage, config.knn_weight, config.seed,
+                                fit_neighbourhood=not restoring),
     }
 
 
@@ -105,12 +110,13 @@ class Fitted:
         return self.models.get("ranking", self.models.get("rating"))
 
 
-def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, strategy: tf.distribute.Strategy,
+def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows | None, strategy: tf.distribute.Strategy,
         verbose: int = 0, progress=None, logs_dir: Path | None = None) -> Fitted:
     """Builds and fits a config's models on ``train``: retrieval (two-stage), then the rating or ranking model.
 
     ``val`` is the ranking stage's early-stopping signal (the epoch with the best
-    validation RMSE is kept). ``progress(stage)`` returns extra Keras callbacks
+    validation RMSE is kept); without it (a refit) the ranking stage trains
+    ``config.epochs`` epochs. ``progress(stage)`` returns extra Keras callbacks
     for the fit of each stage; a tuning trial's pruning callback rides there
     (``train/tuning.py``). ``logs_dir``: TensorBoard logs of the rating or ranking fit.
     """
@@ -141,7 +147,7 @@ def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, st
         optimizer = (tf.keras.optimizers.Adagrad if config.model == REFERENCE else tf.keras.optimizers.Adam)(config.learning_rate)
         rating_model.compile(optimizer=optimizer)
     callbacks = [] if logs_dir is None else [tf.keras.callbacks.TensorBoard(log_dir=str(logs_dir))]
-    if config.model != REFERENCE:
+    if config.model != REFERENCE and val is not None:
         # Ranking overfits within tens of epochs on 100K ratings: keep the best validation epoch.
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_root_mean_squared_error", patience=8, restore_best_weights=True))
@@ -149,11 +155,41 @@ def fit(config: TrainConfig, features: FeatureTables, train: Rows, val: Rows, st
     started = time.perf_counter()
     history = rating_model.fit(
         train.dataset(batch_sizes["rating"], shuffle_seed=config.seed),
-        epochs=config.epochs, validation_data=val.dataset(batch_sizes["rating"]),
+        epochs=config.epochs, validation_data=None if val is None else val.dataset(batch_sizes["rating"]),
         callbacks=callbacks + extra(stage), verbose=verbose,
     )
     fit_seconds[stage] = round(time.perf_counter() - started, 2)
     return Fitted(models, history, fit_seconds, batch_sizes)
+
+
+def best_epochs(fitted: Fitted) -> int:
+    """The ranking epochs early stopping kept: the epoch with the best validation RMSE."""
+    curve = fitted.history.history["val_root_mean_squared_error"]
+    return int(np.argmin(curve)) + 1
+
+
+def refit(config: TrainConfig, parts: Parts, fitted: Fitted, strategy: tf.distribute.Strategy, verbose: int = 0,
+          progress=None) -> tuple[Parts, Fitted]:
+    """The two-stage models trained again on train + most of validation, as the fit on train chose them.
+
+    Validation has done its jobs by now (the ranking epochs and the blend
+    weight); its ratings are a tenth of a fold's base file, which EASE and the
+    other baselines learn from too. So the served models learn from them as
+    well, all but the rollout gate's share (``splits.refit_and_gate``):
+    retrieval for ``retrieval_epochs``, ranking for the epochs early stopping
+    kept, with the feature tables (histories, the neighbourhood and
+    item-to-item models) rebuilt. Returns the parts with the refit rows moved
+    from validation into train (the test part is untouched) and the new fit.
+    """
+    refit_rows, gate_rows = splits.refit_and_gate(parts.split.val, config.seed)
+    split = dataclasses.replace(parts.split, train=np.sort(np.concatenate([parts.split.train, refit_rows])),
+                                val=gate_rows)
+    refit_parts = dataclasses.replace(parts, split=split, features=build(parts.movielens, split.train),
+                                      train=Rows.of(parts.movielens, split.train), val=Rows.of(parts.movielens, gate_rows))
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(config.seed)
+    again = dataclasses.replace(config, epochs=best_epochs(fitted))
+    return refit_parts, fit(again, refit_parts.features, refit_parts.train, None, strategy, verbose, progress)
 
 
 def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
@@ -225,8 +261,13 @@ def evaluate_on_test(config: TrainConfig, recommender, parts: Parts) -> Evaluate
 
 
 def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[str, float], blend: tuple,
-                figures: EvaluatedOnTest, catalogue_size: int, evaluate_seconds: float, started_run: float) -> dict:
-    """The run's metrics.json: quality on test, the baselines, the blend choice, the data and the timings."""
+                figures: EvaluatedOnTest, catalogue_size: int, evaluate_seconds: float, started_run: float,
+                rows: dict[str, int], fit_seconds: dict[str, float], curve: dict[str, list]) -> dict:
+    """The run's metrics.json: quality on test, the baselines, the blend choice, the data and the timings.
+
+    ``rows`` are the split's parts as chosen (before a refit moves validation into train), ``fit_seconds``
+    every fit's seconds by stage, ``curve`` the Keras history of the fit that validation watched.
+    """
     weight, by_weight = blend
     quality, test, batch_sizes = figures.quality, parts.test, fitted.batch_sizes
     return {
@@ -240,23 +281,25 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
         "baseline_global_mean_test_rmse": figures.baselines["global_mean"]["test_rmse"],
         "blend_weight": weight,
         "val_recall_at_10_by_blend_weight": by_weight,
-        "rows": parts.split.rows(),
+        "rows": rows,
+        "refit_on_train_and_val": parts.split.rows()["train"] != rows["train"],
+        "refit_rows": parts.split.rows()["train"] - rows["train"],
         "catalogue_size": catalogue_size,
         "test_rows_with_unseen_user": float(np.mean(parts.features.history.lengths()[test.user] == 0)),
-        "fit_seconds": round(sum(fitted.fit_seconds.values()), 2),
-        "fit_seconds_by_stage": fitted.fit_seconds,
+        "fit_seconds": round(sum(fit_seconds.values()), 2),
+        "fit_seconds_by_stage": fit_seconds,
         "batch_sizes": ({"rating": batch_sizes["rating"]} if config.model == REFERENCE
                         else {"retrieval": batch_sizes["retrieval"], "ranking": batch_sizes["rating"]}),
         "evaluate_seconds": evaluate_seconds,
         "total_seconds": round(time.perf_counter() - started_run, 2),
-        "history": {k: [float(x) for x in v] for k, v in fitted.history.history.items()},
+        "history": {k: [float(x) for x in v] for k, v in curve.items()},
         "dataset_sha256": parts.movielens.sha256,
     }
 
 
-def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict) -> None:
+def _finish_run_dir(run_dir: Path, fitted: Fitted, metrics: dict, curve: dict[str, list]) -> None:
     tf.train.Checkpoint(**fitted.models).write(str(run_dir / run_files.WEIGHTS_PREFIX))
-    run_files.write_training_curve(run_dir, fitted.history.history)
+    run_files.write_training_curve(run_dir, curve)
     run_files.write_metrics(run_dir, metrics)  # last: the mark of a finished run
 
 
@@ -282,7 +325,6 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     tf.config.experimental.enable_op_determinism()
     run_files.start(run_dir, config)
     parts = load_parts(config, data_dir)
-    parts.features.save(run_dir / run_files.FEATURES_FILE)
     fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / run_files.LOGS_DIR)
     rmse = rmse_by_part(fitted, parts)
 
@@ -290,14 +332,23 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     started = time.perf_counter()
     recommender = recommender_of(config, fitted.models, parts.features)
     blend = blend_on_validation(config, recommender, parts)
+    evaluate_seconds = time.perf_counter() - started
+    rows, fit_seconds, curve = parts.split.rows(), dict(fitted.fit_seconds), fitted.history.history
+    if config.model == TWO_STAGE and config.refit:
+        parts, fitted = refit(config, parts, fitted, strategy, verbose, progress)
+        rmse["test"] = rmse_by_part(fitted, parts)["test"]  # train and val: of the fit that did not learn val
+        recommender = recommender_of(config, fitted.models, parts.features, blend[0])
+        fit_seconds = {stage: round(fit_seconds[stage] + fitted.fit_seconds[stage], 2) for stage in fit_seconds}
+    parts.features.save(run_dir / run_files.FEATURES_FILE)
     if blend[0] is not None:
         run_files.write_blend_weight(run_dir, blend[0])
+    started = time.perf_counter()
     figures = evaluate_on_test(config, recommender, parts)
-    evaluate_seconds = round(time.perf_counter() - started, 2)
+    evaluate_seconds = round(evaluate_seconds + time.perf_counter() - started, 2)
 
     metrics = run_metrics(config, parts, fitted, rmse, blend, figures, recommender.catalogue_size,
-                          evaluate_seconds, started_run)
-    _finish_run_dir(run_dir, fitted, metrics)
+                          evaluate_seconds, started_run, rows, fit_seconds, curve)
+    _finish_run_dir(run_dir, fitted, metrics, curve)
     return metrics
 
 
@@ -305,7 +356,7 @@ def load_recommender(run_dir: Path) -> tuple[ReferenceRecommender | TwoStageReco
     """Rebuilds a run's recommender with its trained weights; returns (recommender, config, features)."""
     config = run_files.read_config(run_dir)
     features = FeatureTables.load(run_dir / run_files.FEATURES_FILE)
-    models = build_models(config, features, global_mean=0.0)
+    models = build_models(config, features, global_mean=0.0, restoring=True)
     checkpoint = tf.train.Checkpoint(**models)
     status = checkpoint.read(str(run_dir / run_files.WEIGHTS_PREFIX))
     probe = {"user": tf.constant([0], tf.int64), "movie": tf.constant([0], tf.int64)}

@@ -1,5 +1,6 @@
 """Smoke trains on the fixture: the run directory, the reloaded recommender, seeding, presets."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,8 +9,9 @@ import tensorflow as tf
 
 from train import config as train_config
 from train import run_dir as run_files
-from train import trainer
+from train import splits, trainer
 from train.config import PRESETS, TWO_STAGE, TrainConfig
+from train.features import FeatureTables
 from train.recommender import ReferenceRecommender, TwoStageRecommender
 
 FAST_TWO_STAGE = TrainConfig(**{**PRESETS[TWO_STAGE], "preset": TWO_STAGE, "epochs": 2, "retrieval_epochs": 2,
@@ -35,6 +37,27 @@ def test_run_directory_and_metrics(two_stage_run):
     assert saved["blend_weight"] in trainer.BLEND_WEIGHTS
     assert sum(saved["rows"].values()) == 900
     assert TrainConfig.from_file(run_dir / run_files.CONFIG_FILE) == FAST_TWO_STAGE
+
+
+def test_the_served_models_are_refitted_on_train_and_validation(two_stage_run):
+    """Validation picks the ranking epochs and the blend weight; then the served models learn from it too,
+    all but the rollout gate's share."""
+    run_dir, metrics = two_stage_run
+    assert metrics["refit_on_train_and_val"]
+    val = metrics["rows"]["val"]
+    assert metrics["refit_rows"] == val - round(val * splits.GATE_SHARE) > 0
+    features = FeatureTables.load(run_dir / run_files.FEATURES_FILE)
+    assert int(features.history.lengths().sum()) == metrics["rows"]["train"] + metrics["refit_rows"]
+    assert set(metrics["fit_seconds_by_stage"]) == {"retrieval", "ranking"}
+    assert len(metrics["history"]["val_root_mean_squared_error"]) == FAST_TWO_STAGE.epochs  # the curve validation watched
+
+
+def test_without_refit_the_served_models_never_saw_validation(fixture_dir, tmp_path):
+    config = dataclasses.replace(FAST_TWO_STAGE, refit=False, epochs=1, retrieval_epochs=1)
+    metrics = trainer.run(config, fixture_dir, tmp_path / "run", verbose=0)
+    assert not metrics["refit_on_train_and_val"]
+    features = FeatureTables.load(tmp_path / "run" / run_files.FEATURES_FILE)
+    assert int(features.history.lengths().sum()) == metrics["rows"]["train"]
 
 
 def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_dir):

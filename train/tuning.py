@@ -15,8 +15,9 @@ that same validation part, the carve-out that picks the blend weight in every
 run (``splits.carve_validation``):
 
     objective = validation Recall@10 + NDCG@10 (maximised),
-    constraint: validation RMSE ≤ --max-val-rmse (Optuna's set_constraint; the
-    best trial is the best feasible one).
+    constraints: validation RMSE ≤ --max-val-rmse and validation coverage@10
+    ≥ --min-val-coverage (Optuna's set_constraint; the best trial is the best
+    feasible one).
 
 Pruning: after every retrieval epoch the trial reports the retrieval stage's own
 validation Recall@10 + NDCG@10 (its top 10 alone, before ranking re-scores),
@@ -87,12 +88,15 @@ SPACE: dict[str, tuple[str, tuple]] = {
     "item_l2": ("log", (30.0, 3000.0)),
     "item_weight": ("float", (0.0, 1.0)),
     # Ranking.
+    "knn_neighbours": ("categorical", ((0, 20, 40, 80),)),
+    "knn_shrinkage": ("log", (10.0, 1000.0)),
+    "knn_weight": ("float", (0.0, 0.8)),
     "embedding_dim": ("categorical", ((16, 32, 64),)),
     RANKING_LAYERS: ("int", (1, 3)),
     RANKING_WIDTH: ("categorical", ((32, 64, 128, 256),)),
     "l2": ("log", (1e-4, 3e-2)),
     "learning_rate": ("log", (3e-4, 1e-2)),
-    "epochs": ("int", (5, 50)),
+    "epochs": ("int", (5, 80)),
 }
 
 
@@ -236,8 +240,9 @@ class Objective:
     Never reads a test file: the data come from ``splits.without_test``.
     """
 
-    def __init__(self, data_dir: Path, base: TrainConfig, fixed: dict, max_val_rmse: float):
+    def __init__(self, data_dir: Path, base: TrainConfig, fixed: dict, max_val_rmse: float, min_val_coverage: int = 0):
         self.data_dir, self.base, self.fixed, self.max_val_rmse = Path(data_dir), base, fixed, max_val_rmse
+        self.min_val_coverage = min_val_coverage
         self._data: TuningData | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -282,6 +287,7 @@ class Objective:
         trial.set_user_attr("fit_seconds", fitted.fit_seconds)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 2))
         trial.set_constraint("val_rmse", val_rmse - self.max_val_rmse)
+        trial.set_constraint("val_coverage", self.min_val_coverage - figures[f"coverage_at_{EVAL_TOP_K}"])
         return value
 
 
@@ -394,7 +400,7 @@ def work(args: argparse.Namespace, split: str, n_trials: int, deadline: float, w
     storage = storage_of(storage_url(name, args.storage), args.heartbeat)
     study = open_study(name, storage, args.seed + worker_index, args.pruner_startup_trials, args.pruner_warmup_epochs)
     objective = Objective(Path(args.data_dir), base_config(split, args.base_preset), parse_fixed(args.fix),
-                          args.max_val_rmse)
+                          args.max_val_rmse, args.min_val_coverage)
 
     def progress(study, trial) -> None:
         if trial.state == optuna.trial.TrialState.PRUNED:
@@ -433,7 +439,7 @@ def prepare_study(args: argparse.Namespace, split: str):
         baselines = data.baselines()
         for key, value in {
             "split": split, "base_preset": args.base_preset, "fixed": fixed, "seed": args.seed,
-            "max_val_rmse": args.max_val_rmse,
+            "max_val_rmse": args.max_val_rmse, "min_val_coverage": args.min_val_coverage,
             "objective": f"validation Recall@{EVAL_TOP_K} + NDCG@{EVAL_TOP_K} (maximised)",
             "validation": {"train_rows": len(data.train.user), "val_rows": len(data.val.user),
                            "users": len(data.users), "users_evaluated": baselines["popularity"]["users_evaluated"]},
@@ -505,7 +511,8 @@ def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline
 
 def worker_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--data-dir", str(args.data_dir), "--study-name", args.study_name, "--trials", str(args.trials),
-             "--seed", str(args.seed), "--max-val-rmse", str(args.max_val_rmse), "--heartbeat", str(args.heartbeat),
+             "--seed", str(args.seed), "--max-val-rmse", str(args.max_val_rmse),
+             "--min-val-coverage", str(args.min_val_coverage), "--heartbeat", str(args.heartbeat),
              "--pruner-startup-trials", str(args.pruner_startup_trials),
              "--pruner-warmup-epochs", str(args.pruner_warmup_epochs), "--base-preset", args.base_preset,
              "--threads", str(args.threads)]
@@ -544,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take a parameter out of the search, e.g. --fix retrieval_dim=64 (repeatable)")
     parser.add_argument("--max-val-rmse", type=float, default=DEFAULT_MAX_VAL_RMSE,
                         help="constraint: a trial with a higher validation RMSE is not feasible (default %(default)s)")
+    parser.add_argument("--min-val-coverage", type=int, default=0,
+                        help=f"constraint: a trial whose validation lists hold fewer distinct movies (coverage@{EVAL_TOP_K}) "
+                             "is not feasible (default %(default)s)")
     parser.add_argument("--pruner-startup-trials", type=int, default=5,
                         help="trials that run to the end before any is pruned (default %(default)s)")
     parser.add_argument("--pruner-warmup-epochs", type=int, default=2,
