@@ -31,7 +31,7 @@ import numpy as np
 from common import contract
 from common.quiet import native_stderr_silenced
 from train import splits
-from train.config import DEFAULT_PRESET, TWO_STAGE, TrainConfig, preset_argument, preset_values
+from train.config import DEFAULT_PRESET, PRESET_TUNED_BY, TWO_STAGE, TrainConfig, preset_argument, preset_values
 
 METRICS = ("recall_at_10", "ndcg_at_10", "coverage_at_10")
 
@@ -48,7 +48,10 @@ def preset_label(preset: str) -> str:
 
 
 def tuned_on(preset: str) -> str | None:
-    """The split a preset file's study tuned on (its ``tuned_by`` record), None for a named or hand-written preset."""
+    """The split a preset's study tuned on: a preset file's ``tuned_by`` record, a named preset's
+    ``PRESET_TUNED_BY`` entry; None for a hand-set preset."""
+    if preset in PRESET_TUNED_BY:
+        return PRESET_TUNED_BY[preset]["split"]
     if not preset.endswith(".json") or not Path(preset).is_file():  # a study's evaluation runs before its file is written
         return None
     return json.loads(Path(preset).read_text()).get("tuned_by", {}).get("split")
@@ -126,13 +129,13 @@ def _plot(results: list[dict], path: Path) -> None:
 
 def _model_name(preset: str, tuned_split: str | None, splits_in_row: list[str]) -> str:
     """The model column: the default preset bold and served; a tuned preset says where its rows are not clean."""
-    if preset == DEFAULT_PRESET:
-        return f"**{preset} (served)**"
     if tuned_split is None:
-        return preset
+        return f"**{preset} (served)**" if preset == DEFAULT_PRESET else preset
     if splits_in_row == [tuned_split]:
-        return f"{preset} (tuned on {tuned_split}: clean)"
-    return f"{preset} (tuned on {tuned_split}: not clean" + (f" except {tuned_split})" if tuned_split in splits_in_row else ")")
+        cleanliness = f"tuned on {tuned_split}: clean"
+    else:
+        cleanliness = f"tuned on {tuned_split}: not clean" + (f" except {tuned_split}" if tuned_split in splits_in_row else "")
+    return f"**{preset} (served; {cleanliness})**" if preset == DEFAULT_PRESET else f"{preset} ({cleanliness})"
 
 
 def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> list[str]:
@@ -146,11 +149,17 @@ def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> li
         "client takes. Baselines are computed by the same run on the same split.",
     ]
     for preset, tuned_split in presets.items():
-        if preset != DEFAULT_PRESET and tuned_split:
-            lines.append(f"`{preset}` is the preset file `tuning/{preset}.json`, written by a study that tuned on "
-                         f"{tuned_split}'s train part only: its {tuned_split} row is clean; its other rows are not (their "
-                         f"test rows lie inside the data its study saw), and show how it carries over.")
-        elif preset != DEFAULT_PRESET:
+        origin = (f"holds the values of study `{PRESET_TUNED_BY[preset]['study']}`'s trial "
+                  f"{PRESET_TUNED_BY[preset]['trial']}" if preset in PRESET_TUNED_BY
+                  else f"is the preset file `tuning/{preset}.json`, written by a study")
+        if tuned_split:
+            lines.append(f"`{preset}` {origin}, which tuned on {tuned_split}'s train part only: its {tuned_split} row "
+                         f"is clean; its other rows are not (their test rows lie inside the data its study saw), and "
+                         f"show how it carries over.")
+        elif preset == DEFAULT_PRESET:
+            lines.append(f"`{preset}`'s values were set by hand, partly from earlier u1 and seed-temporal test figures: "
+                         f"none of its rows is clean.")
+        else:
             lines.append(f"`{preset}`: also trained on every split, as above.")
     return lines + [
         "",

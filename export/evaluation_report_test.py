@@ -47,6 +47,22 @@ def test_a_tuned_preset_is_clean_only_on_the_split_its_study_tuned_on(tmp_path):
     assert "| u1 | two-stage-u1 (tuned on u1: clean) |" in only_u1
 
 
+def test_the_default_preset_says_whether_a_study_chose_it_and_which_rows_are_clean(tmp_path, monkeypatch):
+    results = [_result(s, DEFAULT_PRESET, 0.40) for s in ("u1", "u2", "seed-temporal")]
+    hand_set = evaluation_report.report(results, tmp_path, "e.png", 60)
+    assert f"`{DEFAULT_PRESET}`'s values were set by hand" in hand_set and "none of its rows is clean" in hand_set
+    monkeypatch.setitem(evaluation_report.PRESET_TUNED_BY, DEFAULT_PRESET, {"study": "two-stage-u1", "split": "u1",
+                                                                             "trial": 7})
+    assert evaluation_report.tuned_on(DEFAULT_PRESET) == "u1"
+    results = [_result(s, DEFAULT_PRESET, 0.40, tuned_on="u1") for s in ("u1", "u2", "seed-temporal")]
+    text = evaluation_report.report(results, tmp_path, "e.png", 60)
+    assert f"`{DEFAULT_PRESET}` holds the values of study `two-stage-u1`'s trial 7" in text and "its u1 row is clean" in text
+    assert f"| u1…u5 (mean ± sd, 2 folds) | **{DEFAULT_PRESET} (served; tuned on u1: not clean except u1)** |" in text
+    assert f"| seed-temporal | **{DEFAULT_PRESET} (served; tuned on u1: not clean)** |" in text
+    only_u1 = evaluation_report.report(results[:1], tmp_path, "e.png", 60)
+    assert f"| u1 | **{DEFAULT_PRESET} (served; tuned on u1: clean)** |" in only_u1
+
+
 def test_every_preset_is_measured_on_every_split(tmp_path, fixture_dir, monkeypatch):
     preset_file = tmp_path / "tuning" / "two-stage-u1.json"
     preset_file.parent.mkdir()

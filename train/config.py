@@ -125,6 +125,9 @@ PRESETS: dict[str, dict] = {
         epochs=30, batch_size=1024,
     ),
 }
+# A named preset whose values a study chose: {"study", "split" it tuned on, "trial"}. EVALUATION.md calls that
+# split's rows clean (nothing that chose the values saw its test rows) and the other splits' not.
+PRESET_TUNED_BY: dict[str, dict] = {}
 # Old preset names, still accepted: command lines and saved runs use them.
 PRESET_ALIASES: dict[str, str] = {"basic": "reference-basic", "tuned": "reference-tuned"}
 
