@@ -188,6 +188,8 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
             lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | | |")
     lines.append("")
     if best is None:
+        # A preset file left by an earlier search of this study's name would say otherwise: it goes.
+        (report_dir / f"{study.study_name}.json").unlink(missing_ok=True)
         lines += [f"No trial has completed within the {constraints(attrs)}: "
                   "no preset file.", ""]
     else:

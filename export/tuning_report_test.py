@@ -99,6 +99,8 @@ def test_no_feasible_trial_no_preset(study, tmp_path):
     for key, value in study.user_attrs.items():
         infeasible.set_user_attr(key, value)
     infeasible.add_trial(_trial(study.trials[0].params, 0.4, 1.2))
+    (tmp_path / "tuning").mkdir(exist_ok=True)
+    (tmp_path / "tuning" / "two-stage-u2.json").write_text("{}")  # an earlier search's best, now stale
     tuning_report.write([infeasible], tmp_path / "TUNING.md", command="c", wall_seconds=1)
     assert "No trial has completed within the constraint" in (tmp_path / "TUNING.md").read_text()
     assert not (tmp_path / "tuning" / "two-stage-u2.json").exists()
