@@ -112,8 +112,18 @@ class TwoStageRecommender(_Catalogue):
         best = tf.math.top_k(scores, k=n)
         movies = tf.gather(self.catalogue, best.indices)  # [B, n]
         users = tf.repeat(user_rows, n)
-        rating = self.ranking({"user": users, "movie": tf.reshape(movies, [-1])})
+        rating = self.list_rating({"user": users, "movie": tf.reshape(movies, [-1])})
         return movies, best.values, tf.reshape(rating, tf.shape(movies))
+
+    def list_rating(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The rating lists are blended with: the ranking network's, not the neighbourhood model's blend.
+
+        ``serving_default`` answers with the blend, the better estimate of a rating, but lists are ordered by
+        retrieval score + w × this, one w for every user; with the blend, w fitted to known users' (blended)
+        ratings cost new users, who get the network alone (docs/model.md, "Why these values").
+        """
+        network = getattr(self.ranking, "network_rating", None)
+        return network(features) if network is not None else self.ranking(features)
 
     def recommend_for(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor):
         """Top ``k[b]`` (movie rows, blended scores) per row, best first, from an already computed query.

@@ -67,6 +67,19 @@ def test_blend_weight_orders_the_shortlist(served):
         recommender.candidates = candidates
 
 
+def test_lists_use_the_network_rating_and_serving_default_the_neighbourhood_blend(served):
+    recommender, features = served
+    assert recommender.ranking.neighbourhood is not None  # the default preset has one
+    users = tf.constant(np.flatnonzero(features.history.lengths() > 0)[:4], tf.int64)
+    movies, _, rating = recommender.shortlist(users, recommender.query(users), recommender.rated(users)[0],
+                                              tf.constant(10))
+    pairs = {"user": tf.repeat(users, 10), "movie": tf.reshape(movies, [-1])}
+    np.testing.assert_allclose(rating.numpy().reshape(-1), recommender.ranking.network_rating(pairs).numpy(), rtol=1e-6)
+    served_rating = recommender.predict(pairs["user"], pairs["movie"])[0].numpy()
+    np.testing.assert_allclose(served_rating, recommender.ranking(pairs).numpy(), rtol=1e-6)
+    assert np.abs(served_rating - rating.numpy().reshape(-1)).max() > 1e-3  # the blend does move the rating
+
+
 def test_predict_shapes_and_unknown_rows(served):
     recommender, features = served
     rating, user_embedding, movie_embedding = recommender.predict(
