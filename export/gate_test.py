@@ -14,8 +14,9 @@ from export import gate, rollout
 # Small runs on the synthetic fixture (seconds each): a brief good one, and a bad one: one
 # retrieval epoch at a learning rate that diverges.
 GOOD = {"epochs": 2, "retrieval_epochs": 2}
-# Retrieval diverges; without the item-to-item model nothing rescues its lists.
-BAD = {"epochs": 1, "retrieval_epochs": 1, "retrieval_learning_rate": 1000.0, "item_neighbours": 0}
+# Both stages diverge (the ranking network's rating is what the refusal names); without the item-to-item model.
+BAD = {"epochs": 1, "retrieval_epochs": 1, "retrieval_learning_rate": 1000.0, "item_neighbours": 0,
+       "learning_rate": 1000.0}
 
 
 def test_worse_compares_each_figure_within_the_tolerance() -> None:
@@ -78,7 +79,7 @@ def test_a_bad_run_is_refused_with_its_figures_and_nothing_changes(runs, fixture
     with pytest.raises(GateRefused) as refused:
         export_run(runs["bad"], published, gate=Gate(fixture_dir))
     message = str(refused.value)
-    assert "recall_at_10" in message and "served version 1" in message and "Nothing was published" in message
+    assert "rmse" in message and "served version 1" in message and "Nothing was published" in message
     assert sorted(p.name for p in published.iterdir()) == ["1"]  # no version 2, no staging left behind
 
 
@@ -89,7 +90,7 @@ def test_the_command_line_exits_1_naming_the_figures(runs, fixture_dir, publishe
     assert export_main.main(argv) == 1
     captured = capsys.readouterr()
     assert "gate: served 1: Recall@10" in captured.out
-    assert captured.err.startswith("error: refused: version 2") and "recall_at_10" in captured.err
+    assert captured.err.startswith("error: refused: version 2") and "rmse" in captured.err
     assert sorted(p.name for p in published.iterdir()) == ["1"]
 
 
