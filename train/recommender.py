@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from train.features import FeatureTables
 from train.item_to_item import with_item_scores
+from train.ranking import RankingModel
 from train.retrieval import RetrievalModel, histories
 
 NEGATIVE_INFINITY = float("-inf")
@@ -86,7 +87,7 @@ class _Catalogue(tf.Module):
 
 
 class TwoStageRecommender(_Catalogue):
-    def __init__(self, retrieval: RetrievalModel, ranking: tf.keras.Model, features: FeatureTables,
+    def __init__(self, retrieval: RetrievalModel, ranking: RankingModel, features: FeatureTables,
                  candidates: int, blend_weight: float):
         super().__init__(features)
         self.query_tower = retrieval.query_tower
@@ -122,8 +123,7 @@ class TwoStageRecommender(_Catalogue):
         retrieval score + w × this, one w for every user; with the blend, w fitted to known users' (blended)
         ratings cost new users, who get the network alone (docs/model.md, "Why these values").
         """
-        network = getattr(self.ranking, "network_rating", None)
-        return network(features) if network is not None else self.ranking(features)
+        return self.ranking.network_rating(features)
 
     def recommend_for(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor):
         """Top ``k[b]`` (movie rows, blended scores) per row, best first, from an already computed query.
