@@ -83,6 +83,7 @@ def measure(split: str, data_dir: Path, work: Path, config: TrainConfig | None =
         "in_memory": {k: metrics[k] for k in (*METRICS, "test_rmse")},
         "baselines": metrics["baselines"],
         "blend_weight": metrics["blend_weight"],
+        "popularity_penalty": metrics.get("popularity_penalty"),
         "new_users": new_users,
         "train_and_evaluate_seconds": round(train_seconds, 1),
         "rows": metrics["rows"],
@@ -166,8 +167,8 @@ def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> li
         "Protocol: for every test user, the top 10 after removing the movies they rated in the training data (train +",
         "validation part); relevant = their test ratings ≥ 4. Recall@10 = hits / min(10, relevant), NDCG@10 with binary",
         "gains, both averaged over users with a relevant movie; coverage@10 = distinct movies across all those top-10",
-        "lists. RMSE over every test rating. The blend weight (retrieval score + w × predicted rating) is chosen on the",
-        "validation part.",
+        "lists. RMSE over every test rating. The blend (retrieval score + w × predicted rating − p × log(1 + the movie's",
+        "training ratings)) is chosen on the validation part: the column gives w / p.",
         "",
     ]
 
@@ -214,12 +215,12 @@ def report(results: list[dict], data_dir: Path, plot_name: str, seconds: float) 
         rows([r for r in results if r["split"] == split], split)
     several = len(presets) > 1
     lines += ["", f"![Recall@10 per split]({plot_name})", "", "Per split:", "",
-              "| split | preset | Recall@10 | NDCG@10 | coverage@10 | test RMSE | blend weight | EASE Recall@10 | "
+              "| split | preset | Recall@10 | NDCG@10 | coverage@10 | test RMSE | blend w / p | EASE Recall@10 | "
               "popularity Recall@10 | train + evaluate |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         ease = r["baselines"]["ease"].get("recall_at_10")
-        blend = "—" if r["blend_weight"] is None else f"{r['blend_weight']:g}"
+        blend = "—" if r["blend_weight"] is None else f"{r['blend_weight']:g} / {r.get('popularity_penalty') or 0:g}"
         lines.append(f"| {r['split']} | {r['preset']} | {r['model']['recall_at_10']:.4f} | {r['model']['ndcg_at_10']:.4f} | "
                      f"{r['model']['coverage_at_10']} | {r['model']['test_rmse']:.4f} | {blend} | "
                      f"{'—' if ease is None else f'{ease:.4f}'} | {r['baselines']['popularity']['recall_at_10']:.4f} | "

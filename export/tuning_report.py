@@ -173,7 +173,7 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
     base = next((t for t in trials if t.number == 0 and t.state == optuna.trial.TrialState.COMPLETE), None)
     best = best_trial(study)
     baselines = attrs["baselines"]
-    lines += ["On the validation part:", "", "| | Recall@10 | NDCG@10 | coverage@10 | val RMSE | blend weight |",
+    lines += ["On the validation part:", "", "| | Recall@10 | NDCG@10 | coverage@10 | val RMSE | blend w / p |",
               "|---|---:|---:|---:|---:|---:|"]
     for label, trial in ((f"best trial (#{best.number})" if best else "", best),
                          (f"`{attrs['base_preset']}` preset (trial 0)", base)):
@@ -181,7 +181,7 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
             continue
         f = trial.user_attrs.get("figures", {})
         lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | "
-                     f"{f['val_rmse']:.4f} | {f['blend_weight']:g} |")
+                     f"{f['val_rmse']:.4f} | {f['blend_weight']:g} / {f.get('popularity_penalty', 0):g} |")
     for key, label in (("ease", "EASE (λ=300)"), ("popularity", "most popular")):
         f = baselines.get(key, {})
         if f:
@@ -290,7 +290,7 @@ def write(studies: list, out: Path, command: str, wall_seconds: float, evaluatio
         "search below left in their database. Search engine: Optuna (TPE sampler, seeded, multivariate, constant "
         "liar; MedianPruner on each retrieval epoch's validation figure).",
         "Each trial trains on the split's train part and is scored on its validation part (a fold: the seeded 10% of",
-        "its base file that also picks the blend weight); no test file is read during a search.",
+        "its base file that also picks the blend); no test file is read during a search.",
         "",
     ]
     for study in studies:

@@ -78,7 +78,7 @@ def test_the_report_names_counts_best_feasible_trial_and_plots(study, tmp_path):
     tuning_report.write([study], out, command="python -m export.tuning_report --split u1", wall_seconds=90)
     report = out.read_text()
     assert "| 4 | 3 | 1 | 0 | 25% | 1 |" in report  # trials, complete, pruned, failed, pruned share, workers
-    assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 |" in report
+    assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 / 0 |" in report
     assert "| `two-stage` preset (trial 0) |" in report and "| EASE (λ=300) | 0.2500 | 0.2000 | 361 | | |" in report
     assert "| retrieval_dim (fixed) | 64 | 64 |" in report and "| epochs | 12 | 30 |" in report
     assert "python -m train --preset tuning/two-stage-u1.json --split u1" in report
@@ -112,7 +112,7 @@ def test_the_command_line_reads_the_studies_from_their_database(stored, tmp_path
     argv = ["--split", "u1", "--storage", stored, "--out", str(out)]
     assert tuning_report.main(argv) == 0
     report = out.read_text()
-    assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 |" in report
+    assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 / 0 |" in report
     assert report.rstrip().endswith(f"    {SEARCH}\n    python -m export.tuning_report {shlex.join(argv)}")
     assert json.loads((out.parent / "tuning" / "two-stage-u1.json").read_text())["tuned_by"]["trial"] == 1
     assert "Test figures" not in report  # no --evaluate: no test file read

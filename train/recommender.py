@@ -11,7 +11,8 @@ plus the item-to-item model's scores from the user's history (``train/item_to_it
 the movies a user already rated are masked out sparsely (a scatter of their
 history, never a users × movies table), the best ``candidates`` go to the
 ranking model, and the final order is ``retrieval score + blend_weight ×
-predicted rating`` with the weight chosen on the validation part.
+predicted rating − popularity_penalty × log(1 + the movie's training ratings)``
+with both chosen on the validation part.
 
 ``ReferenceRecommender``: the reference model (``train/reference_model.py``,
 the blog's rating model) ranking the whole catalogue by predicted rating;
@@ -88,7 +89,7 @@ class _Catalogue(tf.Module):
 
 class TwoStageRecommender(_Catalogue):
     def __init__(self, retrieval: RetrievalModel, ranking: RankingModel, features: FeatureTables,
-                 candidates: int, blend_weight: float):
+                 candidates: int, blend_weight: float, popularity_penalty: float = 0.0):
         super().__init__(features)
         self.query_tower = retrieval.query_tower
         self.candidate_tower = retrieval.candidate_tower
@@ -99,6 +100,12 @@ class TwoStageRecommender(_Catalogue):
         self.item_to_item, self.item_weight = retrieval.item_to_item, retrieval.item_weight
         self.candidates = candidates
         self.blend_weight = tf.Variable(blend_weight, trainable=False, dtype=tf.float32, name="blend_weight")
+        # Both stages learn popularity from the same counts and lean on it twice; a penalty on the log count,
+        # chosen on validation, raised Recall@10 and widened the lists (docs/model.md, "Why these values").
+        self.popularity_penalty = tf.Variable(popularity_penalty, trainable=False, dtype=tf.float32,
+                                              name="popularity_penalty")
+        self.log_popularity = tf.Variable(np.log1p(features.movie_count).astype(np.float32), trainable=False,
+                                          name="log_popularity")  # by movie row
 
     def query(self, user_rows: tf.Tensor) -> tf.Tensor:
         movies, ratings = self.rated(user_rows)
@@ -125,6 +132,11 @@ class TwoStageRecommender(_Catalogue):
         """
         return self.ranking.network_rating(features)
 
+    def list_score(self, movies: tf.Tensor, retrieval_scores: tf.Tensor, rating: tf.Tensor) -> tf.Tensor:
+        """The order of a list: retrieval score + w × rating − popularity penalty × log(1 + training ratings)."""
+        return (retrieval_scores + self.blend_weight * rating
+                - self.popularity_penalty * tf.gather(self.log_popularity, movies))
+
     def recommend_for(self, user_rows: tf.Tensor, query: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor):
         """Top ``k[b]`` (movie rows, blended scores) per row, best first, from an already computed query.
 
@@ -140,7 +152,7 @@ class TwoStageRecommender(_Catalogue):
         n_rows = tf.minimum(tf.maximum(k, self.candidates), self.catalogue_size)  # [B]
         n = tf.reduce_max(tf.concat([[0], n_rows], axis=0))
         movies, retrieval_scores, rating = self.shortlist(user_rows, query, exclude, n)
-        blended = retrieval_scores + self.blend_weight * rating
+        blended = self.list_score(movies, retrieval_scores, rating)
         # top_k is sorted and stable, so the first n_rows[b] of the common top n are the row's own shortlist.
         in_shortlist = tf.range(n)[None, :] < n_rows[:, None]
         blended = tf.where(in_shortlist, blended, tf.fill(tf.shape(blended), NEGATIVE_INFINITY))

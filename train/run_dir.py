@@ -10,7 +10,7 @@ A run directory holds::
     config.json           the TrainConfig the run trained with
     features.npz          feature tables, with the ids, titles and training histories
     weights/model*        checkpoint of the trained Keras models
-    blend.json            the blend weight chosen on validation (two-stage runs only)
+    blend.json            the blend weight and popularity penalty chosen on validation (two-stage runs only)
     training_curve.png    RMSE per epoch
     logs/                 TensorBoard logs of the rating or ranking fit
     metrics.json          written last: its presence marks a finished run
@@ -51,14 +51,20 @@ def read_config_json(run_dir: Path) -> dict:
     return json.loads((run_dir / CONFIG_FILE).read_text())
 
 
-def write_blend_weight(run_dir: Path, weight: float) -> None:
-    (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight}))
+def write_blend(run_dir: Path, weight: float, popularity_penalty: float) -> None:
+    (run_dir / BLEND_FILE).write_text(json.dumps({"blend_weight": weight, "popularity_penalty": popularity_penalty}))
 
 
-def read_blend_weight(run_dir: Path) -> float:
-    """The chosen blend weight; 0.0 for a run without one (the reference model)."""
+def read_blend(run_dir: Path) -> tuple[float, float]:
+    """The chosen (blend weight, popularity penalty); zeros for a run without them (the reference model).
+
+    Runs saved before the penalty had none (0.0).
+    """
     path = run_dir / BLEND_FILE
-    return json.loads(path.read_text())["blend_weight"] if path.exists() else 0.0
+    if not path.exists():
+        return 0.0, 0.0
+    saved = json.loads(path.read_text())
+    return saved["blend_weight"], saved.get("popularity_penalty", 0.0)
 
 
 def write_training_curve(run_dir: Path, history: dict[str, list[float]]) -> None:

@@ -15,6 +15,7 @@ the top k of a ``recommend`` (``train/evaluation.py``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from train.retrieval import RetrievalModel
 from train.rows import Rows
 
 BLEND_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # retrieval score + w × predicted rating
+POPULARITY_PENALTIES = (0.0, 0.05, 0.1, 0.2, 0.3)  # − p × log(1 + the movie's training ratings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +92,11 @@ def build_models(config: TrainConfig, features: FeatureTables, global_mean: floa
     }
 
 
-def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, blend_weight: float = 0.0):
+def recommender_of(config: TrainConfig, models: dict, features: FeatureTables, blend: tuple[float, float] = (0.0, 0.0)):
+    """The served recommender of a run's models; ``blend``: (blend weight, popularity penalty), two-stage only."""
     if config.model == REFERENCE:
         return ReferenceRecommender(models["rating"], features)
-    return TwoStageRecommender(models["retrieval"], models["ranking"], features, config.candidates, blend_weight)
+    return TwoStageRecommender(models["retrieval"], models["ranking"], features, config.candidates, *blend)
 
 
 @dataclasses.dataclass
@@ -205,35 +208,45 @@ def rmse_by_part(fitted: Fitted, parts: Parts) -> dict[str, float]:
     }
 
 
-def choose_blend_weight(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[float, dict]:
-    """The blend weight with the best validation Recall@10 (then NDCG@10); test is never looked at.
+def blend_key(weight: float, popularity_penalty: float) -> str:
+    """How metrics.json names one (blend weight, popularity penalty) pair tried on validation."""
+    return f"{weight:g},{popularity_penalty:g}"
 
-    Returns the weight and, for every weight tried, its figures (``top_k_metrics``)
-    on the validation part: a tuning trial's score is the chosen weight's.
+
+def choose_blend(recommender: TwoStageRecommender, users: np.ndarray, relevant: Interactions) -> tuple[tuple[float, float], dict]:
+    """The (blend weight, popularity penalty) with the best validation Recall@10 (then NDCG@10), set on ``recommender``.
+
+    Test is never looked at. Returns the pair and, for every pair tried (``blend_key``), its figures
+    (``top_k_metrics``) on the validation part: a tuning trial's score is the chosen pair's.
+    Every pair reorders the same shortlists with the served ``list_score``.
     """
     n = min(recommender.candidates, recommender.max_k)
     shortlist = tf.function(lambda u: recommender.shortlist(u, recommender.query(u), recommender.rated(u)[0], n))
     parts = [[t.numpy() for t in shortlist(tf.constant(users[i : i + EVAL_BATCH]))] for i in range(0, len(users), EVAL_BATCH)]
     movies, retrieval_scores, rating = (np.concatenate(p) for p in zip(*parts))
-    by_weight = {}
-    for weight in BLEND_WEIGHTS:
-        order = np.argsort(-(retrieval_scores + weight * rating), axis=1, kind="stable")[:, :EVAL_TOP_K]
-        by_weight[weight] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
-    best = max(BLEND_WEIGHTS, key=lambda w: (by_weight[w][f"recall_at_{EVAL_TOP_K}"], by_weight[w][f"ndcg_at_{EVAL_TOP_K}"], -w))
-    return best, by_weight
+    by_pair = {}
+    for pair in itertools.product(BLEND_WEIGHTS, POPULARITY_PENALTIES):
+        recommender.blend_weight.assign(pair[0])
+        recommender.popularity_penalty.assign(pair[1])
+        score = recommender.list_score(movies, retrieval_scores, rating).numpy()
+        order = np.argsort(-score, axis=1, kind="stable")[:, :EVAL_TOP_K]
+        by_pair[pair] = evaluation.top_k_metrics(np.take_along_axis(movies, order, axis=1), relevant, users, EVAL_TOP_K)
+    best = max(by_pair, key=lambda p: (by_pair[p][f"recall_at_{EVAL_TOP_K}"], by_pair[p][f"ndcg_at_{EVAL_TOP_K}"], -p[0], -p[1]))
+    recommender.blend_weight.assign(best[0])
+    recommender.popularity_penalty.assign(best[1])
+    return best, {blend_key(*pair): figures for pair, figures in by_pair.items()}
 
 
-def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[float | None, dict[str, float]]:
-    """A two-stage recommender's blend weight, chosen on validation and set on it; (None, {}) for the reference.
+def blend_on_validation(config: TrainConfig, recommender, parts: Parts) -> tuple[tuple[float, float] | None, dict[str, float]]:
+    """A two-stage recommender's (blend weight, popularity penalty), chosen on validation and set on it.
 
-    Returns the weight and the validation Recall@10 of every weight tried.
+    Returns the pair (None for the reference model) and the validation Recall@10 of every pair tried.
     """
     if not isinstance(recommender, TwoStageRecommender):
         return None, {}
     val_users = evaluation_users(parts.val.user, config.max_eval_users, config.seed)
-    weight, by_weight = choose_blend_weight(recommender, val_users, parts.val.table(*parts.shape, min_rating=4.0))
-    recommender.blend_weight.assign(weight)
-    return weight, {str(w): m[f"recall_at_{EVAL_TOP_K}"] for w, m in by_weight.items()}
+    best, by_pair = choose_blend(recommender, val_users, parts.val.table(*parts.shape, min_rating=4.0))
+    return best, {key: m[f"recall_at_{EVAL_TOP_K}"] for key, m in by_pair.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,7 +281,7 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
     ``rows`` are the split's parts as chosen (before a refit moves validation into train), ``fit_seconds``
     every fit's seconds by stage, ``curve`` the Keras history of the fit that validation watched.
     """
-    weight, by_weight = blend
+    pair, by_pair = blend
     quality, test, batch_sizes = figures.quality, parts.test, fitted.batch_sizes
     return {
         "train_rmse": rmse["train"],
@@ -279,8 +292,9 @@ def run_metrics(config: TrainConfig, parts: Parts, fitted: Fitted, rmse: dict[st
         "test_users_sampled": f"{len(figures.users)} of {len(np.unique(test.user))}",
         "baselines": figures.baselines,
         "baseline_global_mean_test_rmse": figures.baselines["global_mean"]["test_rmse"],
-        "blend_weight": weight,
-        "val_recall_at_10_by_blend_weight": by_weight,
+        "blend_weight": None if pair is None else pair[0],
+        "popularity_penalty": None if pair is None else pair[1],
+        "val_recall_at_10_by_blend": by_pair,  # keys: blend_key(weight, penalty)
         "rows": rows,
         "refit_on_train_and_val": parts.split.rows()["train"] != rows["train"],
         "refit_rows": parts.split.rows()["train"] - rows["train"],
@@ -328,7 +342,7 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
     fitted = fit(config, parts.features, parts.train, parts.val, strategy, verbose, progress, logs_dir=run_dir / run_files.LOGS_DIR)
     rmse = rmse_by_part(fitted, parts)
 
-    # The blend weight is chosen on validation; then the served code path is measured on test.
+    # The blend (weight and popularity penalty) is chosen on validation; then the served code path is measured on test.
     started = time.perf_counter()
     recommender = recommender_of(config, fitted.models, parts.features)
     blend = blend_on_validation(config, recommender, parts)
@@ -341,7 +355,7 @@ def _train(config: TrainConfig, data_dir: Path, run_dir: Path, strategy: tf.dist
         fit_seconds = {stage: round(fit_seconds[stage] + fitted.fit_seconds[stage], 2) for stage in fit_seconds}
     parts.features.save(run_dir / run_files.FEATURES_FILE)
     if blend[0] is not None:
-        run_files.write_blend_weight(run_dir, blend[0])
+        run_files.write_blend(run_dir, *blend[0])
     started = time.perf_counter()
     figures = evaluate_on_test(config, recommender, parts)
     evaluate_seconds = round(evaluate_seconds + time.perf_counter() - started, 2)
@@ -368,4 +382,4 @@ def load_recommender(run_dir: Path) -> tuple[ReferenceRecommender | TwoStageReco
     # Every variable of the rebuilt models must come from the checkpoint; the
     # optimizer's slots are in it too but not needed for serving.
     status.assert_existing_objects_matched().expect_partial()
-    return recommender_of(config, models, features, run_files.read_blend_weight(run_dir)), config, features
+    return recommender_of(config, models, features, run_files.read_blend(run_dir)), config, features

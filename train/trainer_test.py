@@ -34,7 +34,7 @@ def test_run_directory_and_metrics(two_stage_run):
         assert isinstance(saved[key], float) and np.isfinite(saved[key]), key
     assert 0 <= saved["recall_at_10"] <= 1 and saved["coverage_at_10"] >= 10
     assert set(saved["baselines"]) == {"global_mean", "popularity", "ease"}
-    assert saved["blend_weight"] in trainer.BLEND_WEIGHTS
+    assert saved["blend_weight"] in trainer.BLEND_WEIGHTS and saved["popularity_penalty"] in trainer.POPULARITY_PENALTIES
     assert sum(saved["rows"].values()) == 900
     assert TrainConfig.from_file(run_dir / run_files.CONFIG_FILE) == FAST_TWO_STAGE
 
@@ -68,6 +68,7 @@ def test_reloaded_recommender_answers_as_the_trained_one(two_stage_run, fixture_
     recommender, config, features = trainer.load_recommender(run_dir)
     assert isinstance(recommender, TwoStageRecommender)
     assert float(recommender.blend_weight.numpy()) == pytest.approx(metrics["blend_weight"])
+    assert float(recommender.popularity_penalty.numpy()) == pytest.approx(metrics["popularity_penalty"])
     movielens = data.load(fixture_dir)
     test = Rows.of(movielens, splits.make(config.split, movielens, seed=config.seed).test)
     rating, _, _ = recommender.predict(tf.constant(test.user), tf.constant(test.movie))

@@ -9,9 +9,9 @@ run after it. The same command resumes a stopped search.
 One study per split (``--split u1``, or several: one study each, tuned on that
 fold's base file alone). A trial is the trainer's own story on the split's
 train and validation parts only (``splits.without_test``: a fold's test file is
-never opened): the fit of ``trainer.fit``, then the blend weight chosen on the
-validation part by ``trainer.choose_blend_weight``, and the trial is scored on
-that same validation part, the carve-out that picks the blend weight in every
+never opened): the fit of ``trainer.fit``, then the blend weight and popularity
+penalty chosen on the validation part by ``trainer.choose_blend``, and the trial is scored on
+that same validation part, the carve-out that picks the blend in every
 run (``splits.carve_validation``):
 
     objective = validation Recall@10 + NDCG@10 (maximised),
@@ -72,8 +72,9 @@ SEARCH_COMMAND = "search_command"  # study attribute: the command line that last
 RANKING_LAYERS, RANKING_WIDTH = "ranking_layers", "ranking_width"  # searched; layer_sizes = width, width/2, ...
 
 # The search space: Optuna parameter name -> (kind, arguments). Every name is a TrainConfig field except the
-# ranking MLP's shape, two parameters that make layer_sizes. The blend weight is not here: each trial picks it
-# on the validation part from trainer.BLEND_WEIGHTS, an exact choice a sampler would only approximate.
+# ranking MLP's shape, two parameters that make layer_sizes. The blend is not here: each trial picks its weight
+# and popularity penalty on the validation part from trainer.BLEND_WEIGHTS × trainer.POPULARITY_PENALTIES, an
+# exact choice a sampler would only approximate.
 SPACE: dict[str, tuple[str, tuple]] = {
     # Retrieval.
     "retrieval_dim": ("categorical", ((32, 64, 96, 128),)),
@@ -272,8 +273,8 @@ class Objective:
         val_rmse = float(fitted.rating_model.evaluate(data.val.dataset(fitted.batch_sizes["rating"]),
                                                       return_dict=True, verbose=0)["root_mean_squared_error"])
         recommender = trainer.recommender_of(config, fitted.models, data.features)
-        weight, by_weight = trainer.choose_blend_weight(recommender, data.users, data.relevant)
-        figures = by_weight[weight]
+        (weight, penalty), by_pair = trainer.choose_blend(recommender, data.users, data.relevant)
+        figures = by_pair[trainer.blend_key(weight, penalty)]
         value = objective_value(figures)
         if not np.isfinite(val_rmse) or not np.isfinite(value):
             raise FloatingPointError(f"trial {trial.number}: not a number (val RMSE {val_rmse}, objective {value})")
@@ -281,7 +282,7 @@ class Objective:
         trial.set_user_attr("figures", {
             f"recall_at_{EVAL_TOP_K}": figures[f"recall_at_{EVAL_TOP_K}"], f"ndcg_at_{EVAL_TOP_K}": figures[f"ndcg_at_{EVAL_TOP_K}"],
             f"coverage_at_{EVAL_TOP_K}": figures[f"coverage_at_{EVAL_TOP_K}"], "val_rmse": val_rmse, "blend_weight": weight,
-            "users_evaluated": figures["users_evaluated"],
+            "popularity_penalty": penalty, "users_evaluated": figures["users_evaluated"],
         })
         trial.set_user_attr("ranking_epochs_run", len(history))
         trial.set_user_attr("fit_seconds", fitted.fit_seconds)

@@ -154,7 +154,7 @@ def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):
     assert figures[0] == figures[1]
 
     # And the trial is the trainer's own story: python -m train on the same config (which does read u1.test,
-    # for its test figures) chooses the same blend weight with the same validation figures.
+    # for its test figures) chooses the same blend with the same validation figures.
     from train import trainer
 
     monkeypatch.undo()
@@ -162,7 +162,9 @@ def test_a_trial_never_reads_the_test_part(fixture_dir, tmp_path, monkeypatch):
     metrics = trainer.run(config, fixture_dir, tmp_path / "run", verbose=0)
     value, trial_figures = figures[0]
     assert metrics["blend_weight"] == trial_figures["blend_weight"]
-    assert metrics["val_recall_at_10_by_blend_weight"][str(metrics["blend_weight"])] == trial_figures["recall_at_10"]
+    assert metrics["popularity_penalty"] == trial_figures["popularity_penalty"]
+    chosen = trainer.blend_key(metrics["blend_weight"], metrics["popularity_penalty"])
+    assert metrics["val_recall_at_10_by_blend"][chosen] == trial_figures["recall_at_10"]
     assert metrics["val_rmse"] == pytest.approx(trial_figures["val_rmse"], abs=1e-6)
 
 
