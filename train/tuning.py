@@ -68,6 +68,7 @@ REPORT_DIR = Path("tuning")  # preset files and plots, next to TUNING.md (kept i
 TUNABLE_SPLITS = (*splits.FOLDS, splits.SEED_TEMPORAL)
 DEFAULT_MAX_VAL_RMSE = 0.95
 HEARTBEAT_SECONDS = 20
+QUEUE_WAIT_SECONDS = 300  # at most, for the first worker to take the enqueued trials (TensorFlow and the data load first)
 SEARCH_COMMAND = "search_command"  # study attribute: the command line that last ran the search on it
 RANKING_LAYERS, RANKING_WIDTH = "ranking_layers", "ranking_width"  # searched; layer_sizes = width, width/2, ...
 
@@ -469,8 +470,9 @@ def run(args: argparse.Namespace) -> int:
     command = " ".join(["python -m train tune", *map(shlex.quote, args.argv)])
     for split in args.split:
         study = prepare_study(args, split)
-        study.set_user_attr(SEARCH_COMMAND, command)  # the report's "reproduce" (the last command that searched)
         left = trials_left(study, args.trials)
+        if left:  # the report's "reproduce": the last command that ran trials on it
+            study.set_user_attr(SEARCH_COMMAND, command)
         # Each split gets an equal part of what is left of the time budget.
         split_deadline = time.time() + (deadline - time.time()) / (len(args.split) - args.split.index(split))
         print(f"study {study.study_name} ({storage_url(study.study_name, args.storage)}): "
@@ -480,7 +482,7 @@ def run(args: argparse.Namespace) -> int:
         if len(parts) == 1 and args.workers == 1:
             work(args, split, parts[0], split_deadline, 0)
         elif parts:
-            failed = run_workers(args, split, parts, split_deadline)
+            failed = run_workers(args, split, parts, split_deadline, study)
             if failed:
                 return cli.fail(f"study {study.study_name}: {failed}; the study keeps every finished trial: "
                                 "the same command again resumes it")
@@ -490,9 +492,24 @@ def run(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline: float) -> str:
+def wait_for_queue(study, timeout: float = QUEUE_WAIT_SECONDS) -> None:
+    """Returns once no enqueued trial waits in the study (or after ``timeout`` seconds).
+
+    SQLite has no ``SELECT ... FOR UPDATE``, so two workers starting together can both pop the
+    enqueued trial 0 and run it twice; the later one then fails telling a finished trial
+    (optuna/optuna#4002; it stopped one of make tune's two workers after its first trial).
+    """
+    import optuna
+
+    end = time.time() + timeout
+    while time.time() < end and study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        time.sleep(1.0)
+
+
+def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline: float, study=None) -> str:
     """One OS process per share, all on the same study; waits for them (Ctrl-C stops them too).
 
+    With ``study``, the first worker starts alone until it has taken the enqueued trials (``wait_for_queue``).
     Returns "" when every worker finished, else which did not.
     """
     procs = []
@@ -500,6 +517,8 @@ def run_workers(args: argparse.Namespace, split: str, parts: list[int], deadline
         argv = [sys.executable, "-m", "train.tuning", "--worker", str(index), "--worker-trials", str(share),
                 "--worker-deadline", str(deadline), "--split", split, *worker_flags(args)]
         procs.append(subprocess.Popen(argv))
+        if index == 0 and study is not None and len(parts) > 1:
+            wait_for_queue(study)
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:

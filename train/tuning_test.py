@@ -284,3 +284,22 @@ def test_processes_opening_a_new_study_database_at_once(tmp_path):
                                   text=True) for _ in range(3)]
         errors = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0], errors
+
+
+def test_the_first_worker_takes_the_enqueued_trial_before_the_others_start():
+    """SQLite cannot lock a row, so two workers starting together could both run trial 0 (optuna/optuna#4002)."""
+    import threading
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 1.0})
+    taken = threading.Timer(0.3, study.ask)  # the first worker popping trial 0
+    taken.start()
+    started = time.perf_counter()
+    tuning.wait_for_queue(study, timeout=10)
+    taken.join()
+    assert 0.2 < time.perf_counter() - started < 5
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    started = time.perf_counter()
+    study.enqueue_trial({"x": 2.0})
+    tuning.wait_for_queue(study, timeout=0.5)  # a worker that never takes it: the others start anyway
+    assert time.perf_counter() - started < 2
