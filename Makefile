@@ -12,7 +12,7 @@ REPLICAS ?= 2
 LOADTEST_HOST ?=
 LOADTEST_TARGET ?= $(LOADTEST_HOST)
 
-.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-serving test-export test-distributed test-client-wheel check-k8s conformance conformance-upstream clean client-wheel docs docs-check
+.PHONY: setup demo train export serve serve-replicas query loadtest bench bench-edge bench-scale evaluate tune tune-cv test test-replicas test-rollout test-tuning test-serving test-export test-training test-distributed test-client-wheel check-k8s conformance conformance-upstream clean client-wheel docs docs-check
 
 # Idempotent: re-runs pip only when pyproject.toml changed since the last install.
 setup: $(VENV)/.installed
@@ -158,6 +158,11 @@ test-serving: setup
 # Whole exports: two versions and --force, and an export killed mid-write leaving no version (half a minute).
 test-export: setup
 	RUN_EXPORT_SCENARIOS=1 $(PY) -m pytest -q export/exporter_test.py -k "versions_and_force or killed_export"
+
+# Whole training runs make test does without: the same command twice giving the same numbers, and the
+# default preset on the ML-1M and CSV layouts (half a minute).
+test-training: setup
+	RUN_TRAINING_SCENARIOS=1 $(PY) -m pytest -q train/trainer_test.py train/layouts_test.py -k "same_seed or trains_on_each_layout"
 
 test-distributed: setup
 	RUN_DISTRIBUTED=1 $(PY) -m pytest -q train/distribute_test.py

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import os
 import re
 import shutil
 from pathlib import Path
@@ -426,6 +427,8 @@ def test_features_without_demographics(csv_dir, ml1m_dir):
     assert list(features.age_bucket(np.array([0, 1, 18, 56]))) == [0, 1, 2, 7]
 
 
+@pytest.mark.skipif(os.environ.get("RUN_TRAINING_SCENARIOS") != "1",
+                    reason="a whole run per layout: make test-training (RUN_TRAINING_SCENARIOS=1)")
 @pytest.mark.parametrize("layout, split", [("1m", "seed-temporal"), ("csv", "leave-last-out")])
 def test_default_preset_trains_on_each_layout(ml1m_dir, csv_dir, tmp_path, layout, split):
     import tensorflow as tf
