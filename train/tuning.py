@@ -352,7 +352,7 @@ def storage_of(url: str, heartbeat: int = HEARTBEAT_SECONDS):
             time.sleep(0.2 * (attempt + 1))
 
 
-def open_study(name: str, storage, seed: int, pruner_startup: int = 5, pruner_warmup: int = 2):
+def open_study(name: str, storage, seed: int, pruner_startup: int = 5, pruner_warmup: int = 6):
     """Creates or loads the study: TPE (seeded; constant liar so parallel workers spread out), MedianPruner."""
     import optuna
 
@@ -576,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "is not feasible (default %(default)s)")
     parser.add_argument("--pruner-startup-trials", type=int, default=5,
                         help="trials that run to the end before any is pruned (default %(default)s)")
-    parser.add_argument("--pruner-warmup-epochs", type=int, default=2,
+    # 6, not 2: make tune's u1 study pruned at retrieval epoch 3 a trial whose values had scored best of an
+    # earlier study on the same data (docs/tuning.md).
+    parser.add_argument("--pruner-warmup-epochs", type=int, default=6,
                         help="retrieval epochs of each trial before it can be pruned (default %(default)s)")
     parser.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS,
                         help="seconds between a worker's heartbeats; a trial silent for 3x this is failed and "
