@@ -31,7 +31,7 @@ import numpy as np
 from common import contract
 from common.quiet import native_stderr_silenced
 from train import splits
-from train.config import DEFAULT_PRESET, PRESET_TUNED_BY, TWO_STAGE, TrainConfig, preset_argument, preset_values
+from train.config import DEFAULT_PRESET, PRESET_TUNED_BY, PRESETS, TWO_STAGE, TrainConfig, preset_argument, preset_values
 
 METRICS = ("recall_at_10", "ndcg_at_10", "coverage_at_10")
 
@@ -157,7 +157,7 @@ def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> li
             lines.append(f"`{preset}` {origin}, which tuned on {tuned_split}'s train part only: its {tuned_split} row "
                          f"is clean; its other rows are not (their test rows lie inside the data its study saw), and "
                          f"show how it carries over.")
-        elif preset == DEFAULT_PRESET:
+        elif preset in PRESETS:
             lines.append(f"`{preset}`'s values were set by hand, partly from earlier u1 and seed-temporal test figures: "
                          f"none of its rows is clean.")
         else:
