@@ -23,6 +23,7 @@ trials' intermediate values.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -198,9 +199,8 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
         config = best_config(study)
         lines += [f"Best parameters (preset file [`{_rel(preset, out)}`]({_rel(preset, out)})):", "",
                   f"| parameter | best | `{attrs['base_preset']}` |", "|---|---:|---:|"]
-        for field in ("retrieval_dim", "retrieval_epochs", "retrieval_learning_rate", "history_sample",
-                      "causal_history_share", "history_shrinkage", "low_rating_weight", "candidates",
-                      "embedding_dim", "layer_sizes", "l2", "learning_rate", "epochs"):
+        searched = [f.name for f in dataclasses.fields(config) if f.name in tuning.SPACE or f.name == "layer_sizes"]
+        for field in searched:  # every field of the search space (layer_sizes: ranking_layers x ranking_width)
             fixed = " (fixed)" if field in attrs["fixed"] else ""
             lines.append(f"| {field}{fixed} | {_value(getattr(config, field))} | {_value(getattr(base_config, field))} |")
         lines += ["", f"Train it: `python -m train --preset {_rel(preset, out)} --split {attrs['split']} "
@@ -228,8 +228,6 @@ def evaluate(studies: list, data_dir: Path, report_dir: Path = REPORT_DIR) -> li
     The only step of tuning that reads a test file, and it runs after the
     search: nothing it measures goes back into a study.
     """
-    import dataclasses
-
     from export.evaluation_report import measure
 
     results = []

@@ -45,7 +45,7 @@ def _trial(params: dict, value: float | None, val_rmse: float, state=optuna.tria
 def _recorded_study(storage=None):
     """A study as python -m train tune leaves it: its attributes and four trials (no training)."""
     study = optuna.create_study(study_name="two-stage-u1", direction="maximize", storage=storage)
-    for key, value in {"split": "u1", "base_preset": "two-stage", "fixed": {"retrieval_dim": 64}, "seed": 42,
+    for key, value in {"split": "u1", "base_preset": "two-stage-hand-set", "fixed": {"retrieval_dim": 64}, "seed": 42,
                        "max_val_rmse": 0.95, "objective": "validation Recall@10 + NDCG@10 (maximised)",
                        "validation": {"train_rows": 72000, "val_rows": 8000, "users": 900, "users_evaluated": 831},
                        "baselines": {"ease": {"recall_at_10": 0.25, "ndcg_at_10": 0.2, "coverage_at_10": 361},
@@ -79,7 +79,7 @@ def test_the_report_names_counts_best_feasible_trial_and_plots(study, tmp_path):
     report = out.read_text()
     assert "| 4 | 3 | 1 | 0 | 25% | 1 |" in report  # trials, complete, pruned, failed, pruned share, workers
     assert "| best trial (#1) | 0.2350 | 0.2350 | 300 | 0.9200 | 0.5 / 0 |" in report
-    assert "| `two-stage` preset (trial 0) |" in report and "| EASE (λ=300) | 0.2500 | 0.2000 | 361 | | |" in report
+    assert "| `two-stage-hand-set` preset (trial 0) |" in report and "| EASE (λ=300) | 0.2500 | 0.2000 | 361 | | |" in report
     assert "| retrieval_dim (fixed) | 64 | 64 |" in report and "| epochs | 12 | 30 |" in report
     assert "python -m train --preset tuning/two-stage-u1.json --split u1" in report
     # It ends with how to reproduce it: the search's own command line, then the report's.
