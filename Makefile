@@ -62,8 +62,8 @@ endif
 
 # Each preset on u1…u5 and seed-temporal, each exported and measured through its
 # signatures next to the baselines: EVALUATION.md + evaluation.png (about 6 minutes a preset).
-# EVALUATE_PRESETS: the default preset (make tune's u1 study's values); add two-stage-hand-set for the values
-# the studies started from (`make evaluate EVALUATE_PRESETS="two-stage two-stage-hand-set"`).
+# EVALUATE_PRESETS: the default preset; add a study's preset file to measure it beside it
+# (`make evaluate EVALUATE_PRESETS="two-stage tuning/two-stage-u1.json"`, about 6 minutes more).
 EVALUATE_PRESETS ?= two-stage
 evaluate: setup
 	$(PY) -m export.evaluation_report --preset $(EVALUATE_PRESETS) --out EVALUATION.md
@@ -77,7 +77,7 @@ evaluate: setup
 # The study lives in runs/tuning/two-stage-u1.db: the same command resumes a stopped search.
 TUNE_TRIALS ?= 100
 TUNE_WORKERS ?= 2
-# Trial 0 and the values outside the search: the hand-set preset the studies started from.
+# Trial 0 and the values outside the search: the hand-set values (the default preset's).
 TUNE_BASE_PRESET ?= two-stage-hand-set
 # Feasible trials serve ratings and lists at least as good as the hand-set preset's (trial 0) on u1's validation
 # part: RMSE 0.8914 and coverage@10 457 there were 0.910 and 351 on u1.test.

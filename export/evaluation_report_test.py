@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from export import evaluation_report
-from train.config import DEFAULT_PRESET, HAND_SET
+from train.config import DEFAULT_PRESET
 
 
 def _result(split: str, preset: str, recall: float, tuned_on: str | None = None) -> dict:
@@ -48,9 +48,9 @@ def test_a_tuned_preset_is_clean_only_on_the_split_its_study_tuned_on(tmp_path):
 
 
 def test_the_default_preset_says_whether_a_study_chose_it_and_which_rows_are_clean(tmp_path, monkeypatch):
-    results = [_result(s, HAND_SET, 0.40) for s in ("u1", "u2", "seed-temporal")]
+    results = [_result(s, DEFAULT_PRESET, 0.40) for s in ("u1", "u2", "seed-temporal")]
     hand_set = evaluation_report.report(results, tmp_path, "e.png", 60)
-    assert f"`{HAND_SET}`'s values were set by hand" in hand_set and "none of its rows is clean" in hand_set
+    assert f"`{DEFAULT_PRESET}`'s values were set by hand" in hand_set and "none of its rows is clean" in hand_set
     monkeypatch.setitem(evaluation_report.PRESET_TUNED_BY, DEFAULT_PRESET, {"study": "two-stage-u1", "split": "u1",
                                                                              "trial": 7})
     assert evaluation_report.tuned_on(DEFAULT_PRESET) == "u1"

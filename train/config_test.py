@@ -45,26 +45,18 @@ def test_a_preset_file_trains_its_values_and_flags_still_override(tmp_path):
 # Every named preset's full resolved config, as python -m train resolves it: a change of a default or a preset
 # that moves any of these values fails here (the reference presets must keep reproducing the blog's figures).
 _COMMON = dict(
-    split="seed-temporal", embedding_dim=16, seed=42, retrieval_dim=64, retrieval_epochs=5,
-    retrieval_learning_rate=0.00607024875401706, retrieval_batch_size=1024, history_sample=64,
-    causal_history_share=0.04499543204172293, history_shrinkage=5.327586872216676,
-    low_rating_weight=0.9952912441117276, item_neighbours=100, item_l2=234.22229181239962,
-    item_weight=0.31666909073930505, knn_neighbours=80, knn_shrinkage=135.77274959084232,
-    knn_weight=0.498817145149705, refit=True, full_softmax_max_movies=10_000, candidates=50,
-    batch_growth_rows=131_072, max_eval_users=20_000,
+    split="seed-temporal", embedding_dim=32, seed=42, retrieval_dim=64, retrieval_epochs=8,
+    retrieval_learning_rate=0.003, retrieval_batch_size=1024, history_sample=64, causal_history_share=0.0,
+    history_shrinkage=20.0, low_rating_weight=0.3, item_neighbours=50, item_l2=100.0, item_weight=0.25,
+    knn_neighbours=40, knn_shrinkage=100.0, knn_weight=0.4, refit=True,
+    full_softmax_max_movies=10_000, candidates=100, batch_growth_rows=131_072, max_eval_users=20_000,
 )
 RESOLVED = {
-    "two-stage": dict(_COMMON, preset="two-stage", model="two-stage", layer_sizes=(256,), l2=0.00025380384283816887,
-                      learning_rate=0.0013837075083907217, epochs=58, batch_size=1024),
-    "two-stage-hand-set": dict(
-        _COMMON, preset="two-stage-hand-set", model="two-stage", embedding_dim=32, layer_sizes=(128, 64), l2=0.003,
-        learning_rate=0.003, epochs=30, batch_size=1024, retrieval_epochs=8, retrieval_learning_rate=0.003,
-        causal_history_share=0.0, history_shrinkage=20.0, low_rating_weight=0.3, item_neighbours=50, item_l2=100.0,
-        item_weight=0.25, knn_neighbours=40, knn_shrinkage=100.0, knn_weight=0.4, candidates=100,
-    ),
-    "reference-basic": dict(_COMMON, preset="reference-basic", model="reference", embedding_dim=32, layer_sizes=(256, 64), l2=0.0,
+    "two-stage": dict(_COMMON, preset="two-stage", model="two-stage", layer_sizes=(128, 64), l2=0.003,
+                      learning_rate=0.003, epochs=30, batch_size=1024),
+    "reference-basic": dict(_COMMON, preset="reference-basic", model="reference", layer_sizes=(256, 64), l2=0.0,
                             learning_rate=0.1, epochs=3, batch_size=8192),
-    "reference-tuned": dict(_COMMON, preset="reference-tuned", model="reference", embedding_dim=32, layer_sizes=(256, 64), l2=0.01,
+    "reference-tuned": dict(_COMMON, preset="reference-tuned", model="reference", layer_sizes=(256, 64), l2=0.01,
                             learning_rate=0.1, epochs=50, batch_size=8192),
 }
 
@@ -114,3 +106,8 @@ def test_a_run_saved_before_the_item_to_item_model_loads_without_it(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(dict(saved, layer_sizes=list(saved["layer_sizes"]))))
     config = train_config.TrainConfig.from_file(tmp_path / "config.json")
     assert config.item_neighbours == 0 and config == TrainConfig(**dict(RESOLVED["two-stage"], item_neighbours=0))
+
+
+def test_the_hand_set_name_the_studies_start_from_is_the_default_preset():
+    assert train_config.preset_values(train_config.HAND_SET) == train_config.preset_values("two-stage")
+    assert _resolved(["--preset", train_config.HAND_SET]) == RESOLVED["two-stage"]
