@@ -128,9 +128,9 @@ PRESETS: dict[str, dict] = {
 # A named preset whose values a study chose: {"study", "split" it tuned on, "trial"}. EVALUATION.md calls that
 # split's rows clean (nothing that chose the values saw its test rows) and the other splits' not.
 PRESET_TUNED_BY: dict[str, dict] = {}
-# Old preset names, still accepted: command lines and saved runs use them.
-# two-stage-hand-set: what the studies start from (their trial 0), the default preset's values; make tune's u1 study
-# found better lists on u1 but not for new users, so the default stays hand-set (docs/tuning.md).
+# Other names of presets: old ones, which command lines and saved runs use, and two-stage-hand-set, the name the
+# studies start from (their trial 0): the default's values, set by hand. make tune's u1 study found better lists
+# on u1 but not for new users, so the default stays hand-set (docs/tuning.md).
 HAND_SET = "two-stage-hand-set"
 PRESET_ALIASES: dict[str, str] = {"basic": "reference-basic", "tuned": "reference-tuned", HAND_SET: TWO_STAGE}
 
