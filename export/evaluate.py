@@ -60,18 +60,8 @@ def evaluate_saved_model(version_dir: Path, data_dir: Path, config: TrainConfig)
     return {**quality, "test_rmse": evaluation.rmse(predicted, test.rating)}
 
 
-GIVEN = 5  # ratings a new user gives
+GIVEN = evaluation.NEW_USER_RATINGS  # ratings a new user gives
 MIN_TEST_RATINGS = 10  # users with fewer test ratings are not evaluated (too little left to predict)
-
-
-def _earliest(rows: Rows, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per user (a sorted array): the earliest ``n`` (movie, rating) entries, and a mask of those rows."""
-    order = np.lexsort((rows.timestamp, rows.user))
-    starts = np.searchsorted(rows.user[order], users)
-    take = order[(starts[:, None] + np.arange(n)).reshape(-1)]
-    chosen = np.zeros(len(rows.user), bool)
-    chosen[take] = True
-    return rows.movie[take].reshape(-1, n), rows.rating[take].reshape(-1, n), chosen
 
 
 def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -> dict:
@@ -95,7 +85,7 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
         trained = train.table(*shape).lengths() > 0
         users, counts = np.unique(test.user, return_counts=True)
         users = users[(counts >= MIN_TEST_RATINGS) & ~trained[users]]
-        movies, ratings, given = _earliest(test, users, GIVEN)
+        movies, ratings, given = evaluation.earliest_ratings(test, users, GIVEN)
         keep = ~given & np.isin(test.user, users) & (test.rating >= 4.0)
         relevant = Interactions.from_pairs(test.user[keep], test.movie[keep], *shape)
         also_exclude = Interactions.from_pairs(np.repeat(users, GIVEN), movies.reshape(-1), *shape)
@@ -103,7 +93,7 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
         base = train + val
         users = np.unique(test.user)
         users = users[base.table(*shape).lengths()[users] >= GIVEN]
-        movies, ratings, _ = _earliest(base, users, GIVEN)
+        movies, ratings, _ = evaluation.earliest_ratings(base, users, GIVEN)
         relevant = test.table(*shape, min_rating=4.0)
         also_exclude = base.table(*shape)
 

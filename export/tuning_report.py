@@ -39,7 +39,7 @@ import numpy as np
 from common import cli, contract
 from train import tuning
 from train.config import NOT_IN_PRESET_FILES, TrainConfig
-from train.evaluation import EVAL_TOP_K
+from train.evaluation import EVAL_TOP_K, NEW_USER_RATINGS
 
 REPORT_DIR = tuning.REPORT_DIR
 PARALLEL_PARAMS = 8  # parallel coordinates of the most important parameters only: 15 axes are unreadable
@@ -55,6 +55,9 @@ def constraints(attrs: dict) -> str:
     words = f"constraint validation RMSE ≤ {attrs['max_val_rmse']}"
     if attrs.get("min_val_coverage"):
         words += f", validation coverage@{EVAL_TOP_K} ≥ {attrs['min_val_coverage']}"
+    if attrs.get("min_new_user_lift") is not None:
+        words += (f", new users' validation Recall@{EVAL_TOP_K} ≥ (1 + {attrs['min_new_user_lift']:g}) × most popular's "
+                  f"(recommend_from_ratings from each user's earliest {NEW_USER_RATINGS} training ratings)")
     return words
 
 
@@ -174,19 +177,24 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
     base = next((t for t in trials if t.number == 0 and t.state == optuna.trial.TrialState.COMPLETE), None)
     best = best_trial(study)
     baselines = attrs["baselines"]
-    lines += ["On the validation part:", "", "| | Recall@10 | NDCG@10 | coverage@10 | val RMSE | blend w / p |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["On the validation part (new users: `recommend_from_ratings` from each validation user's earliest "
+              f"{NEW_USER_RATINGS} training ratings; a study stored before this figure has none):", "",
+              "| | Recall@10 | NDCG@10 | coverage@10 | val RMSE | blend w / p | new users Recall@10 |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, trial in ((f"best trial (#{best.number})" if best else "", best),
                          (f"`{attrs['base_preset']}` preset (trial 0)", base)):
         if trial is None:
             continue
         f = trial.user_attrs.get("figures", {})
         lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | "
-                     f"{f['val_rmse']:.4f} | {f['blend_weight']:g} / {f.get('popularity_penalty', 0):g} |")
+                     f"{f['val_rmse']:.4f} | {f['blend_weight']:g} / {f.get('popularity_penalty', 0):g} | "
+                     f"{_figure(f.get(f'new_user_recall_at_{EVAL_TOP_K}'))} |")
     for key, label in (("ease", "EASE (λ=300)"), ("popularity", "most popular")):
         f = baselines.get(key, {})
+        new_users = attrs.get("new_user_popularity", {}).get(f"recall_at_{EVAL_TOP_K}") if key == "popularity" else None
         if f:
-            lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | {f[f'coverage_at_{EVAL_TOP_K}']} | | |")
+            lines.append(f"| {label} | {f[f'recall_at_{EVAL_TOP_K}']:.4f} | {f[f'ndcg_at_{EVAL_TOP_K}']:.4f} | "
+                         f"{f[f'coverage_at_{EVAL_TOP_K}']} | | | {_figure(new_users)} |")
     lines.append("")
     if best is None:
         # A preset file left by an earlier search of this study's name would say otherwise: it goes.
@@ -208,6 +216,10 @@ def section(study, report_dir: Path, out: Path) -> list[str]:
     for title, name in plots(study, report_dir).items():
         lines += [f"![{title}]({_rel(report_dir / name, out)})", ""]
     return lines
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def _value(value) -> str:

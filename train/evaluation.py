@@ -44,6 +44,7 @@ from train.interactions import Interactions
 EVAL_TOP_K = 10
 DEFAULT_BATCH = 256  # users per scores_fn call: a few float arrays of batch × n_movies are alive at once
 EVAL_BATCH = contract.MAX_RECOMMEND_USERS  # users per recommend call: the served signature's limit
+NEW_USER_RATINGS = 5  # ratings a new user gives recommend_from_ratings, in every new-user figure
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """Maps a batch of user indices (int64 [b]) to scores, float [b, n_movies]; higher is better."""
@@ -155,6 +156,21 @@ def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     index = np.take_along_axis(index, order, axis=1)
     index[np.take_along_axis(values, order, axis=1) == -np.inf] = -1
     return index
+
+
+def earliest_ratings(rows, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user of ``users`` (sorted, each with ≥ ``n`` rows): their earliest ``n`` (movie, rating) entries.
+
+    ``rows`` is a ``train.rows.Rows`` (user, movie, rating, timestamp arrays). Returns movies [U, n],
+    ratings [U, n] and a mask of the chosen rows: the input of a new-user figure, a user described by
+    the first ratings they gave.
+    """
+    order = np.lexsort((rows.timestamp, rows.user))
+    starts = np.searchsorted(rows.user[order], users)
+    take = order[(starts[:, None] + np.arange(n)).reshape(-1)]
+    chosen = np.zeros(len(rows.user), bool)
+    chosen[take] = True
+    return rows.movie[take].reshape(-1, n), rows.rating[take].reshape(-1, n), chosen
 
 
 def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:

@@ -179,3 +179,15 @@ def test_recommend_top_k_drops_the_extra_exclusions():
     ranked = {1: [5, 3, 7, 2, 9], 2: [7, 5, 4, 1, 8]}
     top = evaluation.recommend_top_k(lambda users, k: np.array([ranked[u][:k] for u in users]), np.array([1, 2]), also, k=3)
     assert top.tolist() == [[3, 2, 9], [7, 5, 4]]
+
+
+def test_earliest_ratings_are_each_users_first_by_time_in_any_row_order():
+    from types import SimpleNamespace
+
+    rows = SimpleNamespace(  # user 3's rows shuffled, user 1's in time order, user 2 not asked for
+        user=np.array([3, 1, 3, 2, 1, 3, 1]), movie=np.array([30, 10, 31, 20, 11, 32, 12]),
+        rating=np.array([1.0, 5.0, 2.0, 4.0, 4.0, 3.0, 3.0], np.float32),
+        timestamp=np.array([300, 100, 100, 50, 200, 200, 300]))
+    movies, ratings, chosen = evaluation.earliest_ratings(rows, np.array([1, 3]), 2)
+    assert movies.tolist() == [[10, 11], [31, 32]] and ratings.tolist() == [[5.0, 4.0], [2.0, 3.0]]
+    assert chosen.tolist() == [False, True, True, False, True, True, False]

@@ -60,7 +60,7 @@ from common import cli, contract
 from train import config as train_config
 from train import splits
 from train.config import TWO_STAGE, TrainConfig
-from train.evaluation import EVAL_TOP_K
+from train.evaluation import EVAL_TOP_K, NEW_USER_RATINGS
 
 DEFAULT_STUDY = TWO_STAGE
 TUNING_DIR = Path(contract.RUNS_DIR) / "tuning"  # the study databases (git-ignored)
@@ -170,11 +170,14 @@ class TuningData:
     users: np.ndarray  # the validation users the figures average over
     relevant: object  # Interactions: validation ratings >= 4
     seen: object  # Interactions: the training rows (excluded from every list)
+    new_users: np.ndarray  # those of ``users`` with NEW_USER_RATINGS training ratings or more (ML-100K: every one)
+    given_movies: np.ndarray  # [new_users, NEW_USER_RATINGS]: their earliest training ratings, the new-user input
+    given_ratings: np.ndarray
 
     @classmethod
     def load(cls, data_dir: Path, split: str, seed: int, max_eval_users: int) -> "TuningData":
         from train import data as movielens_data
-        from train.evaluation import evaluation_users
+        from train.evaluation import NEW_USER_RATINGS, earliest_ratings, evaluation_users
         from train.features import build
         from train.rows import Rows
 
@@ -183,8 +186,11 @@ class TuningData:
         features = build(movielens, part.train)
         train, val = Rows.of(movielens, part.train), Rows.of(movielens, part.val)
         shape = (features.n_user_rows, features.n_movie_rows)
-        return cls(features, train, val, evaluation_users(val.user, max_eval_users, seed),
-                   val.table(*shape, min_rating=4.0), train.table(*shape))
+        users, seen = evaluation_users(val.user, max_eval_users, seed), train.table(*shape)
+        new_users = users[seen.lengths()[users] >= NEW_USER_RATINGS]
+        given_movies, given_ratings, _ = earliest_ratings(train, new_users, NEW_USER_RATINGS)
+        return cls(features, train, val, users, val.table(*shape, min_rating=4.0), seen, new_users, given_movies,
+                   given_ratings)
 
     def baselines(self) -> dict:
         """Most-popular and EASE (λ=300) on the same validation part: what a trial has to beat."""
@@ -192,6 +198,15 @@ class TuningData:
 
         return evaluate_baselines(self.seen, self.seen, self.relevant, self.users, float(self.train.rating.mean()),
                                   self.val.rating, EVAL_TOP_K)
+
+    def new_user_popularity(self) -> dict:
+        """Most popular's validation figures on ``new_users``: what a new user's lists are measured against."""
+        from train.baselines import popularity_scores, top_k_of_ranking
+        from train.evaluation import top_k_metrics
+
+        order = np.argsort(-popularity_scores(self.seen), kind="stable")
+        return top_k_metrics(top_k_of_ranking(order, self.new_users, self.seen, EVAL_TOP_K), self.relevant,
+                             self.new_users, EVAL_TOP_K)
 
 
 def retrieval_figures(retrieval, data: TuningData) -> dict:
@@ -213,6 +228,36 @@ def retrieval_figures(retrieval, data: TuningData) -> dict:
 
     top = evaluation.top_k_excluding(scores, data.users, data.seen, EVAL_TOP_K)
     return evaluation.top_k_metrics(top, data.relevant, data.users, EVAL_TOP_K)
+
+
+def new_user_figures(recommender, data: TuningData) -> dict:
+    """Validation figures of ``recommend_from_ratings`` given each user's earliest training ratings alone.
+
+    The served path a new user meets. The known users' figures cannot see it:
+    ``history_shrinkage`` weighs a short history, and every validation user has
+    a long one. Every training movie is excluded and relevant = validation ≥ 4,
+    the protocol of export/evaluate.py's new-user rows on a fold.
+    """
+    import tensorflow as tf
+
+    from train import evaluation
+
+    recommend = tf.function(recommender.recommend_from_ratings, reduce_retracing=True)
+
+    def with_ratings(batch: np.ndarray, k: int) -> np.ndarray:
+        at = np.searchsorted(data.new_users, batch)
+        movies, _ = recommend(tf.constant(batch, tf.int64), tf.constant(data.given_movies[at], tf.int64),
+                              tf.constant(data.given_ratings[at], tf.float32), tf.constant(k))
+        return movies.numpy()
+
+    top = evaluation.recommend_top_k(with_ratings, data.new_users, data.seen)
+    return evaluation.top_k_metrics(top, data.relevant, data.new_users, EVAL_TOP_K)
+
+
+def new_user_lift(figures: dict, popularity: dict) -> float:
+    """How far a new user's lists are above most popular's on the same users: Recall@10 ratio − 1."""
+    recall = f"recall_at_{EVAL_TOP_K}"
+    return float(figures[recall] / popularity[recall] - 1.0)
 
 
 def objective_value(figures: dict) -> float:
@@ -242,16 +287,19 @@ class Objective:
     Never reads a test file: the data come from ``splits.without_test``.
     """
 
-    def __init__(self, data_dir: Path, base: TrainConfig, fixed: dict, max_val_rmse: float, min_val_coverage: int = 0):
+    def __init__(self, data_dir: Path, base: TrainConfig, fixed: dict, max_val_rmse: float, min_val_coverage: int = 0,
+                 min_new_user_lift: float | None = None):
         self.data_dir, self.base, self.fixed, self.max_val_rmse = Path(data_dir), base, fixed, max_val_rmse
-        self.min_val_coverage = min_val_coverage
+        self.min_val_coverage, self.min_new_user_lift = min_val_coverage, min_new_user_lift
         self._data: TuningData | None = None
+        self._new_user_popularity: dict | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def data(self) -> TuningData:
         if self._data is None:
             self._data = TuningData.load(self.data_dir, self.base.split, self.base.seed, self.base.max_eval_users)
+            self._new_user_popularity = self._data.new_user_popularity()
         return self._data
 
     def __call__(self, trial) -> float:
@@ -277,6 +325,8 @@ class Objective:
         (weight, penalty), by_pair = trainer.choose_blend(recommender, data.users, data.relevant)
         figures = by_pair[trainer.blend_key(weight, penalty)]
         value = objective_value(figures)
+        new_users = new_user_figures(recommender, data)
+        lift = new_user_lift(new_users, self._new_user_popularity)
         if not np.isfinite(val_rmse) or not np.isfinite(value):
             raise FloatingPointError(f"trial {trial.number}: not a number (val RMSE {val_rmse}, objective {value})")
         history = fitted.history.history.get("val_root_mean_squared_error", [])
@@ -284,12 +334,16 @@ class Objective:
             f"recall_at_{EVAL_TOP_K}": figures[f"recall_at_{EVAL_TOP_K}"], f"ndcg_at_{EVAL_TOP_K}": figures[f"ndcg_at_{EVAL_TOP_K}"],
             f"coverage_at_{EVAL_TOP_K}": figures[f"coverage_at_{EVAL_TOP_K}"], "val_rmse": val_rmse, "blend_weight": weight,
             "popularity_penalty": penalty, "users_evaluated": figures["users_evaluated"],
+            f"new_user_recall_at_{EVAL_TOP_K}": new_users[f"recall_at_{EVAL_TOP_K}"],
+            f"new_user_ndcg_at_{EVAL_TOP_K}": new_users[f"ndcg_at_{EVAL_TOP_K}"], "new_user_lift": lift,
         })
         trial.set_user_attr("ranking_epochs_run", len(history))
         trial.set_user_attr("fit_seconds", fitted.fit_seconds)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - started, 2))
         trial.set_constraint("val_rmse", val_rmse - self.max_val_rmse)
         trial.set_constraint("val_coverage", self.min_val_coverage - figures[f"coverage_at_{EVAL_TOP_K}"])
+        if self.min_new_user_lift is not None:
+            trial.set_constraint("new_user_lift", self.min_new_user_lift - lift)
         return value
 
 
@@ -402,7 +456,7 @@ def work(args: argparse.Namespace, split: str, n_trials: int, deadline: float, w
     storage = storage_of(storage_url(name, args.storage), args.heartbeat)
     study = open_study(name, storage, args.seed + worker_index, args.pruner_startup_trials, args.pruner_warmup_epochs)
     objective = Objective(Path(args.data_dir), base_config(split, args.base_preset), parse_fixed(args.fix),
-                          args.max_val_rmse, args.min_val_coverage)
+                          args.max_val_rmse, args.min_val_coverage, args.min_new_user_lift)
 
     def progress(study, trial) -> None:
         if trial.state == optuna.trial.TrialState.PRUNED:
@@ -442,11 +496,13 @@ def prepare_study(args: argparse.Namespace, split: str):
         for key, value in {
             "split": split, "base_preset": args.base_preset, "fixed": fixed, "seed": args.seed,
             "max_val_rmse": args.max_val_rmse, "min_val_coverage": args.min_val_coverage,
+            "min_new_user_lift": args.min_new_user_lift,
             "objective": f"validation Recall@{EVAL_TOP_K} + NDCG@{EVAL_TOP_K} (maximised)",
             "validation": {"train_rows": len(data.train.user), "val_rows": len(data.val.user),
                            "users": len(data.users), "users_evaluated": baselines["popularity"]["users_evaluated"]},
             "baselines": {key: {k: v for k, v in figures.items() if k.endswith(f"_at_{EVAL_TOP_K}")}
                           for key, figures in baselines.items() if key in ("popularity", "ease")},
+            "new_user_popularity": {k: v for k, v in data.new_user_popularity().items() if k.endswith(f"_at_{EVAL_TOP_K}")},
         }.items():
             study.set_user_attr(key, value)
         # The preset as it stands is trial 0: the search's yardstick, and a known good point for TPE.
@@ -536,6 +592,8 @@ def worker_flags(args: argparse.Namespace) -> list[str]:
              "--pruner-startup-trials", str(args.pruner_startup_trials),
              "--pruner-warmup-epochs", str(args.pruner_warmup_epochs), "--base-preset", args.base_preset,
              "--threads", str(args.threads)]
+    if args.min_new_user_lift is not None:
+        flags += ["--min-new-user-lift", str(args.min_new_user_lift)]
     if args.storage:
         flags += ["--storage", args.storage]
     for assignment in args.fix:
@@ -574,6 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-val-coverage", type=int, default=0,
                         help=f"constraint: a trial whose validation lists hold fewer distinct movies (coverage@{EVAL_TOP_K}) "
                              "is not feasible (default %(default)s)")
+    parser.add_argument("--min-new-user-lift", type=float, default=None, metavar="FRACTION",
+                        help=f"constraint: a trial whose new-user lists (recommend_from_ratings from each validation "
+                             f"user's earliest {NEW_USER_RATINGS} training ratings) beat most popular's Recall@{EVAL_TOP_K} "
+                             "by less than this fraction is not feasible (default: recorded, not a constraint)")
     parser.add_argument("--pruner-startup-trials", type=int, default=5,
                         help="trials that run to the end before any is pruned (default %(default)s)")
     # 6, not 2: make tune's u1 study pruned at retrieval epoch 3 a trial whose values had scored best of an

@@ -76,7 +76,9 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
     from train import __main__ as train_main
 
     # No pruning among three trials: which trial the pruner stops depends on what the sampler draws.
-    assert train_main.main(["tune", *tune_args(fixture_dir, tmp_path, "--trials", "3", "--pruner-startup-trials", "3")]) == 0
+    # --min-new-user-lift -1: every trial feasible, the constraint recorded (lift ≥ -1 always holds).
+    assert train_main.main(["tune", *tune_args(fixture_dir, tmp_path, "--trials", "3", "--pruner-startup-trials", "3",
+                                               "--min-new-user-lift", "-1")]) == 0
     report_argv = printed_report_command(capsys.readouterr().out)
     assert report_argv == ["--split", "u1", "--storage", f"sqlite:///{tmp_path / 'study.db'}"]
     assert not (tmp_path / "TUNING.md").exists()  # the search writes no report
@@ -90,12 +92,18 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
         figures = trial.user_attrs["figures"]
         assert set(figures) >= {"recall_at_10", "ndcg_at_10", "coverage_at_10", "val_rmse", "blend_weight"}
         assert trial.value == pytest.approx(figures["recall_at_10"] + figures["ndcg_at_10"])
+        # New users: the served recommend_from_ratings from 5 ratings, against most popular on the same users.
+        popular = study.user_attrs["new_user_popularity"]["recall_at_10"]
+        assert figures["new_user_lift"] == pytest.approx(figures["new_user_recall_at_10"] / popular - 1)
+        assert 0 <= figures["new_user_recall_at_10"] <= 1 and 0 <= figures["new_user_ndcg_at_10"] <= 1
+        assert trial.constraints["new_user_lift"] == pytest.approx(-1 - figures["new_user_lift"])
         assert trial.user_attrs["wall_seconds"] > 0 and trial.user_attrs["worker"]
         assert sorted(trial.intermediate_values) == [0, 1]  # one report per retrieval epoch
     assert study.user_attrs["baselines"]["ease"]["recall_at_10"] >= 0
 
     report = (tmp_path / "TUNING.md").read_text()
     assert "## Study `two-stage-u1` (split u1)" in report and "| 3 | 3 | 0 | 0 |" in report
+    assert "new users' validation Recall@10 ≥ (1 + -1) × most popular's" in report
     for suffix in ("history", "importances", "parallel", "intermediate"):
         assert (tmp_path / "tuning" / f"two-stage-u1-{suffix}.png").stat().st_size > 1000
         assert f"(tuning/two-stage-u1-{suffix}.png)" in report
@@ -115,7 +123,8 @@ def test_smoke_study_writes_the_report_and_a_preset_python_m_train_trains(fixtur
     assert len(load(tmp_path).trials) == 3
     # The report's "reproduce" stays the command that ran the trials, not the one that found nothing to run.
     assert load(tmp_path).user_attrs[tuning.SEARCH_COMMAND] == shlex.join(
-        ["python", "-m", "train", "tune", *tune_args(fixture_dir, tmp_path, "--trials", "3", "--pruner-startup-trials", "3")])
+        ["python", "-m", "train", "tune", *tune_args(fixture_dir, tmp_path, "--trials", "3", "--pruner-startup-trials", "3",
+                                                     "--min-new-user-lift", "-1")])
 
 
 @pytest.mark.skipif(os.environ.get("RUN_TUNING_SCENARIOS") != "1",
