@@ -49,9 +49,10 @@ def preset_label(preset: str) -> str:
 
 def tuned_on(preset: str) -> str | None:
     """The split a preset's study tuned on: a preset file's ``tuned_by`` record, a named preset's
-    ``PRESET_TUNED_BY`` entry; None for a hand-set preset."""
+    ``PRESET_TUNED_BY`` entry; None for a hand-set preset, and for one a study kept (its trial 0, the
+    hand-set values it started from: the study chose nothing that the hand had not)."""
     if preset in PRESET_TUNED_BY:
-        return PRESET_TUNED_BY[preset]["split"]
+        return None if PRESET_TUNED_BY[preset]["trial"] == 0 else PRESET_TUNED_BY[preset]["split"]
     if not preset.endswith(".json") or not Path(preset).is_file():  # a study's evaluation runs before its file is written
         return None
     return json.loads(Path(preset).read_text()).get("tuned_by", {}).get("split")
@@ -157,6 +158,11 @@ def _intro(presets: dict[str, str | None], data_dir: Path, seconds: float) -> li
             lines.append(f"`{preset}` {origin}, which tuned on {tuned_split}'s train part only: its {tuned_split} row "
                          f"is clean; its other rows are not (their test rows lie inside the data its study saw), and "
                          f"show how it carries over.")
+        elif preset in PRESET_TUNED_BY:  # kept by its study: trial 0
+            lines.append(f"`{preset}` holds the values of study `{PRESET_TUNED_BY[preset]['study']}`'s best trial, "
+                         f"trial 0: the hand-set values it started from, which none of its trials beat within its "
+                         f"constraints. They were set partly from earlier u1 and seed-temporal test figures: none of its "
+                         f"rows is clean.")
         elif preset in PRESETS:
             lines.append(f"`{preset}`'s values were set by hand, partly from earlier u1 and seed-temporal test figures: "
                          f"none of its rows is clean.")

@@ -49,8 +49,16 @@ def test_a_tuned_preset_is_clean_only_on_the_split_its_study_tuned_on(tmp_path):
 
 def test_the_default_preset_says_whether_a_study_chose_it_and_which_rows_are_clean(tmp_path, monkeypatch):
     results = [_result(s, DEFAULT_PRESET, 0.40) for s in ("u1", "u2", "seed-temporal")]
+    monkeypatch.delitem(evaluation_report.PRESET_TUNED_BY, DEFAULT_PRESET, raising=False)
     hand_set = evaluation_report.report(results, tmp_path, "e.png", 60)
     assert f"`{DEFAULT_PRESET}`'s values were set by hand" in hand_set and "none of its rows is clean" in hand_set
+    # A study that kept its start (trial 0, the hand-set values) chose nothing: still no clean row.
+    monkeypatch.setitem(evaluation_report.PRESET_TUNED_BY, DEFAULT_PRESET, {"study": "two-stage-u1", "split": "u1",
+                                                                             "trial": 0})
+    assert evaluation_report.tuned_on(DEFAULT_PRESET) is None
+    kept = evaluation_report.report(results, tmp_path, "e.png", 60)
+    assert f"`{DEFAULT_PRESET}` holds the values of study `two-stage-u1`'s best trial, trial 0" in kept
+    assert "none of its rows is clean" in kept and ": clean" not in kept
     monkeypatch.setitem(evaluation_report.PRESET_TUNED_BY, DEFAULT_PRESET, {"study": "two-stage-u1", "split": "u1",
                                                                              "trial": 7})
     assert evaluation_report.tuned_on(DEFAULT_PRESET) == "u1"
