@@ -91,9 +91,7 @@ def evaluate_new_users(version_dir: Path, data_dir: Path, config: TrainConfig) -
         also_exclude = Interactions.from_pairs(np.repeat(users, GIVEN), movies.reshape(-1), *shape)
     else:
         base = train + val
-        users = np.unique(test.user)
-        users = users[base.table(*shape).lengths()[users] >= GIVEN]
-        movies, ratings, _ = evaluation.earliest_ratings(base, users, GIVEN)
+        users, movies, ratings = evaluation.new_user_input(base, np.unique(test.user), shape)
         relevant = test.table(*shape, min_rating=4.0)
         also_exclude = base.table(*shape)
 

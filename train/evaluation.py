@@ -173,6 +173,13 @@ def earliest_ratings(rows, users: np.ndarray, n: int) -> tuple[np.ndarray, np.nd
     return rows.movie[take].reshape(-1, n), rows.rating[take].reshape(-1, n), chosen
 
 
+def new_user_input(rows, users: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Those of ``users`` with NEW_USER_RATINGS ``rows`` or more, and their earliest that many (movies, ratings)."""
+    users = users[rows.table(*shape).lengths()[users] >= NEW_USER_RATINGS]
+    movies, ratings, _ = earliest_ratings(rows, users, NEW_USER_RATINGS)
+    return users, movies, ratings
+
+
 def recommend_top_k(recommend, users: np.ndarray, also_exclude: Interactions, k: int = EVAL_TOP_K) -> np.ndarray:
     """Top ``k`` movie rows per user from ``recommend(user_rows, k) -> movie rows``, minus ``also_exclude``.
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import shlex
 import socket
@@ -177,7 +178,7 @@ class TuningData:
     @classmethod
     def load(cls, data_dir: Path, split: str, seed: int, max_eval_users: int) -> "TuningData":
         from train import data as movielens_data
-        from train.evaluation import NEW_USER_RATINGS, earliest_ratings, evaluation_users
+        from train.evaluation import evaluation_users, new_user_input
         from train.features import build
         from train.rows import Rows
 
@@ -186,11 +187,9 @@ class TuningData:
         features = build(movielens, part.train)
         train, val = Rows.of(movielens, part.train), Rows.of(movielens, part.val)
         shape = (features.n_user_rows, features.n_movie_rows)
-        users, seen = evaluation_users(val.user, max_eval_users, seed), train.table(*shape)
-        new_users = users[seen.lengths()[users] >= NEW_USER_RATINGS]
-        given_movies, given_ratings, _ = earliest_ratings(train, new_users, NEW_USER_RATINGS)
-        return cls(features, train, val, users, val.table(*shape, min_rating=4.0), seen, new_users, given_movies,
-                   given_ratings)
+        users = evaluation_users(val.user, max_eval_users, seed)
+        return cls(features, train, val, users, val.table(*shape, min_rating=4.0), train.table(*shape),
+                   *new_user_input(train, users, shape))
 
     def baselines(self) -> dict:
         """Most-popular and EASE (λ=300) on the same validation part: what a trial has to beat."""
@@ -199,6 +198,7 @@ class TuningData:
         return evaluate_baselines(self.seen, self.seen, self.relevant, self.users, float(self.train.rating.mean()),
                                   self.val.rating, EVAL_TOP_K)
 
+    @functools.cached_property
     def new_user_popularity(self) -> dict:
         """Most popular's validation figures on ``new_users``: what a new user's lists are measured against."""
         from train.baselines import popularity_scores, top_k_of_ranking
@@ -292,14 +292,12 @@ class Objective:
         self.data_dir, self.base, self.fixed, self.max_val_rmse = Path(data_dir), base, fixed, max_val_rmse
         self.min_val_coverage, self.min_new_user_lift = min_val_coverage, min_new_user_lift
         self._data: TuningData | None = None
-        self._new_user_popularity: dict | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def data(self) -> TuningData:
         if self._data is None:
             self._data = TuningData.load(self.data_dir, self.base.split, self.base.seed, self.base.max_eval_users)
-            self._new_user_popularity = self._data.new_user_popularity()
         return self._data
 
     def __call__(self, trial) -> float:
@@ -326,7 +324,7 @@ class Objective:
         figures = by_pair[trainer.blend_key(weight, penalty)]
         value = objective_value(figures)
         new_users = new_user_figures(recommender, data)
-        lift = new_user_lift(new_users, self._new_user_popularity)
+        lift = new_user_lift(new_users, data.new_user_popularity)
         if not np.isfinite(val_rmse) or not np.isfinite(value):
             raise FloatingPointError(f"trial {trial.number}: not a number (val RMSE {val_rmse}, objective {value})")
         history = fitted.history.history.get("val_root_mean_squared_error", [])
@@ -502,7 +500,7 @@ def prepare_study(args: argparse.Namespace, split: str):
                            "users": len(data.users), "users_evaluated": baselines["popularity"]["users_evaluated"]},
             "baselines": {key: {k: v for k, v in figures.items() if k.endswith(f"_at_{EVAL_TOP_K}")}
                           for key, figures in baselines.items() if key in ("popularity", "ease")},
-            "new_user_popularity": {k: v for k, v in data.new_user_popularity().items() if k.endswith(f"_at_{EVAL_TOP_K}")},
+            "new_user_popularity": {k: v for k, v in data.new_user_popularity.items() if k.endswith(f"_at_{EVAL_TOP_K}")},
         }.items():
             study.set_user_attr(key, value)
         # The preset as it stands is trial 0: the search's yardstick, and a known good point for TPE.
